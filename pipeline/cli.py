@@ -1,0 +1,159 @@
+"""The ``gemcurate`` command line: one subcommand per stage, plus ``store``.
+
+Example:
+    $ gemcurate store serve --port 8000 &
+    $ gemcurate scrape --base-url http://127.0.0.1:8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from pipeline.config import ConfigError, load_params
+
+logger = logging.getLogger("gemcurate")
+
+
+def _store_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("catalog")
+    g.add_argument("--seed", type=int, default=0, help="catalog seed (default 0)")
+    g.add_argument("--classes", default="12",
+                   help="number of gem classes (1-20) or a comma-separated list of names")
+    g.add_argument("--products-per-class", type=int, default=30)
+    g.add_argument("--epoch", type=int, default=0,
+                   help="catalog epoch: stock changes deterministically from one to the next")
+    g.add_argument("--catalog", metavar="PATH",
+                   help="serve a labelled folder tree <class>/<images> instead of generating")
+    g.add_argument("--junk", action="append", default=[], metavar="KIND=PATH",
+                   help="mix the images of PATH into products as junk KIND (certificate, hand)")
+    g.add_argument("--min-images", type=int, default=2)
+    g.add_argument("--max-images", type=int, default=6)
+
+
+def _catalog_options(a: argparse.Namespace):
+    from pipeline.store.catalog import CatalogOptions
+
+    classes: int | tuple[str, ...]
+    classes = int(a.classes) if a.classes.isdigit() else tuple(
+        c.strip() for c in a.classes.split(",") if c.strip())
+    junk = []
+    for item in a.junk:
+        kind, sep, path = item.partition("=")
+        if not sep or kind not in ("certificate", "hand") or not path:
+            raise ConfigError(f"--junk {item!r}: expected certificate=PATH or hand=PATH")
+        junk.append((kind, path))
+    if a.products_per_class < 1:
+        raise ConfigError("--products-per-class: must be at least 1")
+    if a.epoch < 0:
+        raise ConfigError("--epoch: must be 0 or more")
+    if not 1 <= a.min_images <= a.max_images:
+        raise ConfigError("--min-images/--max-images: need 1 <= min <= max")
+    return CatalogOptions(seed=a.seed, classes=classes, products_per_class=a.products_per_class,
+                          epoch=a.epoch, catalog=a.catalog, junk=tuple(junk),
+                          min_images=a.min_images, max_images=a.max_images)
+
+
+def cmd_store_serve(a: argparse.Namespace) -> int:
+    from pipeline.store.server import ServerOptions, default_cache_dir, serve
+
+    if a.rate_limit <= 0:
+        raise ConfigError("--rate-limit: must be positive")
+    if not 0 <= a.faults <= 1:
+        raise ConfigError("--faults: must be a probability in [0, 1]")
+    opts = ServerOptions(rate_limit=a.rate_limit, burst=a.burst, faults=a.faults,
+                         ban_strikes=a.ban_strikes, ban_seconds=a.ban_seconds,
+                         page_size=a.page_size, fault_seed=a.seed,
+                         cache_dir=None if a.no_cache else (a.cache_dir or default_cache_dir()))
+    serve(_catalog_options(a), opts, a.host, a.port, a.port_file)
+    return 0
+
+
+def cmd_store_truth(a: argparse.Namespace) -> int:
+    from pipeline.store.server import write_truth
+
+    truth = write_truth(_catalog_options(a), a.out)
+    junk: dict[str, int] = {}
+    for im in truth["images"]:
+        junk[str(im["junk"])] = junk.get(str(im["junk"]), 0) + 1
+    print(f"wrote {a.out}: {len(truth['products'])} products, {len(truth['images'])} images, "
+          f"junk {json.dumps(junk)}")
+    return 0
+
+
+def cmd_scrape(a: argparse.Namespace) -> int:
+    from pipeline.scrape import format_summary, scrape
+    from pipeline.scrape.site import load_site
+
+    overrides = {"data": {"data_dir": a.data_dir, "state_db": a.state_db},
+                 "scrape": {"site": a.site, "base_url": a.base_url, "max_rate": a.max_rate,
+                            "concurrency": a.concurrency}}
+    if a.no_progress:
+        overrides["scrape"]["progress"] = False
+    params = load_params(a.params, overrides)
+    site = load_site(params.scrape.site, params.scrape.base_url)
+    res = scrape(params, site)
+    print(format_summary(res, site))
+    return res.exit_code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="gemcurate", description=__doc__.splitlines()[0])
+    ap.add_argument("-v", "--verbose", action="count", default=0)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    store = sub.add_parser("store", help="the demo storefront")
+    ssub = store.add_subparsers(dest="store_cmd", required=True)
+    s = ssub.add_parser("serve", help="serve the demo store over HTTP")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    s.add_argument("--port-file", help="write the bound port here once listening")
+    s.add_argument("--rate-limit", type=float, default=20.0, help="requests/s per client")
+    s.add_argument("--burst", type=int, default=5, help="token-bucket capacity per client")
+    s.add_argument("--faults", type=float, default=0.02,
+                   help="probability of an injected fault (slow, 503, reset) per request")
+    s.add_argument("--ban-strikes", type=int, default=5,
+                   help="requests inside a Retry-After window before a ban")
+    s.add_argument("--ban-seconds", type=float, default=120.0)
+    s.add_argument("--page-size", type=int, default=12)
+    s.add_argument("--cache-dir", help="rendered-image cache (default ~/.cache/gemcurate)")
+    s.add_argument("--no-cache", action="store_true", help="render every image on demand")
+    _store_flags(s)
+    s.set_defaults(func=cmd_store_serve)
+    t = ssub.add_parser("truth", help="write the catalog's ground truth (never served)")
+    t.add_argument("--out", required=True)
+    _store_flags(t)
+    t.set_defaults(func=cmd_store_truth)
+
+    sc = sub.add_parser("scrape", help="crawl a store into the image store and raw.parquet")
+    sc.add_argument("--params", default="params.yaml")
+    sc.add_argument("--site", help="site adapter YAML (default: params scrape.site)")
+    sc.add_argument("--base-url", help="override the site's base_url")
+    sc.add_argument("--data-dir", help="default: params data.data_dir")
+    sc.add_argument("--state-db", help="SQLAlchemy URL of the crawl state")
+    sc.add_argument("--max-rate", type=float, help="cap on requests/s per host")
+    sc.add_argument("--concurrency", type=int)
+    sc.add_argument("--no-progress", action="store_true")
+    sc.set_defaults(func=cmd_scrape)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    level = logging.WARNING - 10 * min(a.verbose, 2)
+    logging.basicConfig(level=max(level, logging.DEBUG),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pipeline").setLevel(max(level - 10, logging.DEBUG) if a.verbose else
+                                           logging.INFO if a.cmd == "store" else logging.WARNING)
+    try:
+        return int(a.func(a) or 0)
+    except ConfigError as exc:
+        print(f"gemcurate: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

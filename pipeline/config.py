@@ -1,0 +1,286 @@
+"""Typed, validated configuration: ``params.yaml`` sections and site adapters.
+
+Every section of ``params.yaml`` becomes a frozen dataclass. Loading rejects
+unknown keys (with a "did you mean" hint), wrong types and out-of-range values,
+always naming the offending key, so a typo in a weekly DAG's params fails at
+parse time instead of silently falling back to a default.
+
+Constraints live next to the field they constrain::
+
+    rate: float = field(default=2.0, metadata={"min": 0.01, "doc": "requests/s"})
+
+Example:
+    >>> params = load_params("params.yaml")
+    >>> params.scrape.concurrency
+    4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration file or section is malformed; the message names the key."""
+
+
+def _check_type(value: Any, tp: Any, key: str) -> Any:
+    """Validate ``value`` against type ``tp``, coercing ints to floats where a float is due."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: invalid value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return from_dict(tp, value, prefix=key)
+    if origin is list or origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        inner = args[0] if args else Any
+        items = [_check_type(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        kt, vt = args if args else (Any, Any)
+        return {
+            _check_type(k, kt, f"{key}.<key>"): _check_type(v, vt, f"{key}.{k}")
+            for k, v in value.items()
+        }
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _check_range(value: Any, meta: typing.Mapping[str, Any], key: str) -> None:
+    if value is None:
+        return
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and value < lo:
+        raise ConfigError(f"{key}: {value!r} is below the minimum {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{key}: {value!r} is above the maximum {hi}")
+    choices = meta.get("choices")
+    if choices is not None:
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if item not in choices:
+                raise ConfigError(f"{key}: {item!r} is not one of {sorted(choices)}")
+    pattern = meta.get("pattern")
+    if pattern is not None and not re.fullmatch(pattern, str(value)):
+        raise ConfigError(f"{key}: {value!r} does not match {pattern}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and bad values.
+
+    Args:
+        cls: A dataclass type whose fields carry optional ``min``/``max``/``choices``
+            metadata.
+        data: The mapping read from YAML (``None`` means all defaults).
+        prefix: Dotted path of this section, used in error messages.
+
+    Returns:
+        An instance of ``cls``.
+
+    Raises:
+        ConfigError: Naming the offending key.
+    """
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or cls.__name__}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            allowed = ", ".join(sorted(fields))
+            raise ConfigError(f"{dotted}: unknown key{hint}; allowed keys: {allowed}")
+        checked = _check_type(value, hints[key], dotted)
+        _check_range(checked, fields[key].metadata, dotted)
+        kwargs[key] = checked
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{prefix or cls.__name__}: missing required key(s): {', '.join(missing)}")
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        try:
+            validate()
+        except ConfigError as exc:
+            raise ConfigError(f"{prefix}.{exc}" if prefix else str(exc)) from None
+    return obj
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning syntax errors into a :class:`ConfigError`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+# --------------------------------------------------------------------------- params.yaml
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """Where things live. Relative paths are relative to the working directory."""
+
+    data_dir: str = "data"
+    store_root: str | None = field(default=None, metadata={"doc": "default: <data_dir>/store"})
+    state_db: str | None = field(
+        default=None, metadata={"doc": "SQLAlchemy URL; default sqlite:///<data_dir>/state/crawl.sqlite"}
+    )
+
+
+@dataclass(frozen=True)
+class ScrapeParams:
+    """Politeness, retry and validation settings of ``gemcurate scrape``."""
+
+    site: str = "sites/demo.yaml"
+    base_url: str | None = None
+    user_agent: str = "gemcurate/0.1 (dataset curation; contact: data-team)"
+    respect_robots: bool = True
+    max_rate: float = field(default=20.0, metadata={"min": 0.01, "max": 1000})
+    default_rate: float = field(default=1.0, metadata={"min": 0.01, "max": 1000})
+    rate_safety: float = field(default=0.95, metadata={"min": 0.1, "max": 1.0})
+    jitter: float = field(default=0.1, metadata={"min": 0.0, "max": 0.9})
+    burst: int = field(default=1, metadata={"min": 1, "max": 100})
+    concurrency: int = field(default=4, metadata={"min": 1, "max": 64})
+    timeout_s: float = field(default=20.0, metadata={"min": 0.1, "max": 600})
+    max_retries: int = field(default=5, metadata={"min": 0, "max": 50})
+    backoff_base_s: float = field(default=0.5, metadata={"min": 0.0, "max": 600})
+    backoff_max_s: float = field(default=60.0, metadata={"min": 0.0, "max": 3600})
+    max_retry_after_s: float = field(default=300.0, metadata={"min": 0.0})
+    max_bytes: int = field(default=50_000_000, metadata={"min": 1024})
+    max_pixels: int = field(default=64_000_000, metadata={"min": 1024})
+    min_side: int = field(default=32, metadata={"min": 1})
+    max_side: int = field(default=16_384, metadata={"min": 1})
+    formats: list[str] = field(
+        default_factory=lambda: ("JPEG", "PNG", "WEBP"),
+        metadata={"choices": {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"}},
+    )
+    categories: list[str] = field(default_factory=tuple)
+    max_products: int | None = field(default=None, metadata={"min": 1})
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.min_side > self.max_side:
+            raise ConfigError(f"min_side: {self.min_side} exceeds max_side {self.max_side}")
+        if self.backoff_base_s > self.backoff_max_s:
+            raise ConfigError("backoff_base_s: larger than backoff_max_s")
+
+
+@dataclass(frozen=True)
+class Params:
+    """All of ``params.yaml``."""
+
+    data: DataParams = field(default_factory=DataParams)
+    scrape: ScrapeParams = field(default_factory=ScrapeParams)
+
+
+def load_params(path: str | Path | None = "params.yaml", overrides: dict | None = None) -> Params:
+    """Load and validate ``params.yaml``.
+
+    Args:
+        path: The file; ``None`` or a missing default ``params.yaml`` gives defaults.
+        overrides: Nested mapping merged over the file (CLI flags use this).
+
+    Returns:
+        The validated :class:`Params`.
+
+    Raises:
+        ConfigError: Naming the first bad key.
+
+    Example:
+        >>> load_params(None, {"scrape": {"concurrency": 2}}).scrape.concurrency
+        2
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if p.exists() or str(path) != "params.yaml":
+            data = read_yaml(p)
+    for section, values in (overrides or {}).items():
+        merged = dict(data.get(section) or {})
+        merged.update({k: v for k, v in values.items() if v is not None})
+        data[section] = merged
+    return from_dict(Params, data, prefix="")
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A plain, YAML/JSON-friendly dict of a (nested) config dataclass."""
+
+    def conv(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, tuple | list):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+
+    return conv(obj)

@@ -1,0 +1,212 @@
+"""The manifest contract: one parquet table per stage output, one row per image.
+
+Every column's meaning and type is declared here, once. Stages add columns and
+never drop rows before ``split``: an excluded image keeps its row with
+``excluded_reason`` set. Derived column names come from :func:`score_col`,
+:func:`flag_col` so that every check is named the same way everywhere (the
+Great Expectations suites read the same declarations).
+
+Example:
+    >>> df = conform(df, "raw")          # cast to declared dtypes, check required columns
+    >>> write_manifest(df, "data/manifests/raw.parquet")   # atomic
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import atomic
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A declared manifest column.
+
+    Attributes:
+        name: Column name, or a prefix ending in ``*`` for a family (``attr_*``).
+        dtype: The pandas dtype every stage writes (nullable extension types).
+        nullable: Whether missing values are allowed.
+        stage: The stage that first writes it.
+        doc: What it means.
+    """
+
+    name: str
+    dtype: str
+    nullable: bool
+    stage: str
+    doc: str
+
+
+TIMESTAMP = "datetime64[us, UTC]"
+
+COLUMNS: tuple[Column, ...] = (
+    # --- core (scrape) ---------------------------------------------------------
+    Column("image_id", "string", False, "raw",
+           "sha256 of the downloaded bytes; for a row without bytes (download failed) "
+           "the sha256 of 'url:' + source_url"),
+    Column("path", "string", True, "raw",
+           "store-relative content-addressed path ab/cd/<sha256>.<ext>; null when nothing was stored"),
+    Column("label", "string", False, "raw", "class label from the catalog"),
+    Column("product_id", "string", False, "raw", "the store's product id (SKU), stable across refreshes"),
+    Column("site", "string", False, "raw", "site adapter name (sites/<site>.yaml)"),
+    Column("source_url", "string", False, "raw", "absolute URL the image was downloaded from; unique per site"),
+    Column("product_url", "string", False, "raw", "product page the image was listed on"),
+    Column("image_index", "Int64", False, "raw", "position of the image in the product gallery"),
+    Column("fetched_at", TIMESTAMP, True, "raw", "when the bytes were last downloaded (UTC)"),
+    Column("width", "Int64", True, "raw", "pixels; null if not decodable"),
+    Column("height", "Int64", True, "raw", "pixels; null if not decodable"),
+    Column("format", "string", True, "raw", "decoded format (JPEG, PNG, WEBP, ...)"),
+    Column("n_bytes", "Int64", True, "raw", "size of the downloaded file"),
+    Column("content_type", "string", True, "raw", "Content-Type header of the image response"),
+    Column("etag", "string", True, "raw", "ETag of the image response, for conditional refreshes"),
+    Column("excluded_reason", "string", True, "raw",
+           "why the image is out of the dataset (null: it is in); the row is kept either way"),
+    Column("excluded_detail", "string", True, "raw", "human-readable detail of excluded_reason"),
+    Column("status", "string", False, "raw", "'active' (listed in the last complete crawl) or 'removed'"),
+    Column("change", "string", False, "raw",
+           "what the last crawl saw: added, changed, unchanged or removed"),
+    Column("first_seen_run", "Int64", False, "raw", "crawl run that first listed the image"),
+    Column("last_seen_run", "Int64", False, "raw", "last crawl run that listed the image"),
+    Column("attr_*", "string", True, "raw", "catalog attributes from the product page (attr_price, ...)"),
+    # --- review (any stage) --------------------------------------------------------
+    Column("needs_review", "boolean", True, "filter", "an annotator should look at this image"),
+    Column("review_reason", "string", True, "filter", "why it needs review"),
+    Column("*_score", "float64", True, "filter", "score of check <check> (see score_col)"),
+    Column("is_*", "boolean", True, "filter", "decision of check <check> (see flag_col)"),
+)
+
+STAGE_ORDER = ("raw", "dedupe", "filter", "crop", "split", "augment")
+
+EXCLUDED_REASONS_RAW = (
+    "http_error",
+    "not_an_image",
+    "corrupt",
+    "too_large_bytes",
+    "too_many_pixels",
+    "too_small",
+    "too_big",
+    "unsupported_format",
+    "disallowed_by_robots",
+    "removed_from_catalog",
+)
+
+_CHECK_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def score_col(check: str) -> str:
+    """Name of the score column of ``check``: ``<check>_score``."""
+    if not _CHECK_RE.match(check):
+        raise ValueError(f"bad check name {check!r}")
+    return f"{check}_score"
+
+
+def flag_col(check: str) -> str:
+    """Name of the boolean decision column of ``check``: ``is_<check>``."""
+    if not _CHECK_RE.match(check):
+        raise ValueError(f"bad check name {check!r}")
+    return f"is_{check}"
+
+
+def attr_col(name: str) -> str:
+    """Name of a catalog attribute column: ``attr_<name>`` (lower snake case)."""
+    clean = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    if not clean:
+        raise ValueError(f"bad attribute name {name!r}")
+    return f"attr_{clean}"
+
+
+def column_for(name: str) -> Column | None:
+    """The declaration governing column ``name`` (exact names first, then families)."""
+    for col in COLUMNS:
+        if col.name == name:
+            return col
+    for col in COLUMNS:
+        if "*" in col.name and re.fullmatch(re.escape(col.name).replace(r"\*", ".+"), name):
+            return col
+    return None
+
+
+def required_columns(stage: str) -> list[str]:
+    """Exact (non-family) column names every manifest of ``stage`` must hold."""
+    upto = STAGE_ORDER[: STAGE_ORDER.index(stage) + 1]
+    return [c.name for c in COLUMNS if "*" not in c.name and c.stage in upto]
+
+
+class ManifestError(ValueError):
+    """A manifest breaks the contract."""
+
+
+def conform(df: pd.DataFrame, stage: str) -> pd.DataFrame:
+    """Cast declared columns to their declared dtypes and check the contract.
+
+    Args:
+        df: The stage's output table.
+        stage: One of :data:`STAGE_ORDER`.
+
+    Returns:
+        A copy with declared dtypes and declared columns first.
+
+    Raises:
+        ManifestError: A required column is missing or a non-nullable one has nulls.
+    """
+    missing = [c for c in required_columns(stage) if c not in df.columns]
+    if missing:
+        raise ManifestError(f"{stage} manifest lacks required column(s): {', '.join(missing)}")
+    out = df.copy()
+    for name in out.columns:
+        col = column_for(name)
+        if col is None:
+            continue
+        try:
+            if col.dtype == TIMESTAMP:
+                out[name] = pd.to_datetime(out[name], utc=True).astype(TIMESTAMP)
+            else:
+                out[name] = out[name].astype(col.dtype)
+        except (TypeError, ValueError) as exc:
+            raise ManifestError(f"column {name}: cannot cast to {col.dtype}: {exc}") from exc
+        if not col.nullable and out[name].isna().any():
+            n = int(out[name].isna().sum())
+            raise ManifestError(f"column {name}: {n} null value(s) in a non-nullable column")
+    declared = [c for c in required_columns(stage) if c in out.columns]
+    rest = [c for c in out.columns if c not in declared]
+    return out[declared + sorted(rest)].reset_index(drop=True)
+
+
+def empty(stage: str) -> pd.DataFrame:
+    """An empty, typed manifest of ``stage``."""
+    cols = {}
+    for name in required_columns(stage):
+        col = column_for(name)
+        assert col is not None
+        cols[name] = pd.Series([], dtype=col.dtype)
+    return pd.DataFrame(cols)
+
+
+def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
+    """Atomically write ``df`` as parquet (temporary sibling, then rename)."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    with atomic.atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    logger.debug("wrote %d rows to %s", len(df), path)
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """Read a manifest written by :func:`write_manifest`."""
+    path = Path(path)
+    if not path.exists():
+        raise ManifestError(f"{path}: manifest not found (has the previous stage run?)")
+    return pq.read_table(path).to_pandas()
+
+
+def manifest_path(data_dir: str | Path, stage: str) -> Path:
+    """``<data_dir>/manifests/<stage>.parquet``."""
+    return Path(data_dir) / "manifests" / f"{stage}.parquet"

@@ -1,0 +1,212 @@
+"""``gemcurate scrape``: crawl a store into the content-addressed store and ``raw.parquet``.
+
+Example:
+    >>> from pipeline.config import load_params
+    >>> result = scrape(load_params("params.yaml"), base_url="http://127.0.0.1:8000")
+    >>> result.status
+    'complete'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import atomic, manifest
+from pipeline.blobstore import BlobStore, sha256_hex
+from pipeline.config import Params
+from pipeline.scrape.crawler import Crawler, Stop
+from pipeline.scrape.site import SiteConfig, load_site
+from pipeline.scrape.state import CrawlState, connect, default_url
+
+logger = logging.getLogger(__name__)
+
+EXIT_CODES = {"complete": 0, "banned": 3, "incomplete": 4, "stopped": 5}
+
+
+@dataclass
+class ScrapeResult:
+    """What one invocation did."""
+
+    run_id: int
+    status: str
+    message: str
+    resumed: bool
+    stats: dict = field(default_factory=dict)
+    manifest_path: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.status, 1)
+
+
+def state_url(params: Params) -> str:
+    return params.data.state_db or default_url(params.data.data_dir)
+
+
+def store_root(params: Params) -> Path:
+    return Path(params.data.store_root or Path(params.data.data_dir) / "store")
+
+
+def scrape(params: Params, site: SiteConfig | None = None, base_url: str | None = None) -> ScrapeResult:
+    """Crawl (or resume crawling) a site and, once complete, write ``raw.parquet``.
+
+    Args:
+        params: Validated params (``data`` and ``scrape`` sections).
+        site: The adapter; loaded from ``params.scrape.site`` when ``None``.
+        base_url: Overrides the adapter's ``base_url``.
+
+    Returns:
+        A :class:`ScrapeResult`; ``status`` is complete, banned, incomplete or stopped.
+    """
+    site = site or load_site(params.scrape.site, base_url or params.scrape.base_url)
+    engine = connect(state_url(params))
+    state = CrawlState(engine, site.name)
+    store = BlobStore(store_root(params))
+    run_id, resumed = state.open_run()
+    logger.info("%s run %d of site %s at %s", "resuming" if resumed else "starting", run_id,
+                site.name, site.base_url)
+    crawler = Crawler(site, params.scrape, state, store)
+    t0 = time.time()
+    try:
+        asyncio.run(crawler.crawl(run_id, resumed))
+    except Stop as exc:
+        crawler._stop(str(exc), crawler.stop_status)
+    elapsed = time.time() - t0
+    counts = state.frontier_counts(run_id)
+    if crawler.stop_reason:
+        status, message = crawler.stop_status, crawler.stop_reason
+    elif counts.get("pending") or crawler.failed_pages or counts.get("failed"):
+        failed = counts.get("failed", 0)
+        status = "incomplete"
+        message = f"{failed} URL(s) failed after retries; rerun to retry them (state saved)"
+    else:
+        status, message = "complete", "crawl complete"
+    stats = _stats(crawler, elapsed, counts)
+    out = None
+    if status == "complete":
+        removed_products, removed_images = state.mark_removed(run_id)
+        stats["products_removed"] = len(removed_products)
+        stats["images_removed"] = removed_images
+        df = build_manifest(state, site, run_id)
+        out = manifest.manifest_path(params.data.data_dir, "raw")
+        manifest.write_manifest(df, out)
+        stats.update(_manifest_stats(df, state, run_id))
+        atomic.write_text(out.with_name("raw_summary.json"), json.dumps(stats, indent=1, default=str))
+    state.finish_run(run_id, status, message, stats)
+    return ScrapeResult(run_id, status, message, resumed, stats, out)
+
+
+def _stats(cr: Crawler, elapsed: float, counts: dict) -> dict:
+    c = cr.c
+    span = (c.last_request or 0) - (c.first_request or 0)
+    allowed = {h: (1.0 / d if d else None) for h, (_, _, d) in cr.hosts.items()}
+    base_host = next(iter(cr.hosts), None)
+    store_rate = allowed.get(base_host) if base_host else None
+    achieved = (c.requests - 1) / span if span > 0 and c.requests > 1 else 0.0
+    return {
+        "elapsed_s": round(elapsed, 2), "requests": c.requests, "pages": c.pages,
+        "pages_304": c.pages_304, "images_downloaded": c.images, "images_304": c.images_304,
+        "bytes": c.bytes, "rate_limited_429": c.rate_limited, "retries": c.retries,
+        "errors": c.errors, "bans": c.bans, "disallowed_skipped": c.disallowed,
+        "by_status": {str(k): v for k, v in sorted(c.by_status.items())},
+        "rejected": dict(c.rejected), "achieved_rate": round(achieved, 3),
+        "store_allowed_rate": store_rate,
+        "target_rate": round(cr.hosts[base_host][1].rate, 3) if base_host else None,
+        "rate_share": round(achieved / store_rate, 4) if store_rate else None,
+        "slowdowns": sum(lim.slowdowns for _, lim, _ in cr.hosts.values()),
+        "frontier": counts,
+    }
+
+
+def _manifest_stats(df: pd.DataFrame, state: CrawlState, run_id: int) -> dict:
+    _, prods = state.tables()
+    return {
+        "manifest_rows": len(df),
+        "images_active": int((df["status"] == "active").sum()),
+        "images_usable": int(((df["status"] == "active") & df["excluded_reason"].isna()).sum()),
+        "changes": {k: int(v) for k, v in df["change"].value_counts().items()},
+        "excluded": {k: int(v) for k, v in df["excluded_reason"].value_counts().items()},
+        "products_total": len(prods),
+        "products_added": sum(p["first_seen_run"] == run_id for p in prods.values()),
+        "products_active": sum(p["status"] == "active" for p in prods.values()),
+    }
+
+
+def build_manifest(state: CrawlState, site: SiteConfig, run_id: int) -> pd.DataFrame:
+    """The raw manifest: one row per image URL ever listed, removed ones included."""
+    imgs, prods = state.tables()
+    rows = []
+    for r in imgs:
+        if r["last_seen_run"] < run_id:
+            change = "removed"
+        elif r["first_seen_run"] == run_id:
+            change = "added"
+        elif r["changed_run"] == run_id:
+            change = "changed"
+        else:
+            change = "unchanged"
+        reason = r["excluded_reason"]
+        if r["status"] == "removed" and reason is None:
+            reason = "removed_from_catalog"
+        row = {
+            "image_id": r["sha256"] or sha256_hex(("url:" + r["url"]).encode()),
+            "path": r["path"], "label": r["label"], "product_id": r["product_id"],
+            "site": site.name, "source_url": r["url"], "product_url": r["product_url"],
+            "image_index": r["image_index"], "fetched_at": r["fetched_at"],
+            "width": r["width"], "height": r["height"], "format": r["format"],
+            "n_bytes": r["n_bytes"], "content_type": r["content_type"], "etag": r["etag"],
+            "excluded_reason": reason, "excluded_detail": r["detail"], "status": r["status"],
+            "change": change, "first_seen_run": r["first_seen_run"],
+            "last_seen_run": r["last_seen_run"],
+        }
+        attrs = json.loads((prods.get(r["product_id"]) or {}).get("attrs") or "{}")
+        for k, v in attrs.items():
+            row[manifest.attr_col(k)] = v
+        rows.append(row)
+    if not rows:
+        return manifest.empty("raw")
+    df = pd.DataFrame(rows).sort_values(["label", "product_id", "image_index", "source_url"])
+    return manifest.conform(df, "raw")
+
+
+def format_summary(res: ScrapeResult, site: SiteConfig) -> str:
+    """The closing summary printed by the CLI."""
+    s = res.stats
+    lines = [f"gemcurate scrape: run {res.run_id} {res.status} "
+             f"({'resumed' if res.resumed else 'new'}) in {s.get('elapsed_s', 0):.1f}s — "
+             f"{site.name} at {site.base_url}"]
+    rate = f"{s.get('achieved_rate', 0):.2f}/s"
+    if s.get("store_allowed_rate"):
+        rate += (f" of {s['store_allowed_rate']:.2f}/s allowed by robots.txt "
+                 f"({100 * (s.get('rate_share') or 0):.0f}%)")
+    lines += [
+        f"  requests     {s.get('requests', 0):>8,}   achieved rate {rate}",
+        f"  pages        {s.get('pages', 0):>8,}   304 not modified: {s.get('pages_304', 0):,}",
+        f"  images       {s.get('images_downloaded', 0):>8,}   304 not modified: "
+        f"{s.get('images_304', 0):,}",
+        f"  bytes        {s.get('bytes', 0) / 1e6:>8.1f} MB",
+        f"  429s {s.get('rate_limited_429', 0)}, retries {s.get('retries', 0)}, "
+        f"errors {s.get('errors', 0)}, bans {s.get('bans', 0)}, "
+        f"robots-disallowed skipped {s.get('disallowed_skipped', 0)}",
+    ]
+    if "manifest_rows" in s:
+        ch = s.get("changes", {})
+        lines += [
+            f"  manifest     {s['manifest_rows']:>8,} rows → {res.manifest_path}",
+            f"  changes      added {ch.get('added', 0):,}, changed {ch.get('changed', 0):,}, "
+            f"unchanged {ch.get('unchanged', 0):,}, removed {ch.get('removed', 0):,}",
+            f"  products     {s.get('products_active', 0):,} active, added "
+            f"{s.get('products_added', 0):,}, removed {s.get('products_removed', 0):,}",
+            f"  usable       {s.get('images_usable', 0):,} images; excluded: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(s.get("excluded", {}).items())) or "none"),
+        ]
+    if res.status != "complete":
+        lines.append(f"  NOTE: {res.message}")
+    return "\n".join(lines)

@@ -1,0 +1,480 @@
+"""The polite, resumable, incremental crawler behind ``gemcurate scrape``.
+
+One asyncio loop, ``concurrency`` workers, one :class:`HostLimiter` per host
+(rate from robots.txt ``Crawl-delay``, capped by params). Each finished URL is
+committed to the state database together with its result, so a killed crawl
+resumes; a new crawl sends conditional requests (ETag / Last-Modified) and
+records what was added, changed and removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import aiohttp
+from parsel import Selector
+from tqdm import tqdm
+
+from pipeline.blobstore import BlobStore, sha256_hex
+from pipeline.config import ScrapeParams
+from pipeline.scrape.checks import check_image, sniff
+from pipeline.scrape.ratelimit import HostLimiter
+from pipeline.scrape.robots import Robots
+from pipeline.scrape.site import SiteConfig, first, select
+from pipeline.scrape.state import CrawlState
+
+logger = logging.getLogger(__name__)
+
+
+class Stop(Exception):
+    """The crawl must stop now (ban, interruption); state is kept for a resume."""
+
+
+class TooLarge(Exception):
+    """A body exceeded ``max_bytes``."""
+
+
+@dataclass
+class Fetched:
+    """An HTTP outcome after retries."""
+
+    status: int | None
+    headers: dict = field(default_factory=dict)
+    body: bytes = b""
+    error: str | None = None
+    attempts: int = 1
+
+
+@dataclass
+class Counters:
+    """What a crawl did (printed as the summary and written as JSON)."""
+
+    requests: int = 0
+    pages: int = 0
+    pages_304: int = 0
+    images: int = 0
+    images_304: int = 0
+    bytes: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    errors: int = 0
+    bans: int = 0
+    disallowed: int = 0
+    by_status: Counter = field(default_factory=Counter)
+    rejected: Counter = field(default_factory=Counter)
+    first_request: float | None = None
+    last_request: float | None = None
+
+
+def normalize(url: str) -> str:
+    """Drop the fragment and lowercase scheme and host."""
+    p = urlsplit(url)
+    return urlunsplit((p.scheme.lower(), p.netloc.lower(), p.path or "/", p.query, ""))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class Crawler:
+    """Crawl one site into the state database and the blob store.
+
+    Args:
+        site: The site adapter.
+        params: Scrape parameters.
+        state: Crawl state (one site).
+        store: Content-addressed blob store.
+    """
+
+    def __init__(self, site: SiteConfig, params: ScrapeParams, state: CrawlState,
+                 store: BlobStore) -> None:
+        self.site = site
+        self.p = params
+        self.state = state
+        self.store = store
+        self.c = Counters()
+        self.hosts: dict[str, tuple[Robots, HostLimiter, float | None]] = {}
+        self.host_lock = asyncio.Lock()
+        self.stop_reason: str | None = None
+        self.stop_status = "stopped"
+        self.consecutive_403 = 0
+        self.products_seen = 0
+        self.failed_pages = 0
+        self.rng = random.Random()
+        self.bar: tqdm | None = None
+        base = urlsplit(site.base_url)
+        self.allowed_hosts = {base.netloc.lower(), *(h.lower() for h in site.allowed_hosts)}
+
+    # ------------------------------------------------------------------ politeness
+    async def host(self, url: str) -> tuple[Robots, HostLimiter, float | None]:
+        netloc = urlsplit(url).netloc.lower()
+        async with self.host_lock:
+            if netloc not in self.hosts:
+                robots, delay = await self._robots(url)
+                if delay:
+                    rate = min(self.p.max_rate, self.p.rate_safety / delay)
+                else:
+                    rate = min(self.p.max_rate, self.p.default_rate)
+                limiter = HostLimiter(rate, self.p.jitter)
+                self.hosts[netloc] = (robots, limiter, delay)
+                logger.info("%s: crawl-delay %s → %.2f requests/s", netloc,
+                            f"{delay:g}s" if delay else "none", rate)
+            return self.hosts[netloc]
+
+    async def _robots(self, url: str) -> tuple[Robots, float | None]:
+        if not self.p.respect_robots:
+            return Robots(allow_all=True), None
+        p = urlsplit(url)
+        robots_url = urlunsplit((p.scheme, p.netloc, "/robots.txt", "", ""))
+        limiter = HostLimiter(min(self.p.default_rate, self.p.max_rate), 0.0)
+        res = await self._request(robots_url, limiter, {}, page=True)
+        if res.status == 200:
+            robots = Robots.parse(res.body.decode("utf-8", "replace"))
+            return robots, robots.crawl_delay(self.p.user_agent)
+        if res.status is not None and 400 <= res.status < 500:
+            return Robots(allow_all=True), None  # RFC 9309: unavailable → allow
+        raise Stop(f"robots.txt of {p.netloc} is unreachable ({res.error or res.status}); "
+                   "RFC 9309 says to assume full disallow. Rerun later.")
+
+    # ------------------------------------------------------------------ HTTP
+    async def _request(self, url: str, limiter: HostLimiter, headers: dict,
+                       page: bool) -> Fetched:
+        """GET with politeness, backoff and ban detection."""
+        attempts = 0
+        n429 = 0
+        while True:
+            if self.stop_reason:
+                raise Stop(self.stop_reason)
+            await limiter.acquire()
+            if self.stop_reason:
+                raise Stop(self.stop_reason)
+            attempts += 1
+            self.c.requests += 1
+            t = time.time()
+            self.c.first_request = self.c.first_request or t
+            self.c.last_request = t
+            status, hdrs, body, error = None, {}, b"", None
+            try:
+                async with self.session.get(url, headers=headers) as r:
+                    status, hdrs = r.status, dict(r.headers)
+                    if status == 200:
+                        declared = r.content_length
+                        if declared is not None and declared > self.p.max_bytes:
+                            raise TooLarge(f"Content-Length {declared} > max_bytes")
+                        chunks, n = [], 0
+                        async for chunk in r.content.iter_chunked(1 << 16):
+                            n += len(chunk)
+                            if n > self.p.max_bytes:
+                                raise TooLarge(f"body over max_bytes {self.p.max_bytes}")
+                            chunks.append(chunk)
+                        body = b"".join(chunks)
+                    else:
+                        body = await r.content.read(4096)
+            except TooLarge as exc:
+                return Fetched(200, hdrs, b"", f"too_large_bytes: {exc}", attempts)
+            except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+                error = f"{type(exc).__name__}: {exc}".strip(": ")
+            self.c.last_request = time.time()
+            if status is not None:
+                self.c.by_status[status] += 1
+            if status in (200, 304) or (status is not None and 300 <= status < 400):
+                self.consecutive_403 = 0
+                return Fetched(status, hdrs, body, None, attempts)
+            ra = parse_retry_after(hdrs.get("Retry-After"))
+            if status == 429:
+                self.c.rate_limited += 1
+                n429 += 1
+                wait = ra if ra is not None else self._backoff(n429)
+                if wait > self.p.max_retry_after_s:
+                    self._stop(f"{urlsplit(url).netloc} asks to wait {wait:.0f}s (Retry-After), "
+                               f"more than scrape.max_retry_after_s; state saved, rerun later",
+                               "stopped")
+                    raise Stop(self.stop_reason)
+                limiter.pause(wait)
+                limiter.slow_down()
+                logger.info("429 on %s: pausing %.1fs, rate now %.2f/s", url, wait, limiter.rate)
+                if n429 > 4 * (self.p.max_retries + 1):
+                    return Fetched(429, hdrs, b"", "rate limited too often", attempts)
+                continue
+            if status == 403:
+                self.consecutive_403 += 1
+                text = body.decode("utf-8", "replace").lower()
+                if ra is not None or "ban" in text or self.consecutive_403 >= 3:
+                    self.c.bans += 1
+                    self._stop(f"banned by {urlsplit(url).netloc} (HTTP 403: "
+                               f"{text.strip()[:80]!r}); stopped at once, state saved, rerun "
+                               f"later to resume", "banned")
+                    raise Stop(self.stop_reason)
+                return Fetched(403, hdrs, body, "HTTP 403", attempts)
+            transient = status is None or status in (408, 425, 500, 502, 503, 504)
+            if not transient:
+                return Fetched(status, hdrs, body, f"HTTP {status}", attempts)
+            if attempts > self.p.max_retries:
+                self.c.errors += 1
+                return Fetched(status, hdrs, body, error or f"HTTP {status}", attempts)
+            self.c.retries += 1
+            delay = max(ra or 0.0, self._backoff(attempts))
+            logger.debug("retry %d of %s in %.1fs (%s)", attempts, url, delay, error or status)
+            if status == 503 and ra:
+                limiter.pause(ra)
+            await asyncio.sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self.p.backoff_max_s, self.p.backoff_base_s * 2 ** (attempt - 1))
+        return base * self.rng.uniform(0.5, 1.5)
+
+    def _stop(self, reason: str, status: str) -> None:
+        if not self.stop_reason:
+            self.stop_reason, self.stop_status = reason, status
+            logger.warning("stopping: %s", reason)
+
+    # ------------------------------------------------------------------ items
+    def _in_scope(self, url: str) -> bool:
+        p = urlsplit(url)
+        return p.scheme in ("http", "https") and p.netloc.lower() in self.allowed_hosts
+
+    def _abs(self, base: str, links: list[str]) -> list[str]:
+        out = []
+        for link in links:
+            u = normalize(urljoin(base, link))
+            if self._in_scope(u):
+                out.append(u)
+        return out
+
+    async def process(self, run_id: int, url: str, kind: str, payload: dict | None) -> list:
+        robots, limiter, _ = await self.host(url)
+        if not robots.allowed(url, self.p.user_agent):
+            self.c.disallowed += 1
+            if kind == "image":
+                self.state.save_image(run_id, url, self._img_meta(payload),
+                                      {"excluded_reason": "disallowed_by_robots",
+                                       "detail": "robots.txt disallows this URL"}, 0)
+            else:
+                self.state.mark(run_id, url, "done", "disallowed by robots.txt")
+            return []
+        if kind == "image":
+            await self._image(run_id, url, payload or {}, limiter)
+            return []
+        return await self._page(run_id, url, kind, payload or {}, limiter)
+
+    async def _page(self, run_id: int, url: str, kind: str, payload: dict,
+                    limiter: HostLimiter) -> list:
+        old = self.state.page(url)
+        headers = {}
+        if old and old.get("extracted"):
+            if old.get("etag"):
+                headers["If-None-Match"] = old["etag"]
+            if old.get("last_modified"):
+                headers["If-Modified-Since"] = old["last_modified"]
+        res = await self._request(url, limiter, headers, page=True)
+        if res.status == 304 and old:
+            self.c.pages_304 += 1
+            extracted = json.loads(old["extracted"])
+            self.state.save_page(run_id, url, kind, None, None, extracted, res.attempts, False)
+        elif res.status == 200:
+            self.c.pages += 1
+            self.c.bytes += len(res.body)
+            extracted = self._extract(url, kind, res.body)
+            self.state.save_page(run_id, url, kind, res.headers.get("ETag"),
+                                 res.headers.get("Last-Modified"), extracted, res.attempts, True)
+        else:
+            self.failed_pages += 1
+            logger.warning("page %s failed: %s", url, res.error or res.status)
+            self.state.mark(run_id, url, "failed", res.error or f"HTTP {res.status}", res.attempts)
+            return []
+        children: list[tuple[str, str, dict | None]] = []
+        for u in extracted.get("categories", []):
+            if self.p.categories and not any(c in urlsplit(u).path for c in self.p.categories):
+                continue
+            children.append((u, "category", None))
+        for u in extracted.get("next", []):
+            children.append((u, "category", None))
+        for u in extracted.get("products", []):
+            if self.p.max_products is not None and self.products_seen >= self.p.max_products:
+                break
+            self.products_seen += 1
+            children.append((u, "product", None))
+        prod = extracted.get("product")
+        if prod:
+            self.state.save_product(run_id, prod["product_id"], url, prod["label"], prod["attrs"])
+            for i, u in enumerate(prod["images"]):
+                children.append((u, "image", {"product_id": prod["product_id"], "product_url": url,
+                                              "label": prod["label"], "image_index": i}))
+        return children
+
+    def _extract(self, url: str, kind: str, body: bytes) -> dict:
+        sel = Selector(text=body.decode("utf-8", "replace"))
+        s = self.site
+        out: dict = {}
+        if kind == "home":
+            out["categories"] = self._abs(url, select(sel, s.category_links))
+        if kind in ("home", "category"):
+            out["products"] = self._abs(url, select(sel, s.product_links))
+            out["next"] = self._abs(url, select(sel, s.next_page))
+        if kind == "product":
+            ps = s.product
+            pid = first(sel, ps.id, ps.id_pattern) or urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+            label = first(sel, ps.label, ps.label_pattern)
+            if label is None:
+                logger.warning("no label on %s; product skipped (check product.label)", url)
+                return out
+            label = s.label_map.get(label, label)
+            imgs = select(sel, ps.images)
+            for rw in s.image_url_rewrite:
+                import re
+
+                imgs = [re.sub(rw.pattern, rw.replace, u) for u in imgs]
+            attrs = {k: first(sel, v) for k, v in ps.attributes.items()}
+            out["product"] = {"product_id": pid, "label": label,
+                              "images": list(dict.fromkeys(self._abs(url, imgs))),
+                              "attrs": {k: v for k, v in attrs.items() if v is not None}}
+        return out
+
+    @staticmethod
+    def _img_meta(payload: dict | None) -> dict:
+        p = payload or {}
+        return {"product_id": p.get("product_id", "?"), "product_url": p.get("product_url", ""),
+                "label": p.get("label", "?"), "image_index": int(p.get("image_index", 0))}
+
+    async def _image(self, run_id: int, url: str, payload: dict, limiter: HostLimiter) -> None:
+        meta = self._img_meta(payload)
+        old = self.state.image(url)
+        headers = {}
+        if old and old.get("path") and self.store.exists(old["path"]):
+            if old.get("etag"):
+                headers["If-None-Match"] = old["etag"]
+            if old.get("last_modified"):
+                headers["If-Modified-Since"] = old["last_modified"]
+        res = await self._request(url, limiter, headers, page=False)
+        if res.status == 304 and old:
+            self.c.images_304 += 1
+            self.state.save_image(run_id, url, meta, {}, res.attempts)
+            return
+        if res.status != 200 or res.error:
+            reason = "too_large_bytes" if res.error and res.error.startswith("too_large") \
+                else "http_error"
+            self.c.rejected[reason] += 1
+            self.state.save_image(run_id, url, meta, {
+                "excluded_reason": reason, "checked": True,
+                "detail": res.error or f"HTTP {res.status}"}, res.attempts)
+            return
+        data = res.body
+        sha = sha256_hex(data)
+        fmt = sniff(data)
+        _, rel = self.store.put(data, {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif",
+                                       "BMP": "bmp", "TIFF": "tif"}.get(fmt or "", "bin"), sha)
+        ctype = res.headers.get("Content-Type")
+        self.c.images += 1
+        self.c.bytes += len(data)
+        # commit the download before checking it: a kill from here on loses nothing
+        self.state.save_image(run_id, url, meta, {
+            "sha256": sha, "path": rel, "etag": res.headers.get("ETag"),
+            "last_modified": res.headers.get("Last-Modified"), "content_type": ctype,
+            "n_bytes": len(data), "fetched_at": _utcnow(), "checked": False,
+            "excluded_reason": None, "detail": None}, res.attempts)
+        await self._check(url, data, ctype)
+
+    async def _check(self, url: str, data: bytes, ctype: str | None) -> None:
+        verdict = await asyncio.to_thread(check_image, data, ctype, self.p)
+        if not verdict.ok:
+            self.c.rejected[verdict.reason] += 1
+            logger.info("rejected %s: %s", url, verdict.detail)
+        self.state.set_check(url, {"width": verdict.width, "height": verdict.height,
+                                   "format": verdict.format, "excluded_reason": verdict.reason,
+                                   "detail": None if verdict.ok else verdict.detail})
+
+    # ------------------------------------------------------------------ main loop
+    async def crawl(self, run_id: int, resumed: bool) -> None:
+        """Run the frontier of ``run_id`` to exhaustion or until stopped."""
+        timeout = aiohttp.ClientTimeout(total=self.p.timeout_s)
+        conn = aiohttp.TCPConnector(limit=self.p.concurrency, ttl_dns_cache=300)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stop, f"interrupted by {sig.name}; state saved, "
+                                        "rerun to resume", "stopped")
+        async with aiohttp.ClientSession(timeout=timeout, connector=conn, headers={
+                "User-Agent": self.p.user_agent, "Accept-Encoding": "gzip, deflate"}) as session:
+            self.session = session
+            for row in self.state.unchecked():  # downloaded before a kill, not yet checked
+                with contextlib.suppress(FileNotFoundError):
+                    await self._check(row["url"], self.store.get(row["path"]), row["content_type"])
+            if not resumed:
+                starts = [(normalize(urljoin(self.site.base_url, u)), "home", None)
+                          for u in self.site.start_urls]
+                self.state.add(run_id, starts)
+            await self.host(self.site.base_url)
+            queue: asyncio.Queue = asyncio.Queue()
+            items = self.state.pending(run_id)
+            for it in items:
+                queue.put_nowait(it)
+            done_before = sum(v for k, v in self.state.frontier_counts(run_id).items() if k == "done")
+            self.bar = tqdm(total=len(items) + done_before, initial=done_before, unit="url",
+                            desc=f"scrape {self.site.name}", disable=not self.p.progress,
+                            dynamic_ncols=True, mininterval=1.0)
+
+            async def worker() -> None:
+                while True:
+                    seq, url, kind, payload = await queue.get()
+                    try:
+                        if not self.stop_reason:
+                            children = await self.process(run_id, url, kind, payload)
+                            new = self.state.add(run_id, children)
+                            for it in new:
+                                queue.put_nowait(it)
+                            if self.bar is not None:
+                                self.bar.total += len(new)
+                                self.bar.update(1)
+                    except Stop:
+                        pass
+                    except Exception:
+                        logger.exception("unexpected error on %s", url)
+                        self.state.mark(run_id, url, "failed", "internal error")
+                        if kind != "image":
+                            self.failed_pages += 1
+                    finally:
+                        queue.task_done()
+
+            workers = [asyncio.create_task(worker()) for _ in range(self.p.concurrency)]
+            try:
+                while True:
+                    joiner = asyncio.ensure_future(queue.join())
+                    while not joiner.done():
+                        await asyncio.wait([joiner], timeout=0.2)
+                        if self.stop_reason:
+                            break
+                    if self.stop_reason or joiner.done():
+                        joiner.cancel()
+                        break
+            finally:
+                for w in workers:
+                    w.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                self.bar.close()
+
+
+def _utcnow():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)

@@ -1,0 +1,350 @@
+"""The images real stores mix among product photos, rendered procedurally.
+
+* certificate scans: a lab report with real rendered text, a ruled table, a seal,
+  a barcode and a small photo of the stone, sometimes scanned askew;
+* photos of a hand holding the stone, in several skin tones, with fingers, nails,
+  creases and shading;
+* broken files: truncated and corrupt JPEGs, an HTML error page, and a
+  decompression bomb (a small PNG that claims a huge canvas);
+* near copies of a photo: resized, re-encoded, slightly cropped, brightened.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import zlib
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from pipeline.store.gems import GEM_CLASSES, render_small_gem, rgb_of
+
+LABS = ("International Gemological Institute", "Gem Research Laboratory",
+        "Swiss Gemmological Bureau", "American Gem Testing Lab", "Colombo Gem Authority")
+CLARITY = ("Eye clean", "VVS1", "VVS2", "VS1", "VS2", "SI1", "Slightly included")
+TREATMENT = ("No indication of heating", "Heated", "Minor oil", "None detected")
+WORDS = ["this", "report", "describes", "the", "characteristics", "of", "the", "gemstone", "examined", "at", "the", "time", "of", "testing", "using", "standard", "gemmological", "instruments", "the", "results", "are", "not", "a", "guarantee", "of", "value", "and", "apply", "only", "to", "the", "stone", "described", "origin", "opinion", "is", "based", "on", "inclusion", "study", "and", "spectroscopy"]
+
+# Skin tones from very light to very dark (RGB), the hand filter must handle all of them.
+SKIN_TONES = ((255, 219, 190), (241, 194, 155), (224, 172, 128), (198, 140, 96),
+              (160, 105, 70), (120, 76, 50), (86, 55, 38))
+
+
+@lru_cache(maxsize=16)
+def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's bundled scalable font (needs no system fonts)."""
+    return ImageFont.load_default(size=size)
+
+
+def render_certificate(rng: np.random.Generator, gem: str, product_id: str) -> np.ndarray:
+    """A gem lab report as an RGB uint8 image (portrait page or landscape card)."""
+    portrait = rng.random() < 0.6
+    w, h = (850, 1100) if portrait else (1100, 760)
+    scale = rng.uniform(0.7, 1.05)
+    w, h = int(w * scale), int(h * scale)
+    paper = tuple(int(c) for c in rng.uniform([238, 235, 225], [255, 253, 248]))
+    page = Image.new("RGB", (w, h), paper)
+    d = ImageDraw.Draw(page)
+    ink = (20, 25, 40)
+    accent = tuple(int(c) for c in rgb_of(rng.uniform(0, 360), 0.6, 0.5))
+    m = int(0.04 * w)
+    d.rectangle([m, m, w - m, h - m], outline=accent, width=max(2, w // 200))
+    d.rectangle([m + 8, m + 8, w - m - 8, h - m - 8], outline=accent, width=1)
+    lab = str(rng.choice(LABS))
+    y = m + 25
+    d.text((w // 2, y), lab.upper(), fill=accent, font=font(int(w * 0.032)), anchor="mt")
+    y += int(w * 0.05)
+    d.text((w // 2, y), "GEMSTONE IDENTIFICATION REPORT", fill=ink, font=font(int(w * 0.036)),
+           anchor="mt")
+    y += int(w * 0.07)
+    report_no = f"{int(rng.integers(10**8, 10**9))}"
+    carat = rng.uniform(0.5, 8)
+    rows = [
+        ("Report number", report_no),
+        ("Date", f"{int(rng.integers(1, 29)):02d} {rng.choice(['Jan', 'Mar', 'Jun', 'Sep', 'Nov'])} "
+                 f"{int(rng.integers(2015, 2026))}"),
+        ("Reference", product_id),
+        ("Species", "Natural " + gem.replace("-", " ").title()),
+        ("Shape and cut", f"{rng.choice(['Oval', 'Cushion', 'Round', 'Pear'])} brilliant"),
+        ("Carat weight", f"{carat:.2f} ct"),
+        ("Measurements", f"{rng.uniform(5, 14):.2f} x {rng.uniform(4, 11):.2f} x "
+                         f"{rng.uniform(3, 8):.2f} mm"),
+        ("Colour", str(rng.choice(["Vivid", "Intense", "Medium", "Light"])) + " "
+                   + gem.replace("-", " ")),
+        ("Clarity", str(rng.choice(CLARITY))),
+        ("Treatment", str(rng.choice(TREATMENT))),
+        ("Origin", str(rng.choice(GEM_CLASSES[gem]["origins"]))),
+    ]
+    table_w = int(w * (0.58 if portrait else 0.5))
+    x0 = m + 30
+    fs = int(w * 0.021)
+    row_h = int(min(fs * 1.9, (h - m - 110 - y) / (len(rows) + 2)))
+    fs = min(fs, int(row_h / 1.5))
+    for i, (k, v) in enumerate(rows):
+        d.text((x0 + 6, y + i * row_h + row_h // 2), k, fill=ink, font=font(fs), anchor="lm")
+        d.text((x0 + table_w // 2, y + i * row_h + row_h // 2), v, fill=ink, font=font(fs),
+               anchor="lm")
+        d.line([x0, y + (i + 1) * row_h, x0 + table_w, y + (i + 1) * row_h], fill=(120, 120, 130),
+               width=1)
+    d.rectangle([x0, y, x0 + table_w, y + len(rows) * row_h], outline=ink, width=2)
+    d.line([x0 + table_w // 2 - 8, y, x0 + table_w // 2 - 8, y + len(rows) * row_h], fill=ink)
+    # photo of the stone
+    ph = int(w * 0.22)
+    px, py = x0 + table_w + int(w * 0.06), y
+    photo = Image.fromarray(render_small_gem(rng, gem, ph))
+    page.paste(photo, (px, py))
+    d.rectangle([px - 3, py - 3, px + ph + 3, py + ph + 3], outline=ink, width=2)
+    # seal
+    sr = int(w * 0.07)
+    sx, sy = px + ph // 2, py + ph + sr + int(w * 0.06)
+    d.ellipse([sx - sr, sy - sr, sx + sr, sy + sr], outline=accent, width=4)
+    d.ellipse([sx - sr + 10, sy - sr + 10, sx + sr - 10, sy + sr - 10], outline=accent, width=2)
+    star = [(sx + (sr * 0.5 if i % 2 == 0 else sr * 0.22) * math.cos(i * math.pi / 5 - math.pi / 2),
+             sy + (sr * 0.5 if i % 2 == 0 else sr * 0.22) * math.sin(i * math.pi / 5 - math.pi / 2))
+            for i in range(10)]
+    d.polygon(star, fill=accent)
+    d.text((sx, sy + sr + 8), "CERTIFIED", fill=accent, font=font(int(fs * 0.9)), anchor="mt")
+    # comments paragraph
+    yy = y + len(rows) * row_h + int(w * 0.04)
+    words = list(rng.choice(WORDS, size=int(rng.integers(40, 90))))
+    line: list[str] = []
+    small = font(int(fs * 0.8))
+    while words and yy < h - m - 90:
+        line.append(str(words.pop(0)))
+        if d.textlength(" ".join(line), font=small) > table_w:
+            d.text((x0, yy), " ".join(line[:-1]).capitalize(), fill=(60, 60, 70), font=small)
+            line = line[-1:]
+            yy += int(fs * 1.2)
+    # barcode and signature
+    bx, by = x0, h - m - 70
+    for _ in range(60):
+        bw = int(rng.integers(1, 4))
+        d.rectangle([bx, by, bx + bw, by + 45], fill=ink)
+        bx += bw + int(rng.integers(1, 4))
+    sig = [(w - m - 260 + i * 8, h - m - 60 + 12 * math.sin(i * 0.9 + rng.uniform(0, 3)))
+           for i in range(28)]
+    d.line(sig, fill=(30, 40, 120), width=2)
+    d.line([w - m - 270, h - m - 38, w - m - 30, h - m - 38], fill=ink, width=1)
+    d.text((w - m - 150, h - m - 32), "Authorised signature", fill=ink, font=small, anchor="mt")
+    img = np.asarray(page, dtype=np.uint8)
+    if rng.random() < 0.4:  # scanned askew on a scanner bed
+        bed = int(rng.uniform(40, 110))
+        pad = int(0.05 * w)
+        canvas = np.full((h + 2 * pad, w + 2 * pad, 3), bed, np.uint8)
+        canvas[pad:pad + h, pad:pad + w] = img
+        rot = cv2.getRotationMatrix2D((canvas.shape[1] / 2, canvas.shape[0] / 2),
+                                      float(rng.uniform(-3, 3)), 1.0)
+        img = cv2.warpAffine(canvas, rot, canvas.shape[1::-1], borderValue=(bed, bed, bed))
+    return img
+
+
+def _capsule(mask: np.ndarray, p0, p1, r: float) -> None:
+    p0 = np.array(p0, float)
+    p1 = np.array(p1, float)
+    cv2.line(mask, tuple(int(v) for v in p0), tuple(int(v) for v in p1), 1.0, int(2 * r), cv2.LINE_AA)
+    cv2.circle(mask, tuple(int(v) for v in p1), int(r), 1.0, -1, cv2.LINE_AA)
+
+
+def render_hand(rng: np.random.Generator, gem: str) -> np.ndarray:
+    """A hand holding a stone between thumb and index finger, or showing it on the palm."""
+    w = int(rng.integers(500, 1100))
+    h = int(np.clip(w * rng.uniform(0.8, 1.3), 450, 1200))
+    bgv = rng.uniform(200, 255)
+    img = np.full((h, w, 3), bgv, np.float32) + rng.normal(0, 2, 3).astype(np.float32)
+    tone = np.array(SKIN_TONES[int(rng.integers(len(SKIN_TONES)))], np.float32)
+    tone = np.clip(tone * rng.uniform(0.92, 1.06) + rng.normal(0, 4, 3), 0, 255)
+    s = min(w, h)
+    palm_c = np.array([w * rng.uniform(0.4, 0.6), h * rng.uniform(0.62, 0.75)])
+    palm_w, palm_h = s * rng.uniform(0.2, 0.26), s * rng.uniform(0.22, 0.28)
+    tilt = rng.uniform(-20, 20)
+    mask = np.zeros((h, w), np.float32)
+    cv2.ellipse(mask, tuple(int(v) for v in palm_c), (int(palm_w), int(palm_h)), tilt, 0, 360, 1.0, -1,
+                cv2.LINE_AA)
+    # wrist runs off the bottom border, as in real photos
+    _capsule(mask, palm_c, (palm_c[0] + rng.uniform(-0.1, 0.1) * s, h + s * 0.2), palm_w * 0.75)
+    a0 = math.radians(tilt)
+    fingers = []
+    lengths = (0.9, 1.0, 0.93, 0.72)
+    for i, ln in enumerate(lengths):
+        off = (i - 1.5) / 1.5
+        base = palm_c + np.array([off * palm_w * 0.75 * math.cos(a0), -palm_h * 0.85])
+        ang = a0 + off * 0.22 + rng.normal(0, 0.06) - math.pi / 2
+        length = s * 0.28 * ln * rng.uniform(0.9, 1.1)
+        bend = rng.uniform(0.0, 0.5) if i > 0 else rng.uniform(0.4, 0.9)
+        mid = base + length * 0.55 * np.array([math.cos(ang), math.sin(ang)])
+        tip = mid + length * 0.45 * np.array([math.cos(ang + bend), math.sin(ang + bend)])
+        r = palm_w * 0.19 * (0.85 if i == 3 else 1.0)
+        _capsule(mask, base, mid, r)
+        _capsule(mask, mid, tip, r * 0.92)
+        fingers.append((base, mid, tip, r))
+    side = -1 if rng.random() < 0.5 else 1
+    t_base = palm_c + np.array([side * palm_w * 0.85, -palm_h * 0.1])
+    t_ang = math.radians(-90 + side * rng.uniform(35, 60))
+    t_mid = t_base + s * 0.14 * np.array([math.cos(t_ang), math.sin(t_ang)])
+    t_tip = t_mid + s * 0.11 * np.array([math.cos(t_ang - side * 0.5), math.sin(t_ang - side * 0.5)])
+    _capsule(mask, t_base, t_mid, palm_w * 0.24)
+    _capsule(mask, t_mid, t_tip, palm_w * 0.2)
+    mask = cv2.GaussianBlur(mask, (0, 0), 1.2)
+    # shading: light from the top-left, darker towards the silhouette
+    dist = cv2.distanceTransform((mask > 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    dist = np.clip(dist / (palm_w * 0.25), 0, 1)
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    light = 0.93 + 0.1 * (1 - (xx / w + yy / h) / 2)
+    shade = (0.72 + 0.28 * dist) * light
+    skin = tone[None, None, :] * shade[..., None]
+    skin += rng.normal(0, 3, (h, w, 1)).astype(np.float32)
+    # soft shadow on the background
+    sm = cv2.GaussianBlur(mask, (0, 0), s * 0.02)
+    shift = np.float32([[1, 0, s * 0.015], [0, 1, s * 0.02]])
+    sm = cv2.warpAffine(sm, shift, (w, h))
+    img *= (1 - 0.25 * sm)[..., None]
+    img = img * (1 - mask[..., None]) + skin * mask[..., None]
+    crease = tone * 0.62
+    for base, mid, tip, r in fingers:
+        for t in (0.35, 0.75):
+            p = mid + (tip - mid) * t if t > 0.5 else base + (mid - base) * (t + 0.5)
+            cv2.ellipse(img, tuple(int(v) for v in p), (int(r * 0.8), max(1, int(r * 0.12))),
+                        0, 0, 180, tuple(float(c) for c in crease), 1, cv2.LINE_AA)
+        nail = tone * 0.35 + np.array([235, 200, 195]) * 0.65
+        dirv = (tip - mid) / (np.linalg.norm(tip - mid) + 1e-6)
+        npos = tip - dirv * r * 0.35
+        cv2.ellipse(img, tuple(int(v) for v in npos), (int(r * 0.55), int(r * 0.7)),
+                    math.degrees(math.atan2(dirv[1], dirv[0])) + 90, 0, 360,
+                    tuple(float(c) for c in nail), -1, cv2.LINE_AA)
+    # the stone: between thumb and index tip, or on the palm
+    g = int(s * rng.uniform(0.1, 0.18))
+    gem_img = render_small_gem(rng, gem, g).astype(np.float32)
+    circle = np.zeros((g, g), np.float32)
+    cv2.circle(circle, (g // 2, g // 2), int(g * 0.37), 1.0, -1, cv2.LINE_AA)
+    spot = (fingers[0][2] + t_tip) / 2 if rng.random() < 0.6 else palm_c
+    x0, y0 = int(spot[0] - g / 2), int(spot[1] - g / 2)
+    x0, y0 = int(np.clip(x0, 0, w - g)), int(np.clip(y0, 0, h - g))
+    region = img[y0:y0 + g, x0:x0 + g]
+    region[:] = region * (1 - circle[..., None]) + gem_img * circle[..., None]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def encode(img: np.ndarray, fmt: str, quality: int = 90) -> bytes:
+    """Encode an RGB uint8 array as JPEG, PNG or WEBP bytes (deterministic)."""
+    pil = Image.fromarray(img)
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        pil.save(buf, "JPEG", quality=quality, optimize=False)
+    elif fmt == "PNG":
+        pil.save(buf, "PNG", compress_level=3)
+    elif fmt == "WEBP":
+        pil.save(buf, "WEBP", quality=quality, method=2)
+    else:
+        raise ValueError(f"unsupported format {fmt}")
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> np.ndarray:
+    """Decode image bytes to an RGB uint8 array."""
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+NEAR_KINDS = ("resize", "reencode", "crop", "brightness")
+
+
+def plan_near(rng: np.random.Generator, kind: str, width: int, height: int) -> dict:
+    """Draw the parameters of a near copy of a ``width`` × ``height`` photo.
+
+    Args:
+        rng: Seeded generator.
+        kind: One of :data:`NEAR_KINDS`.
+        width: Width of the original.
+        height: Height of the original.
+
+    Returns:
+        A recipe for :func:`apply_near` and :func:`map_box`.
+    """
+    recipe: dict = {"kind": kind, "fmt": "JPEG", "quality": int(rng.integers(70, 92))}
+    if kind == "resize":
+        f = float(rng.uniform(0.55, 0.85))
+        recipe["size"] = [max(32, int(width * f)), max(32, int(height * f))]
+        recipe["orig"] = [width, height]
+    elif kind == "reencode":
+        recipe["fmt"] = str(rng.choice(["JPEG", "WEBP", "PNG"]))
+        recipe["quality"] = int(rng.integers(60, 80))
+    elif kind == "crop":
+        f = float(rng.uniform(0.03, 0.05))
+        recipe["offset"] = [int(width * f * rng.uniform(0, 1)), int(height * f * rng.uniform(0, 1))]
+        recipe["size"] = [int(width * (1 - f)), int(height * (1 - f))]
+    elif kind == "brightness":
+        recipe["delta"] = int(rng.uniform(12, 30) * (1 if rng.random() < 0.5 else -1))
+    else:
+        raise ValueError(f"unknown near-copy kind {kind!r}")
+    return recipe
+
+
+def apply_near(data: bytes, recipe: dict) -> bytes:
+    """Make the near copy described by ``recipe`` (deterministic)."""
+    img = decode(data)
+    kind = recipe["kind"]
+    if kind == "resize":
+        img = cv2.resize(img, tuple(recipe["size"]), interpolation=cv2.INTER_AREA)
+    elif kind == "crop":
+        (dx, dy), (cw, ch) = recipe["offset"], recipe["size"]
+        img = img[dy:dy + ch, dx:dx + cw]
+    elif kind == "brightness":
+        img = np.clip(img.astype(np.int16) + recipe["delta"], 0, 255).astype(np.uint8)
+    return encode(np.ascontiguousarray(img), recipe["fmt"], recipe["quality"])
+
+
+def map_box(box: list[int] | None, recipe: dict) -> list[int] | None:
+    """The stone's box in the near copy, given its box in the original."""
+    if box is None:
+        return None
+    if recipe["kind"] == "resize":
+        (nw, nh), (w, h) = recipe["size"], recipe["orig"]
+        return [int(box[0] * nw / w), int(box[1] * nh / h), int(math.ceil(box[2] * nw / w)),
+                int(math.ceil(box[3] * nh / h))]
+    if recipe["kind"] == "crop":
+        (dx, dy), (cw, ch) = recipe["offset"], recipe["size"]
+        return [max(0, box[0] - dx), max(0, box[1] - dy), min(cw, box[2] - dx), min(ch, box[3] - dy)]
+    return list(box)
+
+
+def truncated(data: bytes, rng: np.random.Generator) -> bytes:
+    """The first 35–70% of an encoded image: what a dropped connection leaves."""
+    return data[: int(len(data) * rng.uniform(0.35, 0.7))]
+
+
+def corrupt(data: bytes, rng: np.random.Generator) -> bytes:
+    """A valid-looking header followed by garbage."""
+    head = data[:64]
+    return head + rng.integers(0, 256, len(data) - 64, dtype=np.uint8).tobytes()
+
+
+HTML_ERROR = (b"<!DOCTYPE html><html><head><title>Image unavailable</title></head>"
+              b"<body><h1>Sorry, this image is temporarily unavailable</h1>"
+              b"<p>Please try again later.</p></body></html>")
+
+
+@lru_cache(maxsize=2)
+def decompression_bomb(side: int = 20000) -> bytes:
+    """A tiny grayscale PNG that decodes to ``side``² pixels (400 MP by default).
+
+    Built row by row with one shared compressor, so making it needs no huge buffer.
+    """
+
+    def chunk(tag: bytes, payload: bytes) -> bytes:
+        body = tag + payload
+        return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+
+    comp = zlib.compressobj(9)
+    row = b"\x00" + b"\xff" * side
+    parts = [comp.compress(row) for _ in range(side)]
+    parts.append(comp.flush())
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts))
+            + chunk(b"IEND", b""))
