@@ -31,6 +31,8 @@ def _store_flags(p: argparse.ArgumentParser) -> None:
                    help="mix the images of PATH into products as junk KIND (certificate, hand)")
     g.add_argument("--min-images", type=int, default=2)
     g.add_argument("--max-images", type=int, default=6)
+    g.add_argument("--junk-scale", type=float, default=1.0,
+                   help="multiply the share of certificate/hand/duplicate/broken images")
 
 
 def _catalog_options(a: argparse.Namespace):
@@ -53,7 +55,8 @@ def _catalog_options(a: argparse.Namespace):
         raise ConfigError("--min-images/--max-images: need 1 <= min <= max")
     return CatalogOptions(seed=a.seed, classes=classes, products_per_class=a.products_per_class,
                           epoch=a.epoch, catalog=a.catalog, junk=tuple(junk),
-                          min_images=a.min_images, max_images=a.max_images)
+                          min_images=a.min_images, max_images=a.max_images,
+                          junk_scale=a.junk_scale)
 
 
 def cmd_store_serve(a: argparse.Namespace) -> int:

@@ -436,7 +436,7 @@ class Crawler:
 
             async def worker() -> None:
                 while True:
-                    seq, url, kind, payload = await queue.get()
+                    _seq, url, kind, payload = await queue.get()
                     try:
                         if not self.stop_reason:
                             children = await self.process(run_id, url, kind, payload)

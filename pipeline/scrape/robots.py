@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
@@ -63,10 +64,8 @@ class Robots:
                 if value or key == "allow":
                     cur.rules.append((key == "allow", value))
             elif key == "crawl-delay":
-                try:
+                with contextlib.suppress(ValueError):
                     cur.delay = float(value)
-                except ValueError:
-                    pass
             elif key == "request-rate":
                 m = re.match(r"(\d+)\s*/\s*(\d+)\s*([smh]?)", value)
                 if m:

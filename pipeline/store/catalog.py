@@ -127,6 +127,7 @@ class CatalogOptions:
     junk: tuple[tuple[str, str], ...] = ()
     min_images: int = 2
     max_images: int = 6
+    junk_scale: float = 1.0
 
 
 class Catalog:
@@ -220,7 +221,7 @@ class Catalog:
     def _photo_plan(self, e: ImageEntry):
         plan = self._plans.get(e.key)
         if plan is None:
-            pid, idx = e.key.split("/")
+            pid, _idx = e.key.split("/")
             label, n = _label_of_pid(pid), int(pid.rsplit("-", 1)[1])
             stone = plan_stone(rng_for(self.options.seed, "stone", label, n), label)
             plan = plan_gem(rng_for(self.options.seed, "photo", e.key, e.version), label, stone)
@@ -382,7 +383,7 @@ def _gen_product(o: CatalogOptions, label: str, n: int, born: int,
         f = fmt_of()
         images.append(ImageEntry(f"{pid}/{i}", pid, label, f"{pid.lower()}-{i + 1}.{EXT_OF[f]}",
                                  "photo", None, f"{pid}/{i}@{v}", v, ve, f))
-    extras = [k for k, r in RATES.items() if rng.random() < r]
+    extras = [k for k, r in RATES.items() if rng.random() < min(1.0, r * o.junk_scale)]
     for kind in extras:
         i = len(images)
         name = f"{pid.lower()}-{i + 1}"

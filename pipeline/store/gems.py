@@ -319,7 +319,7 @@ def draw_gem(plan: GemPlan) -> np.ndarray:
         shadow = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
         img *= (1 - strength * shadow)[..., None]
     if plan.reflection > 0:
-        x0, y0, x1, y1 = plan.bbox()
+        _x0, y0, _x1, y1 = plan.bbox()
         hh = y1 - y0
         dst0 = y1 + 1
         n = min(hh, h - dst0)

@@ -27,7 +27,11 @@ LABS = ("International Gemological Institute", "Gem Research Laboratory",
         "Swiss Gemmological Bureau", "American Gem Testing Lab", "Colombo Gem Authority")
 CLARITY = ("Eye clean", "VVS1", "VVS2", "VS1", "VS2", "SI1", "Slightly included")
 TREATMENT = ("No indication of heating", "Heated", "Minor oil", "None detected")
-WORDS = ["this", "report", "describes", "the", "characteristics", "of", "the", "gemstone", "examined", "at", "the", "time", "of", "testing", "using", "standard", "gemmological", "instruments", "the", "results", "are", "not", "a", "guarantee", "of", "value", "and", "apply", "only", "to", "the", "stone", "described", "origin", "opinion", "is", "based", "on", "inclusion", "study", "and", "spectroscopy"]
+WORDS = tuple(
+    "this report describes the characteristics of the gemstone examined at the time of testing "
+    "using standard gemmological instruments the results are not a guarantee of value and apply "
+    "only to the stone described origin opinion is based on inclusion study and spectroscopy".split()
+)
 
 # Skin tones from very light to very dark (RGB), the hand filter must handle all of them.
 SKIN_TONES = ((255, 219, 190), (241, 194, 155), (224, 172, 128), (198, 140, 96),
@@ -306,8 +310,8 @@ def map_box(box: list[int] | None, recipe: dict) -> list[int] | None:
         return None
     if recipe["kind"] == "resize":
         (nw, nh), (w, h) = recipe["size"], recipe["orig"]
-        return [int(box[0] * nw / w), int(box[1] * nh / h), int(math.ceil(box[2] * nw / w)),
-                int(math.ceil(box[3] * nh / h))]
+        return [int(box[0] * nw / w), int(box[1] * nh / h), math.ceil(box[2] * nw / w),
+                math.ceil(box[3] * nh / h)]
     if recipe["kind"] == "crop":
         (dx, dy), (cw, ch) = recipe["offset"], recipe["size"]
         return [max(0, box[0] - dx), max(0, box[1] - dy), min(cw, box[2] - dx), min(ch, box[3] - dy)]

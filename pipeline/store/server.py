@@ -186,9 +186,20 @@ class Storefront:
             resp = await self._fault(request)
         if resp is None:
             resp = await handler(request)
-        st.by_status[resp.status] += 1
-        if kind == "image" and resp.status == 200:
+        if kind == "image" and resp.status == 200 and not resp.prepared:
+            # count an image as served only once it was handed to a live connection:
+            # a client killed mid-request never got an answer
+            try:
+                await resp.prepare(request)
+                await resp.write_eof()
+            except (ConnectionError, RuntimeError):
+                st.by_status[499] += 1
+                return resp
+            if request.transport is None or request.transport.is_closing():
+                st.by_status[499] += 1
+                return resp
             st.image_200[path] += 1
+        st.by_status[resp.status] += 1
         return resp
 
     def _police(self, ip: str, now: float) -> web.Response | None:
