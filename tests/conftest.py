@@ -1,0 +1,151 @@
+"""Shared fixtures: a real storefront process on an ephemeral port, params in tmp dirs,
+synthetic images and a corrupt-file set."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.config import load_params
+from pipeline.store.catalog import Catalog, CatalogOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+REALDATA = ROOT.parent / "shared" / "realdata"
+
+
+@dataclass
+class Store:
+    """A running storefront process."""
+
+    proc: subprocess.Popen
+    base_url: str
+    args: list[str]
+    log: Path
+
+    def get(self, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
+        req = urllib.request.Request(self.base_url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def stats(self) -> dict:
+        return json.loads(self.get("/_stats")[2])
+
+    def reset_stats(self) -> None:
+        req = urllib.request.Request(self.base_url + "/_stats/reset", method="POST")
+        urllib.request.urlopen(req, timeout=10).read()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def catalog_options(args: list[str]) -> CatalogOptions:
+    """The CatalogOptions the CLI builds from ``args`` (for computing the truth in-process)."""
+    from pipeline.cli import _catalog_options, build_parser
+
+    ns = build_parser().parse_args(["store", "truth", "--out", "-", *args])
+    return _catalog_options(ns)
+
+
+def truth_for(args: list[str]) -> dict:
+    return Catalog.build(catalog_options(args)).truth()
+
+
+@pytest.fixture(scope="session")
+def render_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("render-cache")
+
+
+@pytest.fixture
+def storefront(tmp_path, render_cache):
+    """Factory: ``storefront(*flags)`` starts ``gemcurate store serve`` on a free port."""
+    started: list[Store] = []
+
+    def start(*flags: str, port: int = 0) -> Store:
+        port_file = tmp_path / f"port-{len(started)}"
+        log = tmp_path / f"store-{len(started)}.log"
+        args = [str(f) for f in flags]
+        cmd = [sys.executable, "-m", "pipeline.cli", "store", "serve", "--port", str(port),
+               "--port-file", str(port_file), "--cache-dir", str(render_cache), *args]
+        proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.time() + 60
+        while not port_file.exists():
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"storefront did not start: {log.read_text()}")
+            time.sleep(0.05)
+        store = Store(proc, f"http://127.0.0.1:{port_file.read_text().strip()}", args, log)
+        started.append(store)
+        return store
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def params_for(tmp_path):
+    """Factory: validated Params with data under tmp_path and scrape overrides."""
+
+    def make(data_dir: Path | None = None, **scrape) -> object:
+        scrape.setdefault("progress", False)
+        return load_params(ROOT / "params.yaml", {
+            "data": {"data_dir": str(data_dir or tmp_path / "data")},
+            "scrape": {"site": str(ROOT / "sites" / "demo.yaml"), **scrape},
+        })
+
+    return make
+
+
+def jpeg_bytes(w: int = 320, h: int = 240, seed: int = 0, fmt: str = "JPEG") -> bytes:
+    rng = np.random.default_rng(seed)
+    arr = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """A labelled folder tree <class>/<images> plus junk folders, all synthetic."""
+    root = tmp_path / "folder"
+    for ci, cls in enumerate(["rings", "necklace", "bracelet"]):
+        d = root / "catalog" / cls
+        d.mkdir(parents=True)
+        for i in range(7):
+            fmt = "PNG" if i == 3 else "JPEG"
+            # a wrong extension on purpose, as in real data sets
+            (d / f"{cls}_{i}.jpg").write_bytes(jpeg_bytes(200 + 10 * i, 180, seed=ci * 100 + i,
+                                                          fmt=fmt))
+    for kind in ("certificate", "hand"):
+        d = root / kind
+        d.mkdir()
+        for i in range(3):
+            (d / f"{kind}{i}.jpg").write_bytes(jpeg_bytes(300, 400, seed=1000 + i + 10 * len(kind)))
+    return root
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("GEMCURATE_SKIP_SLOW"):
+        skip = pytest.mark.skip(reason="GEMCURATE_SKIP_SLOW set")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip)

@@ -1,0 +1,69 @@
+import os
+
+import pandas as pd
+import pytest
+
+from pipeline import manifest as m
+
+
+def raw_row(**kw):
+    row = dict(image_id="a" * 64, path="aa/aa/x.jpg", label="ruby", product_id="P1", site="demo",
+               source_url="http://127.0.0.1/x.jpg", product_url="http://127.0.0.1/p/P1",
+               image_index=0, fetched_at="2026-01-01T00:00:00Z", width=10, height=12,
+               format="JPEG", n_bytes=100, content_type="image/jpeg", etag='"e"',
+               excluded_reason=None, excluded_detail=None, status="active", change="added",
+               first_seen_run=1, last_seen_run=1)
+    row.update(kw)
+    return row
+
+
+def test_derived_names_follow_one_rule():
+    assert m.score_col("certificate") == "certificate_score"
+    assert m.flag_col("hand") == "is_hand"
+    assert m.attr_col("Carat Weight") == "attr_carat_weight"
+    with pytest.raises(ValueError):
+        m.score_col("Bad-Name")
+
+
+def test_every_derived_name_has_a_declaration():
+    for name in (m.score_col("blurry"), m.flag_col("blurry"), m.attr_col("price"), "needs_review"):
+        assert m.column_for(name) is not None
+
+
+def test_conform_casts_declared_types():
+    df = m.conform(pd.DataFrame([raw_row(), raw_row(image_id="b" * 64, width=None)]), "raw")
+    assert str(df["width"].dtype) == "Int64" and df["width"].isna().sum() == 1
+    assert str(df["fetched_at"].dtype) == m.TIMESTAMP
+    assert list(df.columns[:3]) == ["image_id", "path", "label"]
+
+
+def test_conform_rejects_missing_and_null_columns():
+    bad = pd.DataFrame([raw_row()]).drop(columns=["label"])
+    with pytest.raises(m.ManifestError, match="lacks required column.*label"):
+        m.conform(bad, "raw")
+    with pytest.raises(m.ManifestError, match="column product_id: 1 null"):
+        m.conform(pd.DataFrame([raw_row(product_id=None)]), "raw")
+
+
+def test_write_is_atomic_and_roundtrips(tmp_path):
+    df = m.conform(pd.DataFrame([raw_row()]), "raw")
+    path = m.manifest_path(tmp_path, "raw")
+    m.write_manifest(df, path)
+    back = m.read_manifest(path)
+    pd.testing.assert_frame_equal(back, df)
+    assert os.listdir(path.parent) == ["raw.parquet"]  # no temporary file left behind
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "raw.parquet"
+    m.write_manifest(m.conform(pd.DataFrame([raw_row()]), "raw"), path)
+    before = path.read_bytes()
+    with pytest.raises(Exception):
+        m.write_manifest(pd.DataFrame({"x": [object()]}), path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["raw.parquet"]
+
+
+def test_missing_manifest_message(tmp_path):
+    with pytest.raises(m.ManifestError, match="has the previous stage run"):
+        m.read_manifest(tmp_path / "nope.parquet")
