@@ -22,6 +22,8 @@ from pipeline.store.catalog import Catalog, CatalogOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 REALDATA = ROOT.parent / "shared" / "realdata"
+# A small catalog holding every kind of junk image (test_store checks that it does).
+JUNKY = ["--seed", "1", "--classes", "3", "--products-per-class", "8", "--junk-scale", "10"]
 
 
 @dataclass
@@ -62,7 +64,7 @@ def catalog_options(args: list[str]) -> CatalogOptions:
     """The CatalogOptions the CLI builds from ``args`` (for computing the truth in-process)."""
     from pipeline.cli import _catalog_options, build_parser
 
-    ns = build_parser().parse_args(["store", "truth", "--out", "-", *args])
+    ns, _ = build_parser().parse_known_args(["store", "truth", "--out", "-", *args])
     return _catalog_options(ns)
 
 

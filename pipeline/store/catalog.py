@@ -195,14 +195,14 @@ class Catalog:
                 k = int(rng.integers(1, 5))
                 chunk, i = files[i:i + k], i + k
                 pid = f"{_slug(label)[:3].upper()}-{n:04d}"
-                born = 1 if rng.random() < 0.05 else 0
-                gone_at = int(rng.integers(1, 4)) if rng.random() < 0.05 else 10**9
+                # epoch 0 serves every file; later epochs remove a few products
+                gone_at = int(rng.integers(1, 4)) if rng.random() < 0.08 else 10**9
                 n += 1
-                if born > o.epoch or gone_at <= o.epoch:
+                if gone_at <= o.epoch:
                     continue
                 images = [_file_entry(pid, label, j, f, None) for j, f in enumerate(chunk)]
                 attrs = {"sku": pid, "price": f"{rng.uniform(40, 4000):.2f}"}
-                products.append(Product(pid, label, f"{label.title()} {pid}", attrs, images, born))
+                products.append(Product(pid, label, f"{label.title()} {pid}", attrs, images, 0))
         if not products:
             raise ValueError(f"--catalog {root}: no <class>/<image> files found")
         for kind, path in o.junk:

@@ -1,0 +1,197 @@
+"""The demo storefront: catalog determinism, epochs, truth, and the HTTP behaviour."""
+
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.scrape.checks import sniff
+from pipeline.store.catalog import Catalog, CatalogOptions, _pid
+from pipeline.store.gems import GEM_CLASSES
+from tests.conftest import JUNKY, truth_for
+
+SMALL = CatalogOptions(seed=3, classes=3, products_per_class=6, junk_scale=4)
+
+
+def test_catalog_is_deterministic():
+    a, b = Catalog.generate(SMALL), Catalog.generate(SMALL)
+    assert a.truth() == b.truth()
+    e = next(iter(a.images.values()))
+    assert a.render(e) == b.render(e)
+
+
+def test_product_ids_are_unique_per_class():
+    prefixes = {_pid(c, 0).rsplit("-", 1)[0] for c in GEM_CLASSES}
+    assert len(prefixes) == len(GEM_CLASSES)
+
+
+def test_default_catalog_size_and_junk_mix():
+    t = Catalog.generate(CatalogOptions()).truth()
+    assert len(t["classes"]) == 12 and len(t["products"]) == 360
+    counts = {p["n_images"] for p in t["products"]}
+    assert min(counts) >= 2
+    kinds = {im["kind"] for im in t["images"]}
+    assert {"photo", "certificate", "hand", "dup_exact", "dup_near", "truncated", "corrupt",
+            "html", "oversized"} <= kinds
+    # certificate and hand file names sometimes, not always, say what they are
+    certs = [im["url"] for im in t["images"] if im["junk"] == "certificate"]
+    named = sum("certificate" in u for u in certs)
+    assert 0 < named < len(certs)
+
+
+def test_junky_catalog_has_every_kind():
+    kinds = {im["kind"] for im in truth_for(JUNKY)["images"]}
+    assert kinds == {"photo", "certificate", "hand", "dup_exact", "dup_near", "truncated",
+                     "corrupt", "html", "oversized"}
+
+
+def test_truth_boxes_hold_the_stone():
+    cat = Catalog.generate(SMALL)
+    photos = [e for e in cat.images.values() if e.kind == "photo"][:6]
+    for e in photos:
+        data, ctype = cat.render(e)
+        img = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(float)
+        x0, y0, x1, y1 = cat.bbox(e)
+        h, w = img.shape[:2]
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h and 400 <= max(w, h) <= 1200
+        border = np.concatenate([img[:5].reshape(-1, 3), img[-5:].reshape(-1, 3)]).mean(0)
+        inner = img[(y0 + y1) // 2 - 3:(y0 + y1) // 2 + 3, (x0 + x1) // 2 - 3:(x0 + x1) // 2 + 3]
+        assert np.abs(inner.reshape(-1, 3).mean(0) - border).max() > 8  # the stone is not background
+
+
+def test_duplicates_share_their_group_and_exact_copies_their_bytes():
+    cat = Catalog.generate(CatalogOptions(seed=5, classes=4, products_per_class=10, junk_scale=5))
+    dups = [e for e in cat.images.values() if e.kind == "dup_exact"]
+    assert dups
+    for e in dups[:3]:
+        src = cat.source_entry(e.source)
+        assert cat.render(e)[0] == cat.render(src)[0]
+        assert e.dup_group == src.dup_group
+    near = [e for e in cat.images.values() if e.kind == "dup_near"]
+    assert near and all(cat.render(e)[0] != cat.render(cat.source_entry(e.source))[0]
+                        for e in near[:3])
+
+
+def test_epoch_changes_stock_deterministically():
+    o0 = CatalogOptions(seed=1, classes=4, products_per_class=25)
+    t0 = Catalog.generate(o0).truth()
+    t1 = Catalog.generate(CatalogOptions(**{**o0.__dict__, "epoch": 1})).truth()
+    p0 = {p["product_id"] for p in t0["products"]}
+    p1 = {p["product_id"] for p in t1["products"]}
+    assert p1 - p0 and p0 - p1  # products added and removed
+    e0 = {im["url"]: im["etag"] for im in t0["images"]}
+    e1 = {im["url"]: im["etag"] for im in t1["images"]}
+    common = set(e0) & set(e1)
+    changed = {u for u in common if e0[u] != e1[u]}
+    assert changed and len(changed) < 0.15 * len(common)  # a few images re-shot at the same URL
+
+
+def test_folder_mode_groups_files_and_mixes_junk(image_folder):
+    o = CatalogOptions(seed=0, catalog=str(image_folder / "catalog"),
+                       junk=(("certificate", str(image_folder / "certificate")),
+                             ("hand", str(image_folder / "hand"))))
+    t = Catalog.from_folder(o).truth()
+    assert sorted(t["classes"]) == ["bracelet", "necklace", "rings"]
+    assert len(t["images"]) == 21 + 6
+    assert sum(im["junk"] == "certificate" for im in t["images"]) == 3
+    assert sum(im["junk"] == "hand" for im in t["images"]) == 3
+
+
+def test_folder_mode_errors(tmp_path):
+    with pytest.raises(ValueError, match="not a folder"):
+        Catalog.from_folder(CatalogOptions(catalog=str(tmp_path / "nope")))
+    with pytest.raises(ValueError, match="no <class>/<image> files"):
+        Catalog.from_folder(CatalogOptions(catalog=str(tmp_path)))
+
+
+# ---------------------------------------------------------------------------- HTTP
+
+
+def test_pages_robots_and_conditional_get(storefront):
+    s = storefront("--seed", "3", "--classes", "2", "--products-per-class", "14", "--faults", "0",
+                   "--rate-limit", "500")
+    status, headers, body = s.get("/robots.txt")
+    assert status == 200 and b"Crawl-delay: 0.002" in body and b"Disallow: /cart" in body
+    status, _, body = s.get("/category/amethyst")
+    assert status == 200 and b"rel='next'" in body
+    assert s.get("/category/amethyst?page=2")[0] == 200
+    assert s.get("/category/amethyst?page=3")[0] == 404
+    truth = truth_for(s.args)
+    url = truth["images"][0]["url"]
+    status, headers, body = s.get(url)
+    assert status == 200 and headers["ETag"] == truth["images"][0]["etag"]
+    assert s.get(url, {"If-None-Match": headers["ETag"]})[0] == 304
+    assert s.get(url, {"If-Modified-Since": headers["Last-Modified"]})[0] == 304
+    stats = s.stats()
+    assert stats["not_modified"] == 2 and stats["images_served_per_url_count"] == {"1": 1}
+
+
+def test_junk_is_served_as_real_stores_serve_it(storefront):
+    args = [*JUNKY, "--faults", "0", "--rate-limit", "500"]
+    s = storefront(*args)
+    truth = truth_for(args)
+    by_kind = {}
+    for im in truth["images"]:
+        by_kind.setdefault(im["kind"], im)
+    st, h, body = s.get(by_kind["html"]["url"])
+    assert st == 200 and h["Content-Type"].startswith("text/html") and b"<html>" in body
+    st, h, body = s.get(by_kind["oversized"]["url"])
+    assert st == 200 and body.startswith(b"\x89PNG") and len(body) < 2_000_000
+    st, _, body = s.get(by_kind["truncated"]["url"])
+    assert st == 200 and sniff(body) is not None  # a real header, then the file just stops
+
+
+def test_rate_limit_429_then_ban(storefront):
+    s = storefront("--classes", "1", "--products-per-class", "2", "--rate-limit", "2",
+                   "--burst", "2", "--faults", "0", "--ban-strikes", "3", "--ban-seconds", "30")
+    codes = [s.get("/")[0] for _ in range(8)]
+    assert codes[:2] == [200, 200] and 429 in codes and codes[-1] == 403
+    st, h, _ = s.get("/")
+    assert st == 403 and int(h["Retry-After"]) > 0
+    stats = s.stats()
+    assert stats["bans"] == 1 and stats["rate_limited"] >= 1
+
+
+def test_429_carries_retry_after_and_waiting_avoids_a_ban(storefront):
+    s = storefront("--classes", "1", "--products-per-class", "2", "--rate-limit", "1",
+                   "--burst", "1", "--faults", "0", "--ban-strikes", "2")
+    assert s.get("/")[0] == 200
+    st, h, _ = s.get("/")
+    assert st == 429
+    time.sleep(float(h["Retry-After"]) + 0.05)
+    assert s.get("/")[0] == 200
+    assert s.stats()["bans"] == 0
+
+
+def test_faults_are_injected(storefront):
+    s = storefront("--classes", "1", "--products-per-class", "2", "--rate-limit", "1000",
+                   "--burst", "1000", "--faults", "0.5")
+    codes = []
+    for _ in range(40):
+        try:
+            codes.append(s.get("/category/amethyst")[0])
+        except Exception:
+            codes.append("reset")
+    faults = s.stats()["faults"]
+    assert 503 in codes and sum(faults.values()) >= 8
+
+
+def test_stats_endpoint_is_json(storefront):
+    s = storefront("--classes", "1", "--products-per-class", "1")
+    stats = json.loads(s.get("/_stats")[2])
+    assert {"requests", "by_status", "by_kind", "rate_limited", "bans",
+            "images_served_per_url_count"} <= set(stats)
+
+
+def test_truth_cli_writes_file(tmp_path):
+    from pipeline.cli import main
+
+    out = tmp_path / "truth.json"
+    assert main(["store", "truth", "--classes", "2", "--products-per-class", "3", "--out",
+                 str(out)]) == 0
+    t = json.loads(out.read_text())
+    assert len(t["products"]) == 6
+    assert {"url", "label", "product_id", "junk", "dup_group", "bbox"} <= set(t["images"][0])
