@@ -102,6 +102,13 @@ def cmd_scrape(a: argparse.Namespace) -> int:
     return res.exit_code
 
 
+def cmd_demo(a: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    store_args = ["--seed", str(a.seed), "--rate-limit", str(a.rate_limit), *a.store_args]
+    return run_demo(a.params, a.data_dir, store_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="gemcurate", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="count", default=0)
@@ -140,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--concurrency", type=int)
     sc.add_argument("--no-progress", action="store_true")
     sc.set_defaults(func=cmd_scrape)
+
+    d = sub.add_parser("demo", help="the main job on the bundled storefront: serve, scrape, report")
+    d.add_argument("--params", default="params.yaml")
+    d.add_argument("--data-dir", default="data/demo")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--rate-limit", type=float, default=20.0)
+    d.add_argument("store_args", nargs="*", help="more `store serve` flags, after --")
+    d.set_defaults(func=cmd_demo)
     return ap
 
 

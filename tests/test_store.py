@@ -52,7 +52,7 @@ def test_truth_boxes_hold_the_stone():
     cat = Catalog.generate(SMALL)
     photos = [e for e in cat.images.values() if e.kind == "photo"][:6]
     for e in photos:
-        data, ctype = cat.render(e)
+        data, _ctype = cat.render(e)
         img = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(float)
         x0, y0, x1, y1 = cat.bbox(e)
         h, w = img.shape[:2]

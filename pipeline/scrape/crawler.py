@@ -236,8 +236,7 @@ class Crawler:
             self.c.retries += 1
             delay = max(ra or 0.0, self._backoff(attempts))
             logger.debug("retry %d of %s in %.1fs (%s)", attempts, url, delay, error or status)
-            if status == 503 and ra:
-                limiter.pause(ra)
+            # back off this request only: one failing URL must not stall the whole host
             await asyncio.sleep(delay)
 
     def _backoff(self, attempt: int) -> float:

@@ -1,0 +1,80 @@
+"""``gemcurate demo``: the main job on the embedded default, end to end.
+
+Starts the bundled storefront on a free local port, scrapes it politely with
+``params.yaml``, prints the scrape summary and how complete the result is
+against the storefront's ground truth, and stops the storefront.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pipeline.config import load_params
+from pipeline.manifest import read_manifest
+from pipeline.scrape import format_summary, scrape
+from pipeline.scrape.site import load_site
+from pipeline.store.catalog import Catalog, CatalogOptions
+
+logger = logging.getLogger(__name__)
+
+
+def run_demo(params_path: str, data_dir: str | None, store_args: list[str]) -> int:
+    """Run storefront → scrape and print the summary; returns the scrape's exit code."""
+    params = load_params(params_path, {"data": {"data_dir": data_dir}})
+    with tempfile.TemporaryDirectory() as tmp:
+        port_file = Path(tmp) / "port"
+        cmd = [sys.executable, "-m", "pipeline.cli", "store", "serve", "--port", "0",
+               "--port-file", str(port_file), *store_args]
+        log = open(Path(tmp) / "store.log", "w")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 120
+            while not port_file.exists():
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("the storefront did not start: "
+                                       + (Path(tmp) / "store.log").read_text())
+                time.sleep(0.1)
+            base_url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+            print(f"storefront running at {base_url} (gemcurate store serve {' '.join(store_args)})")
+            site = load_site(params.scrape.site, base_url)
+            res = scrape(params, site)
+            print(format_summary(res, site))
+            if res.manifest_path is not None:
+                _report_truth(res.manifest_path, store_args)
+            return res.exit_code
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+
+
+def _report_truth(manifest_path: Path, store_args: list[str]) -> None:
+    from pipeline.cli import _catalog_options, build_parser
+
+    ns, _ = build_parser().parse_known_args(["store", "truth", "--out", "-", *store_args])
+    opts: CatalogOptions = _catalog_options(ns)
+    truth = Catalog.build(opts).truth()
+    df = read_manifest(manifest_path)
+    usable = {urlsplit(u).path for u in df.loc[df["excluded_reason"].isna(), "source_url"]}
+    valid = [im["url"] for im in truth["images"] if im["junk"] not in ("corrupt", "html",
+                                                                         "oversized")]
+    got = sum(u in usable for u in valid)
+    broken = [im for im in truth["images"] if im["junk"] in ("corrupt", "html", "oversized")]
+    rows = {urlsplit(u).path: r for u, r in zip(df["source_url"], df["excluded_reason"],
+                                                strict=True)}
+    caught = sum(isinstance(rows.get(im["url"]), str) for im in broken)
+    truth_path = manifest_path.parent / "demo_truth.json"
+    truth_path.write_text(json.dumps(truth))
+    print(f"  ground truth {got:,} of {len(valid):,} valid product images fetched "
+          f"({100 * got / max(1, len(valid)):.2f}%); {caught} of {len(broken)} broken files "
+          f"rejected with a reason (truth: {truth_path})")
