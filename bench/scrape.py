@@ -43,6 +43,18 @@ def stats(base: str) -> dict:
     return json.loads(urllib.request.urlopen(base + "/_stats").read())
 
 
+def crawl(params, store_args: list[str], tmp: Path, port: int = 0):
+    """Serve ``store_args``, scrape it once; returns (result, seconds, store stats, port)."""
+    proc, base = start_store(store_args, tmp, port)
+    try:
+        t = time.perf_counter()
+        res = scrape(params, base_url=base)
+        return res, time.perf_counter() - t, stats(base), int(base.rsplit(":", 1)[1])
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=101)
@@ -62,27 +74,10 @@ def main() -> None:
         tmp = Path(tmp_s)
         params = load_params(ROOT / "params.yaml", {
             "data": {"data_dir": str(tmp / "data")},
-            "scrape": {"max_rate": 10 * a.rate_limit, "progress": False,
+            "scrape": {"max_rate": min(1000.0, 10 * a.rate_limit), "progress": False,
                        "site": str(ROOT / "sites" / "demo.yaml")}})
-        proc, base = start_store(store_args, tmp)
-        port = int(base.rsplit(":", 1)[1])
-        try:
-            t = time.perf_counter()
-            full = scrape(params, base_url=base)
-            full_s = time.perf_counter() - t
-            st = stats(base)
-        finally:
-            proc.terminate()
-            proc.wait()
-        proc, base = start_store([*store_args, "--epoch", "1"], tmp, port)
-        try:
-            t = time.perf_counter()
-            refresh = scrape(params, base_url=base)
-            refresh_s = time.perf_counter() - t
-            st1 = stats(base)
-        finally:
-            proc.terminate()
-            proc.wait()
+        full, full_s, st, port = crawl(params, store_args, tmp)
+        refresh, refresh_s, st1, _ = crawl(params, [*store_args, "--epoch", "1"], tmp, port)
     f = full.stats
     results.update({
         "full_status": full.status, "full_s": round(full_s, 1), "requests": f["requests"],

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 import signal
 import time
 from collections import Counter
@@ -26,11 +27,11 @@ from tqdm import tqdm
 
 from pipeline.blobstore import BlobStore, sha256_hex
 from pipeline.config import ScrapeParams
-from pipeline.scrape.checks import check_image, sniff
+from pipeline.scrape.checks import EXT, check_image, sniff
 from pipeline.scrape.ratelimit import HostLimiter
 from pipeline.scrape.robots import Robots
 from pipeline.scrape.site import SiteConfig, first, select
-from pipeline.scrape.state import CrawlState
+from pipeline.scrape.state import CrawlState, now
 
 logger = logging.getLogger(__name__)
 
@@ -341,8 +342,6 @@ class Crawler:
             label = s.label_map.get(label, label)
             imgs = select(sel, ps.images)
             for rw in s.image_url_rewrite:
-                import re
-
                 imgs = [re.sub(rw.pattern, rw.replace, u) for u in imgs]
             attrs = {k: first(sel, v) for k, v in ps.attributes.items()}
             out["product"] = {"product_id": pid, "label": label,
@@ -381,8 +380,7 @@ class Crawler:
         data = res.body
         sha = sha256_hex(data)
         fmt = sniff(data)
-        _, rel = self.store.put(data, {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif",
-                                       "BMP": "bmp", "TIFF": "tif"}.get(fmt or "", "bin"), sha)
+        _, rel = self.store.put(data, EXT.get(fmt or "", "bin"), sha)
         ctype = res.headers.get("Content-Type")
         self.c.images += 1
         self.c.bytes += len(data)
@@ -390,7 +388,7 @@ class Crawler:
         self.state.save_image(run_id, url, meta, {
             "sha256": sha, "path": rel, "etag": res.headers.get("ETag"),
             "last_modified": res.headers.get("Last-Modified"), "content_type": ctype,
-            "n_bytes": len(data), "fetched_at": _utcnow(), "checked": False,
+            "n_bytes": len(data), "fetched_at": now(), "checked": False,
             "excluded_reason": None, "detail": None}, res.attempts)
         await self._check(url, data, ctype)
 
@@ -472,8 +470,3 @@ class Crawler:
                 await asyncio.gather(*workers, return_exceptions=True)
                 self.bar.close()
 
-
-def _utcnow():
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)

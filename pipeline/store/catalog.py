@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import mimetypes
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -445,6 +444,3 @@ def _colour_name(label: str, rng: np.random.Generator) -> str:
         label, label.split("-")[-1].title())
     return f"{rng.choice(mods)} {base}"
 
-
-def guess_type(name: str) -> str:
-    return mimetypes.guess_type(name)[0] or "application/octet-stream"
