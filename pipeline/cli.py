@@ -13,6 +13,8 @@ import logging
 import sys
 
 from pipeline.config import ConfigError, load_params
+from pipeline.decisions import DecisionError
+from pipeline.manifest import ManifestError
 
 logger = logging.getLogger("gemcurate")
 
@@ -109,6 +111,48 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return run_demo(a.params, a.data_dir, store_args)
 
 
+STAGES = {
+    "dedupe": ("pipeline.dedupe", "exact and near-duplicate clusters, one representative each"),
+    "filter": ("pipeline.filter", "certificate/hand/quality checks, review flags, annotator decisions"),
+    "crop": ("pipeline.crop", "region-of-interest crop to square target-size images"),
+    "report": ("pipeline.report", "HTML curation report with contact sheets"),
+}
+
+
+def cmd_stage(a: argparse.Namespace) -> int:
+    import importlib
+
+    overrides: dict = {"data": {"data_dir": a.data_dir}} if a.data_dir else {}
+    params = load_params(a.params, overrides)
+    module = importlib.import_module(STAGES[a.cmd][0])
+    result = module.main(params, progress=False if a.no_progress else None)
+    if isinstance(result, dict):
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_decide(a: argparse.Namespace) -> int:
+    from pipeline import decisions
+
+    params = load_params(a.params, {"data": {"data_dir": a.data_dir}} if a.data_dir else {})
+    db = decisions.Decisions(decisions.connect(
+        params.data.review_db or decisions.review_url(params.data.data_dir)))
+    if a.decisions_cmd == "list":
+        df = db.history() if a.all else db.latest()
+        print(df.to_string(index=False) if len(df) else "no decisions yet")
+        return 0
+    if a.decisions_cmd == "import":
+        import pandas as pd
+
+        rows = pd.read_csv(a.csv, dtype=str, keep_default_na=False).to_dict("records")
+        n = db.record_many(rows)
+        print(f"imported {n} decision(s) from {a.csv}")
+        return 0
+    db.record(a.image_id, a.decision, a.by, label=a.label, reason=a.reason, note=a.note)
+    print(f"{a.image_id}: {a.decision}{' → ' + a.label if a.label else ''} by {a.by}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="gemcurate", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="count", default=0)
@@ -148,6 +192,35 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--no-progress", action="store_true")
     sc.set_defaults(func=cmd_scrape)
 
+    for name, (_, help_) in STAGES.items():
+        st = sub.add_parser(name, help=help_)
+        st.add_argument("--params", default="params.yaml")
+        st.add_argument("--data-dir", help="default: params data.data_dir")
+        st.add_argument("--no-progress", action="store_true")
+        st.set_defaults(func=cmd_stage)
+
+    de = sub.add_parser("decide", help="record an annotator decision for one image")
+    de.add_argument("image_id")
+    de.add_argument("decision", choices=["accept", "reject", "relabel"])
+    de.add_argument("--label", help="new label (relabel only)")
+    de.add_argument("--by", required=True, help="who decided")
+    de.add_argument("--reason", help="the review_reason this answers")
+    de.add_argument("--note")
+    de.add_argument("--params", default="params.yaml")
+    de.add_argument("--data-dir")
+    de.set_defaults(func=cmd_decide, decisions_cmd="decide")
+    ds = sub.add_parser("decisions", help="list or import annotator decisions")
+    dsub = ds.add_subparsers(dest="decisions_cmd", required=True)
+    dl = dsub.add_parser("list", help="decisions in force (--all: the full history)")
+    dl.add_argument("--all", action="store_true")
+    di = dsub.add_parser("import", help="append decisions from a CSV "
+                         "(image_id,decision,label,reviewer[,decided_at,reason,note])")
+    di.add_argument("csv")
+    for x in (dl, di):
+        x.add_argument("--params", default="params.yaml")
+        x.add_argument("--data-dir")
+        x.set_defaults(func=cmd_decide)
+
     d = sub.add_parser("demo", help="the main job on the bundled storefront: serve, scrape, report")
     d.add_argument("--params", default="params.yaml")
     d.add_argument("--data-dir", default="data/demo")
@@ -165,12 +238,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=max(level, logging.DEBUG),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pipeline").setLevel(max(level - 10, logging.DEBUG) if a.verbose else
-                                           logging.INFO if a.cmd == "store" else logging.WARNING)
+                                           logging.INFO if a.cmd in ("store", *STAGES) else
+                                           logging.WARNING)
     try:
         return int(a.func(a) or 0)
     except ConfigError as exc:
         print(f"gemcurate: configuration error: {exc}", file=sys.stderr)
         return 2
+    except (ManifestError, DecisionError) as exc:
+        print(f"gemcurate: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -194,6 +194,10 @@ class DataParams:
     state_db: str | None = field(
         default=None, metadata={"doc": "SQLAlchemy URL; default sqlite:///<data_dir>/state/crawl.sqlite"}
     )
+    review_db: str | None = field(
+        default=None,
+        metadata={"doc": "annotator decisions, SQLAlchemy URL; default sqlite:///<data_dir>/state/reviews.sqlite"},
+    )
 
 
 @dataclass(frozen=True)
@@ -235,11 +239,98 @@ class ScrapeParams:
 
 
 @dataclass(frozen=True)
+class DedupeParams:
+    """Exact and near-duplicate detection (pipeline/dedupe.py)."""
+
+    phash_radius: int = field(default=10, metadata={"min": 0, "max": 20,
+                                                    "doc": "candidate pairs: pHash within this many bits"})
+    dhash_radius: int = field(default=10, metadata={"min": 0, "max": 20,
+                                                    "doc": "... or dHash within this many bits"})
+    min_similarity: float = field(default=0.90, metadata={
+        "min": 0.0, "max": 1.0, "doc": "aligned detail correlation that confirms a candidate"})
+    certain_distance: int = field(default=0, metadata={
+        "min": -1, "max": 8, "doc": "both hashes within this: duplicate without verification (-1: never)"})
+    workers: int = field(default=0, metadata={"min": 0, "max": 256, "doc": "processes; 0: CPU count"})
+    search_threads: int = field(default=0, metadata={"min": 0, "max": 256, "doc": "0: CPU count (max 4)"})
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class CheckParams:
+    """Thresholds of one filter check (scores are 0 = fine … 1 = junk)."""
+
+    enabled: bool = True
+    threshold: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0,
+                                                     "doc": "score >= threshold: is_<check> and excluded"})
+    review_band: float = field(default=0.15, metadata={
+        "min": 0.0, "max": 0.5, "doc": "scores within this of the threshold also get needs_review"})
+
+
+def _check(threshold: float = 0.5, band: float = 0.15) -> Any:
+    return field(default_factory=lambda: CheckParams(threshold=threshold, review_band=band))
+
+
+@dataclass(frozen=True)
+class FilterParams:
+    """Junk and quality checks (pipeline/filter.py, pipeline/checks/)."""
+
+    analysis_side: int = field(default=640, metadata={"min": 128, "max": 4096,
+                                                      "doc": "decode at most this long side"})
+    ocr_second_opinion: bool = field(default=True, metadata={
+        "doc": "run rapidocr's text detector on images in the certificate review band"})
+    ocr_min_boxes: int = field(default=10, metadata={"min": 1, "max": 1000})
+    use_url_hints: bool = True
+    workers: int = field(default=0, metadata={"min": 0, "max": 256})
+    progress: bool = True
+    certificate: CheckParams = _check(0.5, 0.2)
+    hand: CheckParams = _check(0.5, 0.2)
+    blurry: CheckParams = _check(0.5, 0.1)
+    too_small: CheckParams = _check(0.5, 0.0)
+    too_dark: CheckParams = _check(0.5, 0.1)
+    too_bright: CheckParams = _check(0.5, 0.1)
+    low_information: CheckParams = _check(0.5, 0.1)
+
+    def checks(self) -> dict[str, CheckParams]:
+        """Enabled checks by name, in a stable order."""
+        names = ("certificate", "hand", "blurry", "too_small", "too_dark", "too_bright",
+                 "low_information")
+        return {n: getattr(self, n) for n in names if getattr(self, n).enabled}
+
+
+@dataclass(frozen=True)
+class CropParams:
+    """Region-of-interest crop (pipeline/crop.py)."""
+
+    target_size: int = field(default=224, metadata={"min": 16, "max": 4096})
+    margin: float = field(default=0.08, metadata={"min": 0.0, "max": 1.0,
+                                                  "doc": "added around the box, share of its longer side"})
+    analysis_side: int = field(default=384, metadata={"min": 64, "max": 4096})
+    blur_sigma: float = field(default=1.2, metadata={"min": 0.0, "max": 20.0})
+    canny_low: int = field(default=30, metadata={"min": 0, "max": 1000})
+    canny_high: int = field(default=90, metadata={"min": 1, "max": 1000})
+    background_tolerance: float = field(default=14.0, metadata={
+        "min": 1.0, "max": 128.0, "doc": "colour distance from the background model that counts as object"})
+    min_confidence: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0,
+                                                         "doc": "below: needs_review"})
+    min_object_area: float = field(default=0.003, metadata={"min": 0.0, "max": 1.0})
+    format: str = field(default="png", metadata={"choices": ["png", "jpg", "webp"]})
+    workers: int = field(default=0, metadata={"min": 0, "max": 256})
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.canny_low >= self.canny_high:
+            raise ConfigError("canny_low: must be below canny_high")
+
+
+@dataclass(frozen=True)
 class Params:
     """All of ``params.yaml``."""
 
     data: DataParams = field(default_factory=DataParams)
     scrape: ScrapeParams = field(default_factory=ScrapeParams)
+    dedupe: DedupeParams = field(default_factory=DedupeParams)
+    filter: FilterParams = field(default_factory=FilterParams)
+    crop: CropParams = field(default_factory=CropParams)
 
 
 def load_params(path: str | Path | None = "params.yaml", overrides: dict | None = None) -> Params:

@@ -78,9 +78,38 @@ COLUMNS: tuple[Column, ...] = (
     Column("first_seen_run", "Int64", False, "raw", "crawl run that first listed the image"),
     Column("last_seen_run", "Int64", False, "raw", "last crawl run that listed the image"),
     Column("attr_*", "string", True, "raw", "catalog attributes from the product page (attr_price, ...)"),
+    # --- dedupe ---------------------------------------------------------------------
+    Column("label_original", "string", True, "dedupe",
+           "the store's label when an annotator relabelled the image (else equal to label)"),
+    Column("dup_cluster", "string", True, "dedupe",
+           "duplicate cluster: the smallest image_id among photos showing the same picture; "
+           "null for rows without decodable bytes"),
+    Column("dup_size", "Int64", True, "dedupe", "rows in the cluster"),
+    Column("is_representative", "boolean", False, "dedupe",
+           "the one row of its cluster that stays (highest resolution, then earliest fetched)"),
+    Column("dup_of", "string", True, "dedupe", "image_id of the cluster's representative (clusters > 1)"),
+    Column("pixel_sha256", "string", True, "dedupe", "sha256 of the decoded pixels"),
+    Column("phash", "string", True, "dedupe", "64-bit pHash (imagehash), hex"),
+    Column("dhash", "string", True, "dedupe", "64-bit dHash (imagehash), hex"),
+    # --- filter -----------------------------------------------------------------------
+    Column("ocr_text_boxes", "float64", True, "filter",
+           "text boxes rapidocr found (only images in the certificate review band)"),
+    Column("decision", "string", True, "filter", "annotator decision in force: accept, reject, relabel"),
+    Column("decided_by", "string", True, "filter", "who made that decision"),
+    Column("decided_at", TIMESTAMP, True, "filter", "when"),
+    # --- crop -------------------------------------------------------------------------
+    Column("crop_box", "object", True, "crop",
+           "[x0, y0, x1, y1] square crop in the original image's pixels (may extend past it: padded)"),
+    Column("object_box", "object", True, "crop", "[x0, y0, x1, y1] tight box of the detected object"),
+    Column("crop_confidence", "float64", True, "crop", "0..1: how clearly one whole object was found"),
+    Column("crop_issue", "string", True, "crop",
+           "none, no_object, cut_by_border, several_objects, low_contrast"),
+    Column("crop_path", "string", True, "crop", "the target-size crop, relative to <data_dir>/crops"),
+    Column("background_rgb", "object", True, "crop", "[r, g, b] background colour used for padding"),
     # --- review (any stage) --------------------------------------------------------
-    Column("needs_review", "boolean", True, "filter", "an annotator should look at this image"),
-    Column("review_reason", "string", True, "filter", "why it needs review"),
+    Column("needs_review", "boolean", True, "dedupe", "an annotator should look at this image"),
+    Column("review_reason", "string", True, "dedupe",
+           "why it needs review (label_conflict, certificate, hand, crop_*, ...; several joined by ';')"),
     Column("*_score", "float64", True, "filter", "score of check <check> (see score_col)"),
     Column("is_*", "boolean", True, "filter", "decision of check <check> (see flag_col)"),
 )
@@ -98,6 +127,14 @@ EXCLUDED_REASONS_RAW = (
     "unsupported_format",
     "disallowed_by_robots",
     "removed_from_catalog",
+)
+
+# why curation stages exclude an image (the row is kept)
+EXCLUDED_REASONS_CURATION = (
+    "undecodable",          # the stored bytes no longer decode
+    "duplicate",            # another row of its dup_cluster is the representative
+    "label_conflict",       # duplicates labelled differently: waits for an annotator
+    "rejected_by_annotator",
 )
 
 _CHECK_RE = re.compile(r"^[a-z][a-z0-9_]*$")

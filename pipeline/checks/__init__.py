@@ -1,0 +1,117 @@
+"""The registry of image checks used by the filter stage.
+
+A check is a small class with a ``name`` and ``score(image) -> float``: 0 means
+"certainly fine", 1 "certainly junk of this kind". The filter stage turns
+scores into ``<check>_score`` / ``is_<check>`` columns with the threshold and
+uncertainty band from ``params.yaml`` (``filter.checks.<name>``), so tuning a
+check never needs a code change. Adding one is a class and a decorator:
+
+Example:
+    >>> @register
+    ... class Overexposed(Check):
+    ...     name = "overexposed"
+    ...     def score(self, image: Image) -> float:
+    ...         return float((image.gray > 250).mean())
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import cv2
+import numpy as np
+
+REGISTRY: dict[str, type[Check]] = {}
+
+
+@dataclass
+class Image:
+    """What a check looks at: the decoded (reduced) image plus context.
+
+    Attributes:
+        rgb: RGB uint8 array, longer side at most ``analysis_side`` px.
+        orig_size: (width, height) of the original file.
+        url: Source URL (file-name hints).
+        cache: Intermediate results shared between checks.
+    """
+
+    rgb: np.ndarray
+    orig_size: tuple[int, int]
+    url: str = ""
+    cache: dict = field(default_factory=dict)
+
+    @cached_property
+    def gray(self) -> np.ndarray:
+        return cv2.cvtColor(self.rgb, cv2.COLOR_RGB2GRAY)
+
+    @cached_property
+    def hsv(self) -> np.ndarray:
+        return cv2.cvtColor(self.rgb, cv2.COLOR_RGB2HSV)
+
+    @cached_property
+    def ycrcb(self) -> np.ndarray:
+        return cv2.cvtColor(self.rgb, cv2.COLOR_RGB2YCrCb)
+
+    @cached_property
+    def border(self) -> np.ndarray:
+        """Pixels of a 4%-wide frame around the image (the background, usually)."""
+        h, w = self.gray.shape
+        b = max(2, int(0.04 * min(h, w)))
+        return np.concatenate([self.rgb[:b].reshape(-1, 3), self.rgb[-b:].reshape(-1, 3),
+                               self.rgb[:, :b].reshape(-1, 3), self.rgb[:, -b:].reshape(-1, 3)])
+
+    @cached_property
+    def filename(self) -> str:
+        return re.sub(r"[?#].*$", "", self.url).rsplit("/", 1)[-1].lower()
+
+
+class Check:
+    """Base class: subclasses set ``name`` and implement :meth:`score`."""
+
+    name: str = ""
+    #: a hint in the file name / URL adds this to the score (never flags on its own)
+    hint_pattern: str | None = None
+    hint_weight: float = 0.15
+
+    def score(self, image: Image) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def hint(self, image: Image) -> float:
+        if not self.hint_pattern:
+            return 0.0
+        return 1.0 if re.search(self.hint_pattern, image.filename) else 0.0
+
+    def final_score(self, image: Image) -> float:
+        """The visual score, nudged by a file-name hint when the picture already looks suspect."""
+        s = float(np.clip(self.score(image), 0.0, 1.0))
+        if s >= self.hint_weight:
+            s = min(1.0, s + self.hint_weight * self.hint(image))
+        return s
+
+
+def register(cls: type[Check]) -> type[Check]:
+    """Class decorator: add ``cls`` to :data:`REGISTRY` under ``cls.name``."""
+    if not cls.name or not re.fullmatch(r"[a-z][a-z0-9_]*", cls.name):
+        raise ValueError(f"check {cls.__name__} needs a snake_case name")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def get(name: str) -> Check:
+    """An instance of the registered check ``name``."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown check {name!r}; registered: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]()
+
+
+def ramp(x: float, lo: float, hi: float) -> float:
+    """0 below ``lo``, 1 above ``hi``, linear in between."""
+    if hi == lo:
+        return float(x >= hi)
+    return float(np.clip((x - lo) / (hi - lo), 0.0, 1.0))
+
+
+# importing the modules registers their checks
+from pipeline.checks import document, hand, quality  # noqa: E402,F401

@@ -1,0 +1,85 @@
+"""Hand photos: a stone held between fingers or shown on a palm.
+
+Skin colour alone "did not work" for the published projects, and it cannot:
+morganite, imperial topaz, smoky quartz and rose gold are skin-coloured. The
+check therefore asks for a skin-coloured region *shaped and lit like a hand*:
+
+* large (a hand fills a good part of a close-up);
+* entering from one or two image borders (wrist or arm), while not *being*
+  the background (a beige backdrop touches every border);
+* not convex: fingers and the gap between them leave the silhouette's convex
+  hull partly empty, where a stone is nearly convex;
+* smooth skin shading, without the strong texture of facets or metal links
+  and without many specular highlights (polished gold, faceted stones).
+
+Each cue is a soft 0–1 ramp; the score is their product, so one strong
+counter-cue (a convex outline, a sparkling texture) clears an image.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pipeline.checks import Check, Image, ramp, register
+
+SIDE = 128  # analysis size: shape cues do not need more, and texture is measured at a fixed scale
+
+
+def skin_mask(rgb: np.ndarray) -> np.ndarray:
+    """Skin-coloured pixels (YCrCb box plus hue/saturation limits), light to dark tones."""
+    ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    cr, cb = ycc[..., 1], ycc[..., 2]
+    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    return ((cr >= 133) & (cr <= 180) & (cb >= 77) & (cb <= 130) & ((h <= 25) | (h >= 170))
+            & (s >= 25) & (s <= 190) & (v >= 40))
+
+
+def hand_features(rgb: np.ndarray) -> dict[str, float]:
+    """Shape, position and texture of the largest skin-coloured region (at 128 px)."""
+    h, w = rgb.shape[:2]
+    f = SIDE / max(h, w)
+    small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    h, w = small.shape[:2]
+    m = skin_mask(small).astype(np.uint8)
+    k3 = np.ones((3, 3), np.uint8)
+    m = cv2.morphologyEx(cv2.morphologyEx(m, cv2.MORPH_OPEN, k3), cv2.MORPH_CLOSE, k3)
+    n, lab, st, _ = cv2.connectedComponentsWithStats(m, 8)
+    if n <= 1:
+        return {"area": 0.0, "touch": 0, "border_skin": 0.0, "solidity": 1.0, "texture": 99.0,
+                "specular": 0.0}
+    k = 1 + int(np.argmax(st[1:, 4]))
+    comp = (lab == k).astype(np.uint8)
+    x, y, bw, bh = st[k, :4]
+    touch = int(x <= 0) + int(y <= 0) + int(x + bw >= w) + int(y + bh >= h)
+    border = np.concatenate([comp[0], comp[-1], comp[:, 0], comp[:, -1]])
+    cnts, _ = cv2.findContours(comp, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    c = max(cnts, key=cv2.contourArea)
+    hull_area = cv2.contourArea(cv2.convexHull(c))
+    solidity = cv2.contourArea(c) / hull_area if hull_area > 0 else 1.0
+    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    lap = np.abs(cv2.Laplacian(gray, cv2.CV_32F))
+    inner = cv2.erode(comp, k3) > 0
+    texture = float(np.median(lap[inner])) if inner.sum() > 10 else 99.0
+    v = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)[..., 2][comp > 0]
+    return {"area": float(st[k, 4] / (h * w)), "touch": touch, "border_skin": float(border.mean()),
+            "solidity": float(solidity), "texture": texture, "specular": float((v > 235).mean())}
+
+
+@register
+class Hand(Check):
+    """A hand in the picture (see the module doc for the cues)."""
+
+    name = "hand"
+    hint_pattern = r"hand|held|holding|finger|palm|worn|on[-_]?model"
+
+    def score(self, image: Image) -> float:
+        f = hand_features(image.rgb)
+        image.cache["hand"] = f
+        touch = {0: 0.0, 1: 1.0, 2: 1.0, 3: 0.3}.get(int(f["touch"]), 0.0)
+        return (ramp(f["area"], 0.06, 0.14) * touch
+                * (1 - ramp(f["border_skin"], 0.12, 0.25))
+                * (1 - ramp(f["solidity"], 0.88, 0.95))
+                * (1 - ramp(f["texture"], 7.0, 10.0))
+                * (1 - ramp(f["specular"], 0.15, 0.4)))

@@ -1,0 +1,88 @@
+"""Photo-quality checks: too small, blurry, too dark, too bright, low information.
+
+Product photos are mostly plain background, so whole-image statistics mislead
+(a sharp ring on white has a tiny mean gradient; a diamond on black has a low
+mean brightness). Each check therefore looks at the strongest evidence in the
+picture: the sharpest edges, the brightest and darkest tails.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pipeline.checks import Check, Image, ramp, register
+
+
+@register
+class TooSmall(Check):
+    """The original's shorter side, against what a 224 px crop needs."""
+
+    name = "too_small"
+    min_side = 160   # score 1 at or below
+    ok_side = 224    # score 0 at or above
+
+    def score(self, image: Image) -> float:
+        return 1.0 - ramp(min(image.orig_size), self.min_side, self.ok_side)
+
+
+@register
+class Blurry(Check):
+    """Out of focus: even the strongest edges are soft.
+
+    Measured as the 99.5th percentile of the Laplacian magnitude at a fixed
+    analysis size (the object's outline and facets, not the flat background).
+    """
+
+    name = "blurry"
+    sharp = 40.0    # score 0 at or above
+    blurred = 8.0   # score 1 at or below
+
+    def score(self, image: Image) -> float:
+        g = image.gray
+        h, w = g.shape
+        f = 320 / max(h, w)
+        if f < 1:
+            g = cv2.resize(g, (max(1, int(w * f)), max(1, int(h * f))), interpolation=cv2.INTER_AREA)
+        lap = np.abs(cv2.Laplacian(g, cv2.CV_32F, ksize=3))
+        p = float(np.percentile(lap, 99.5))
+        image.cache["sharpness"] = p
+        return 1.0 - ramp(p, self.blurred, self.sharp)
+
+
+@register
+class TooDark(Check):
+    """Underexposed: even the brightest 2% of pixels are dark."""
+
+    name = "too_dark"
+
+    def score(self, image: Image) -> float:
+        hi = float(np.percentile(image.gray, 98))
+        return 1.0 - ramp(hi, 40.0, 90.0)
+
+
+@register
+class TooBright(Check):
+    """Blown out: even the darkest 2% of pixels are near white."""
+
+    name = "too_bright"
+
+    def score(self, image: Image) -> float:
+        lo = float(np.percentile(image.gray, 2))
+        return ramp(lo, 225.0, 248.0)
+
+
+@register
+class LowInformation(Check):
+    """A placeholder, a blank or a flat colour: almost nothing in the picture."""
+
+    name = "low_information"
+
+    def score(self, image: Image) -> float:
+        g = image.gray
+        spread = float(np.percentile(g, 99.5)) - float(np.percentile(g, 0.5))
+        hist = np.bincount(g.ravel(), minlength=256).astype(np.float64)
+        p = hist[hist > 0] / hist.sum()
+        entropy = float(-(p * np.log2(p)).sum())
+        image.cache["entropy"] = entropy
+        return max(1.0 - ramp(spread, 12.0, 40.0), 1.0 - ramp(entropy, 0.6, 1.5))

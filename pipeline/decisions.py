@@ -1,0 +1,194 @@
+"""Annotator decisions: a person's word overrides the machine, for good.
+
+A decision is keyed by ``image_id`` (the sha256 of the bytes), so it follows the
+photo across refreshes, URLs and products. The table keeps every decision ever
+made (who, when, why); the latest one per image wins. Every curation run reads
+the table and applies it after its own checks:
+
+* ``accept``: the image is in, whatever the checks say (flags stay visible,
+  ``excluded_reason`` and ``needs_review`` are cleared);
+* ``reject``: the image is out (``excluded_reason = rejected_by_annotator``);
+* ``relabel``: the image's ``label`` becomes the given one (the store's label
+  stays in ``label_original``); dedupe applies relabels before it looks for
+  label conflicts.
+
+The review web app (a later issue) writes this table; ``gemcurate decide`` and
+``gemcurate decisions import`` write it from the command line.
+
+Example:
+    >>> db = Decisions(connect(review_url("data")))
+    >>> db.record("3fa1…", "relabel", reviewer="ana", label="ruby", note="not a spinel")
+    >>> df = apply(df, db.latest())
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from pipeline.scrape.state import connect as _connect
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("accept", "reject", "relabel")
+REJECTED = "rejected_by_annotator"
+# download failures cannot be accepted into a dataset: there is nothing to train on
+UNACCEPTABLE = ("http_error", "not_an_image", "corrupt", "too_large_bytes", "too_many_pixels",
+                "unsupported_format", "disallowed_by_robots", "removed_from_catalog", "undecodable")
+
+meta = sa.MetaData()
+decisions_table = sa.Table(
+    "decisions", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("image_id", sa.String(64), nullable=False, index=True),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("label", sa.String(128)),
+    sa.Column("reviewer", sa.String(128), nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.String(128)),
+    sa.Column("note", sa.Text),
+)
+
+COLUMNS = ["image_id", "decision", "label", "reviewer", "decided_at", "reason", "note"]
+
+
+class DecisionError(ValueError):
+    """A decision is malformed (unknown kind, relabel without label, ...)."""
+
+
+def review_url(data_dir: str | Path) -> str:
+    """Default decisions database: ``sqlite:///<data_dir>/state/reviews.sqlite``."""
+    path = Path(data_dir) / "state" / "reviews.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def connect(url: str) -> sa.Engine:
+    """Open the decisions database at ``url`` and create its table."""
+    engine = _connect(url)
+    meta.create_all(engine)
+    return engine
+
+
+def validate(decision: str, label: str | None, reviewer: str, image_id: str) -> None:
+    if decision not in KINDS:
+        raise DecisionError(f"decision {decision!r}: expected one of {', '.join(KINDS)}")
+    if decision == "relabel" and not label:
+        raise DecisionError(f"{image_id}: relabel needs a label")
+    if decision != "relabel" and label:
+        raise DecisionError(f"{image_id}: only relabel takes a label")
+    if not reviewer or not reviewer.strip():
+        raise DecisionError(f"{image_id}: who decided? (reviewer is required)")
+    if not image_id or len(image_id) > 64:
+        raise DecisionError(f"bad image_id {image_id!r}")
+
+
+class Decisions:
+    """The decisions table of one database."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def record(self, image_id: str, decision: str, reviewer: str, label: str | None = None,
+               reason: str | None = None, note: str | None = None,
+               decided_at: datetime | None = None) -> None:
+        """Append one decision (earlier ones are kept as history)."""
+        validate(decision, label, reviewer, image_id)
+        with self.engine.begin() as conn:
+            conn.execute(decisions_table.insert().values(
+                image_id=image_id, decision=decision, label=label, reviewer=reviewer.strip(),
+                decided_at=decided_at or datetime.now(UTC), reason=reason, note=note))
+
+    def record_many(self, rows: list[dict[str, Any]]) -> int:
+        """Append many decisions in one transaction; all or nothing."""
+        clean = []
+        for r in rows:
+            label = r.get("label") or None
+            validate(r.get("decision", ""), label, r.get("reviewer", ""), r.get("image_id", ""))
+            at = r.get("decided_at")
+            at = pd.Timestamp(at).to_pydatetime() if at not in (None, "") else datetime.now(UTC)
+            clean.append({"image_id": r["image_id"], "decision": r["decision"], "label": label,
+                          "reviewer": r["reviewer"].strip(), "decided_at": at,
+                          "reason": r.get("reason") or None, "note": r.get("note") or None})
+        with self.engine.begin() as conn:
+            if clean:
+                conn.execute(decisions_table.insert(), clean)
+        return len(clean)
+
+    def history(self) -> pd.DataFrame:
+        """Every decision, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(decisions_table).order_by(decisions_table.c.id)).mappings()
+            df = pd.DataFrame([dict(r) for r in rows], columns=["id", *COLUMNS])
+        return df
+
+    def latest(self) -> pd.DataFrame:
+        """The decision in force for each image (the most recent one)."""
+        df = self.history()
+        if df.empty:
+            return df[COLUMNS]
+        return df.drop_duplicates("image_id", keep="last")[COLUMNS].reset_index(drop=True)
+
+
+def load_latest(url: str | None, data_dir: str | Path) -> pd.DataFrame:
+    """The decisions in force, from ``url`` (default: the data dir's reviews DB)."""
+    return Decisions(connect(url or review_url(data_dir))).latest()
+
+
+def apply_labels(df: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
+    """Apply relabel decisions only (dedupe needs true labels to find conflicts)."""
+    out = df.copy()
+    if "label_original" not in out.columns:
+        out["label_original"] = out["label"]
+    relabel = latest[latest["decision"] == "relabel"].set_index("image_id")["label"]
+    if len(relabel):
+        hit = out["image_id"].isin(relabel.index)
+        out.loc[hit, "label"] = out.loc[hit, "image_id"].map(relabel)
+    # a later accept/reject replaces a relabel: back to the store's label
+    other = latest[latest["decision"] != "relabel"]["image_id"]
+    back = out["image_id"].isin(other) & (out["label"] != out["label_original"])
+    out.loc[back, "label"] = out.loc[back, "label_original"]
+    return out
+
+
+def apply(df: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
+    """Apply every decision in force to a curated manifest.
+
+    Adds ``decision``, ``decided_by`` and ``decided_at``; see the module doc for
+    what each kind does. Decisions for images not in ``df`` are ignored.
+    """
+    out = apply_labels(df, latest)
+    by_id = latest.set_index("image_id")
+    dec = out["image_id"].map(by_id["decision"]) if len(by_id) else pd.Series(None, index=out.index)
+    out["decision"] = dec.astype("string")
+    out["decided_by"] = (out["image_id"].map(by_id["reviewer"]) if len(by_id)
+                         else pd.Series(None, index=out.index)).astype("string")
+    out["decided_at"] = pd.to_datetime(
+        out["image_id"].map(by_id["decided_at"]) if len(by_id) else pd.Series(None, index=out.index),
+        utc=True)
+    reason = out["excluded_reason"].astype("string")
+    accept = (out["decision"] == "accept").fillna(False) & ~reason.isin(UNACCEPTABLE).fillna(False)
+    reject = (out["decision"] == "reject").fillna(False)
+    relabel = (out["decision"] == "relabel").fillna(False)
+    out.loc[accept, "excluded_reason"] = None
+    out.loc[accept, "excluded_detail"] = None
+    # a relabel answers label conflicts; other machine flags still stand
+    conflict = relabel & (reason == "label_conflict").fillna(False)
+    out.loc[conflict, "excluded_reason"] = None
+    out.loc[conflict, "excluded_detail"] = None
+    out.loc[reject, "excluded_reason"] = REJECTED
+    out.loc[reject, "excluded_detail"] = "rejected by " + out.loc[reject, "decided_by"].fillna("?")
+    decided = accept | reject | relabel
+    if "needs_review" in out.columns:
+        out.loc[decided, "needs_review"] = False
+        out.loc[decided, "review_reason"] = None
+    n = int(decided.sum())
+    if n:
+        logger.info("applied %d annotator decision(s): %d accept, %d reject, %d relabel", n,
+                    int(accept.sum()), int(reject.sum()), int(relabel.sum()))
+    return out

@@ -1,0 +1,346 @@
+"""Dedupe stage: exact and near-duplicate photos, clustered, one representative each.
+
+1. **Fingerprint** every stored image once (:mod:`pipeline.hashing`); the
+   fingerprints are cached by ``image_id`` in ``<data_dir>/dedupe/hashes.parquet``,
+   so a refresh fingerprints only new images.
+2. **Exact duplicates**: equal bytes (the same ``image_id``) or equal decoded
+   pixels.
+3. **Near-duplicate candidates**: pairs within ``phash_radius`` bits of pHash
+   *or* ``dhash_radius`` bits of dHash, found by multi-index hashing
+   (:mod:`pipeline.hashindex`): exact, sub-quadratic. A refresh searches only
+   the new hashes against the index.
+4. **Verification**: a candidate is a duplicate when its aligned detail
+   similarity reaches ``min_similarity`` (or both hashes are within
+   ``certain_distance``). Verified pairs are cached in ``pairs.parquet``.
+5. **Clusters** by union-find (``dup_cluster``); one ``is_representative`` per
+   cluster (highest resolution, then earliest fetched); the other rows get
+   ``excluded_reason = duplicate`` and keep their rows. A cluster whose photos
+   carry different labels is not resolved silently: every row gets
+   ``label_conflict``, ``needs_review`` and stays out until an annotator decides.
+
+Example:
+    $ gemcurate dedupe --data-dir data
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from pipeline import decisions, manifest
+from pipeline.atomic import write_text
+from pipeline.config import DedupeParams, Params
+from pipeline.hashindex import HashIndex
+from pipeline.hashing import FEATURE_VERSION, fingerprint, similarity, to_signed
+from pipeline.imageio import ImageError
+
+logger = logging.getLogger(__name__)
+
+HASH_COLUMNS = ["image_id", "pixel_sha256", "phash", "dhash", "width", "height", "thumb", "error"]
+PAIR_COLUMNS = ["a", "b", "phash_dist", "dhash_dist", "similarity"]
+
+
+def _fingerprint_file(args: tuple[str, str]) -> dict:
+    image_id, path = args
+    try:
+        f = fingerprint(Path(path).read_bytes())
+    except (ImageError, OSError) as exc:
+        return {"image_id": image_id, "error": str(exc)[:200]}
+    return {"image_id": image_id, "pixel_sha256": f.pixel_sha256, "phash": to_signed(f.phash),
+            "dhash": to_signed(f.dhash), "width": f.width, "height": f.height, "thumb": f.thumb,
+            "error": None}
+
+
+def fingerprint_all(items: list[tuple[str, str]], workers: int = 0, progress: bool = True
+                    ) -> pd.DataFrame:
+    """Fingerprint ``(image_id, path)`` items in parallel processes.
+
+    Returns:
+        One row per item with :data:`HASH_COLUMNS` (``error`` set for broken files).
+    """
+    rows: list[dict] = []
+    bar = tqdm(total=len(items), desc="fingerprint", unit="img", disable=not progress)
+    if workers == 1 or len(items) < 64:
+        for it in items:
+            rows.append(_fingerprint_file(it))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(workers or None) as pool:
+            for r in pool.map(_fingerprint_file, items, chunksize=16):
+                rows.append(r)
+                bar.update()
+    bar.close()
+    df = pd.DataFrame(rows, columns=HASH_COLUMNS)
+    return df.astype({"phash": "Int64", "dhash": "Int64", "width": "Int64", "height": "Int64"})
+
+
+def _candidates(hashes: pd.DataFrame, new_mask: np.ndarray, p: DedupeParams, full: bool
+                ) -> pd.DataFrame:
+    """Candidate pairs (a < b by position) within either radius, involving a new hash unless full."""
+    ph = hashes["phash"].to_numpy(np.int64).view(np.uint64)
+    dh = hashes["dhash"].to_numpy(np.int64).view(np.uint64)
+    found = []
+    for col, arr, r in (("phash", ph, p.phash_radius), ("dhash", dh, p.dhash_radius)):
+        if full:
+            i, j, _ = HashIndex(arr, r).pairs(r, workers=p.search_threads or None)
+        else:
+            new = np.flatnonzero(new_mask)
+            old = np.flatnonzero(~new_mask)
+            qi, oj, _ = HashIndex(arr[old], r).query(arr[new], r, workers=p.search_threads or None)
+            i1, j1 = new[qi], old[oj]
+            si, sj, _ = HashIndex(arr[new], r).pairs(r, workers=1)
+            i = np.concatenate([i1, new[si]])
+            j = np.concatenate([j1, new[sj]])
+        lo, hi = np.minimum(i, j), np.maximum(i, j)
+        found.append(pd.DataFrame({"i": lo, "j": hi}))
+        logger.debug("%s radius %d: %d candidate pairs", col, r, len(lo))
+    cand = pd.concat(found).drop_duplicates().reset_index(drop=True)
+    cand["phash_dist"] = np.bitwise_count(ph[cand["i"]] ^ ph[cand["j"]]).astype(np.int64)
+    cand["dhash_dist"] = np.bitwise_count(dh[cand["i"]] ^ dh[cand["j"]]).astype(np.int64)
+    return cand
+
+
+def verify(hashes: pd.DataFrame, cand: pd.DataFrame, p: DedupeParams, progress: bool) -> pd.DataFrame:
+    """Score candidate pairs with :func:`pipeline.hashing.similarity`."""
+    thumbs = hashes["thumb"].to_numpy()
+    ids = hashes["image_id"].to_numpy()
+    sims = np.empty(len(cand), np.float64)
+    it = zip(cand["i"].to_numpy(), cand["j"].to_numpy(), strict=True)
+    for k, (i, j) in enumerate(tqdm(it, total=len(cand), desc="verify", unit="pair",
+                                    disable=not progress or len(cand) < 200)):
+        sims[k] = similarity(thumbs[i], thumbs[j], enough=p.min_similarity)
+    return pd.DataFrame({"a": ids[cand["i"].to_numpy()], "b": ids[cand["j"].to_numpy()],
+                         "phash_dist": cand["phash_dist"].to_numpy(),
+                         "dhash_dist": cand["dhash_dist"].to_numpy(), "similarity": sims})
+
+
+def is_duplicate(pairs: pd.DataFrame, p: DedupeParams) -> np.ndarray:
+    """The decision rule over verified candidate pairs."""
+    certain = (pairs["phash_dist"] <= p.certain_distance) & (pairs["dhash_dist"] <= p.certain_distance)
+    return (certain | (pairs["similarity"] >= p.min_similarity)).to_numpy(bool)
+
+
+class UnionFind:
+    """Union-find over arbitrary hashable keys (path halving, union by size)."""
+
+    def __init__(self) -> None:
+        self.parent: dict = {}
+        self.size: dict = {}
+
+    def find(self, x):
+        parent = self.parent
+        if x not in parent:
+            parent[x] = x
+            self.size[x] = 1
+            return x
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(self, a, b) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return
+        if self.size[ra] < self.size[rb]:
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        self.size[ra] += self.size[rb]
+
+
+def cluster(df: pd.DataFrame, hashes: pd.DataFrame, pairs: pd.DataFrame, p: DedupeParams
+            ) -> pd.DataFrame:
+    """Assign clusters, representatives, exclusions and label conflicts (pure function).
+
+    Args:
+        df: Raw manifest (relabels applied).
+        hashes: Fingerprints by image_id.
+        pairs: Verified candidate pairs by image_id.
+        p: Dedupe params.
+    """
+    out = df.copy()
+    uf = UnionFind()
+    ok = hashes[hashes["error"].isna()]
+    for _, grp in ok.groupby("pixel_sha256"):
+        ids = grp["image_id"].tolist()
+        for other in ids[1:]:
+            uf.union(ids[0], other)
+    dup = pairs[is_duplicate(pairs, p)]
+    for a, b in zip(dup["a"], dup["b"], strict=True):
+        uf.union(a, b)
+    roots = {iid: uf.find(iid) for iid in ok["image_id"]}
+    smallest: dict[str, str] = {}
+    for iid, r in roots.items():  # stable cluster id: the smallest image_id in the cluster
+        smallest[r] = min(smallest.get(r, iid), iid)
+    out["dup_cluster"] = out["image_id"].map(
+        lambda x: smallest[roots[x]] if x in roots else None).astype("string")
+    out["dup_size"] = out.groupby("dup_cluster")["image_id"].transform("size").astype("Int64")
+    out.loc[out["dup_cluster"].isna(), "dup_size"] = pd.NA
+    px = hashes.set_index("image_id")["pixel_sha256"]
+    out["pixel_sha256"] = out["image_id"].map(px).astype("string")
+    ph = hashes.set_index("image_id")["phash"]
+    dh = hashes.set_index("image_id")["dhash"]
+    out["phash"] = out["image_id"].map(ph).map(lambda v: None if pd.isna(v) else
+                                               f"{int(v) & 0xFFFFFFFFFFFFFFFF:016x}").astype("string")
+    out["dhash"] = out["image_id"].map(dh).map(lambda v: None if pd.isna(v) else
+                                               f"{int(v) & 0xFFFFFFFFFFFFFFFF:016x}").astype("string")
+    bad = out["image_id"].isin(hashes.loc[hashes["error"].notna(), "image_id"])
+    undecodable = bad & out["excluded_reason"].isna()
+    out.loc[undecodable, "excluded_reason"] = "undecodable"
+    out.loc[undecodable, "excluded_detail"] = out.loc[undecodable, "image_id"].map(
+        hashes.set_index("image_id")["error"])
+
+    out["is_representative"] = pd.Series(False, index=out.index, dtype="boolean")
+    out["dup_of"] = pd.Series(None, index=out.index, dtype="string")
+    if "needs_review" not in out.columns:
+        out["needs_review"] = pd.Series(False, index=out.index, dtype="boolean")
+        out["review_reason"] = pd.Series(None, index=out.index, dtype="string")
+    eligible = out["excluded_reason"].isna() & out["dup_cluster"].notna()
+    pixels = (out["width"].astype("Float64") * out["height"].astype("Float64")).fillna(0)
+    order = out.assign(_px=pixels, _el=eligible).sort_values(
+        ["dup_cluster", "_el", "_px", "fetched_at", "source_url"],
+        ascending=[True, False, False, True, True])
+    first = order.groupby("dup_cluster", sort=False).head(1)
+    rep_of = first.set_index("dup_cluster")
+    out.loc[first.index[first["_el"].to_numpy(bool)], "is_representative"] = True
+    members = out["dup_cluster"].notna() & (out["dup_size"] > 1)
+    labels = out[eligible].groupby("dup_cluster")["label"].nunique()
+    conflict_ids = set(labels[labels > 1].index)
+    conflict = out["dup_cluster"].isin(conflict_ids) & eligible
+    dup_rows = members & eligible & ~out["is_representative"].fillna(False) & ~conflict
+    out.loc[members, "dup_of"] = out.loc[members, "dup_cluster"].map(rep_of["image_id"])
+    exact = out["image_id"] == out["dup_of"]
+    same_px = out["pixel_sha256"] == out["dup_cluster"].map(rep_of["image_id"]).map(px)
+    kind = np.where(exact.fillna(False), "identical bytes",
+                    np.where(same_px.fillna(False), "identical pixels", "near duplicate"))
+    out.loc[dup_rows, "excluded_reason"] = "duplicate"
+    out.loc[dup_rows, "excluded_detail"] = (pd.Series(kind, index=out.index)[dup_rows] + " of "
+                                            + out.loc[dup_rows, "dup_cluster"].map(rep_of["source_url"]))
+    out.loc[conflict, "excluded_reason"] = "label_conflict"
+    out.loc[conflict, "excluded_detail"] = "duplicates labelled " + out.loc[conflict, "dup_cluster"].map(
+        out[eligible].groupby("dup_cluster")["label"].agg(lambda s: " / ".join(sorted(set(s)))))
+    out.loc[conflict, "needs_review"] = True
+    out.loc[conflict, "review_reason"] = "label_conflict"
+    return out
+
+
+class HashCache:
+    """Fingerprints and verified pairs persisted under ``<data_dir>/dedupe/``."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.dir = Path(data_dir) / "dedupe"
+        self.hashes_path = self.dir / "hashes.parquet"
+        self.pairs_path = self.dir / "pairs.parquet"
+        self.meta_path = self.dir / "index.json"
+
+    def load(self, p: DedupeParams) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+        """Cached fingerprints (None if absent/stale) and pairs (None if searched differently)."""
+        if not self.hashes_path.exists() or not self.meta_path.exists():
+            return None, None
+        meta = json.loads(self.meta_path.read_text())
+        if meta.get("feature_version") != FEATURE_VERSION:
+            logger.info("fingerprint version changed: recomputing all")
+            return None, None
+        hashes = manifest.read_manifest(self.hashes_path)
+        same_search = (meta.get("phash_radius") == p.phash_radius
+                       and meta.get("dhash_radius") == p.dhash_radius and self.pairs_path.exists())
+        pairs = manifest.read_manifest(self.pairs_path) if same_search else None
+        return hashes, pairs
+
+    def save(self, hashes: pd.DataFrame, pairs: pd.DataFrame, p: DedupeParams) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        manifest.write_manifest(hashes, self.hashes_path)
+        manifest.write_manifest(pairs, self.pairs_path)
+        write_text(self.meta_path, json.dumps({
+            "feature_version": FEATURE_VERSION, "phash_radius": p.phash_radius,
+            "dhash_radius": p.dhash_radius, "n_hashes": len(hashes), "n_pairs": len(pairs)}, indent=2))
+
+
+def run(df: pd.DataFrame, p: DedupeParams, data_dir: str | Path, store_root: str | Path,
+        latest: pd.DataFrame | None = None, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Dedupe a raw manifest.
+
+    Args:
+        df: The raw manifest.
+        p: Dedupe params.
+        data_dir: Where the fingerprint cache lives.
+        store_root: Root of the content-addressed image store.
+        latest: Annotator decisions in force (relabels are applied first).
+        progress: Show progress bars.
+
+    Returns:
+        The dedupe manifest and a metrics dict.
+    """
+    t0 = time.perf_counter()
+    if latest is not None:
+        df = decisions.apply_labels(df, latest)
+    cache = HashCache(data_dir)
+    old_hashes, old_pairs = cache.load(p)
+    want = df.loc[df["path"].notna(), ["image_id", "path"]].drop_duplicates("image_id")
+    known = set(old_hashes["image_id"]) if old_hashes is not None else set()
+    todo = want[~want["image_id"].isin(known)]
+    items = [(iid, str(Path(store_root) / path)) for iid, path in zip(todo["image_id"], todo["path"],
+                                                                      strict=True)]
+    t1 = time.perf_counter()
+    new_hashes = fingerprint_all(items, p.workers, progress)
+    t_hash = time.perf_counter() - t1
+    parts = [h for h in (old_hashes, new_hashes) if h is not None and len(h)]
+    hashes = pd.concat(parts, ignore_index=True) if parts else new_hashes
+    hashes = hashes[hashes["image_id"].isin(want["image_id"])].reset_index(drop=True)
+    good = hashes[hashes["error"].isna()].reset_index(drop=True)
+    new_mask = good["image_id"].isin(new_hashes["image_id"]).to_numpy()
+    full = old_pairs is None or bool(new_mask.all())
+    t2 = time.perf_counter()
+    if len(good) < 2 or (not full and not new_mask.any()):
+        cand = pd.DataFrame({"i": [], "j": [], "phash_dist": [], "dhash_dist": []}, dtype=np.int64)
+    else:
+        cand = _candidates(good, new_mask, p, full)
+    t_search = time.perf_counter() - t2
+    t3 = time.perf_counter()
+    fresh = verify(good, cand, p, progress)
+    t_verify = time.perf_counter() - t3
+    keep_old = (old_pairs if old_pairs is not None and not full else
+                pd.DataFrame(columns=PAIR_COLUMNS))
+    keep_old = keep_old[keep_old["a"].isin(good["image_id"]) & keep_old["b"].isin(good["image_id"])]
+    pairs = pd.concat([keep_old, fresh], ignore_index=True) if len(keep_old) else fresh
+    pairs = pairs.astype({"phash_dist": "int64", "dhash_dist": "int64", "similarity": "float64"})
+    cache.save(hashes, pairs, p)
+    out = cluster(df, hashes, pairs, p)
+    dup_pairs = int(is_duplicate(pairs, p).sum()) if len(pairs) else 0
+    metrics = {
+        "images": len(want), "fingerprinted": len(items),
+        "candidate_pairs": len(pairs), "new_candidate_pairs": len(fresh),
+        "near_duplicate_pairs": dup_pairs,
+        "clusters_with_duplicates": int(out.loc[out["dup_size"] > 1, "dup_cluster"].nunique()),
+        "excluded_duplicates": int((out["excluded_reason"] == "duplicate").sum()),
+        "label_conflicts": int((out["excluded_reason"] == "label_conflict").sum()),
+        "undecodable": int((out["excluded_reason"] == "undecodable").sum()),
+        "incremental": bool(not full), "seconds": {
+            "fingerprint": round(t_hash, 3), "search": round(t_search, 3),
+            "verify": round(t_verify, 3), "total": round(time.perf_counter() - t0, 3)},
+    }
+    return out, metrics
+
+
+def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+    """Read ``raw.parquet``, dedupe, write ``dedupe.parquet`` and ``dedupe_metrics.json``."""
+    data_dir = Path(data_dir or params.data.data_dir)
+    store_root = Path(params.data.store_root or data_dir / "store")
+    raw = manifest.read_manifest(manifest.manifest_path(data_dir, "raw"))
+    latest = decisions.load_latest(params.data.review_db, data_dir)
+    show = params.dedupe.progress if progress is None else progress
+    out, metrics = run(raw, params.dedupe, data_dir, store_root, latest, show)
+    out = manifest.conform(out, "dedupe")
+    manifest.write_manifest(out, manifest.manifest_path(data_dir, "dedupe"))
+    write_text(data_dir / "metrics" / "dedupe.json", json.dumps(metrics, indent=2) + "\n")
+    logger.info("dedupe: %d images, %d duplicate pairs, %d excluded as duplicates, %d label conflicts",
+                metrics["images"], metrics["near_duplicate_pairs"], metrics["excluded_duplicates"],
+                metrics["label_conflicts"])
+    return metrics

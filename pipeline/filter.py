@@ -1,0 +1,167 @@
+"""Filter stage: junk and quality checks, review flags, annotator decisions.
+
+Every decodable image is scored by every enabled check of the registry
+(:mod:`pipeline.checks`): ``<check>_score`` in 0…1 and ``is_<check>`` =
+score ≥ threshold. A flagged image is excluded with the check's name as
+``excluded_reason`` (its row stays). Scores within ``review_band`` of the
+threshold set ``needs_review`` with the check in ``review_reason``: the
+annotator sees exactly the images the machine is unsure about. Certificate
+scores in the band get a second opinion from rapidocr's offline text detector
+(when ``ocr_second_opinion`` is on). Finally the decisions table is applied,
+so a person's accept / reject / relabel overrides every check, run after run.
+
+Example:
+    $ gemcurate filter --data-dir data
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from pipeline import checks, decisions, manifest
+from pipeline.atomic import write_text
+from pipeline.config import FilterParams, Params
+from pipeline.imageio import ImageError, load_rgb
+
+logger = logging.getLogger(__name__)
+
+
+def score_image(rgb: np.ndarray, orig_size: tuple[int, int], url: str, p: FilterParams
+                ) -> dict[str, float]:
+    """Scores of every enabled check for one decoded image (pure; tests call it directly)."""
+    image = checks.Image(rgb, orig_size, url if p.use_url_hints else "")
+    out: dict[str, float] = {}
+    for name, cp in p.checks().items():
+        check = checks.get(name)
+        s = check.final_score(image)
+        if name == "certificate" and p.ocr_second_opinion and abs(s - cp.threshold) < cp.review_band:
+            boxes = checks.document.ocr_text_boxes(rgb)
+            out["ocr_text_boxes"] = float(boxes)
+            # a clear OCR answer settles it; otherwise the heuristic score stands
+            if boxes >= p.ocr_min_boxes:
+                s = max(s, min(1.0, cp.threshold + cp.review_band))
+            elif boxes <= 1:
+                s = min(s, max(0.0, cp.threshold - cp.review_band))
+        out[name] = s
+    return out
+
+
+def _score_file(args: tuple[str, str, str, FilterParams]) -> dict:
+    image_id, path, url, p = args
+    try:
+        loaded = load_rgb(path, max_side=p.analysis_side)
+    except (ImageError, OSError) as exc:
+        return {"image_id": image_id, "_error": str(exc)[:200]}
+    return {"image_id": image_id, **score_image(loaded.array, loaded.orig_size, url, p)}
+
+
+def score_all(items: list[tuple[str, str, str]], p: FilterParams, progress: bool) -> pd.DataFrame:
+    """Score ``(image_id, path, url)`` items in parallel processes."""
+    args = [(*it, p) for it in items]
+    rows: list[dict] = []
+    bar = tqdm(total=len(args), desc="filter", unit="img", disable=not progress)
+    if p.workers == 1 or len(args) < 64:
+        for a in args:
+            rows.append(_score_file(a))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(p.workers or None) as pool:
+            for r in pool.map(_score_file, args, chunksize=16):
+                rows.append(r)
+                bar.update()
+    bar.close()
+    return pd.DataFrame(rows)
+
+
+def add_review(df: pd.DataFrame, mask: pd.Series, reason: str) -> None:
+    """Set ``needs_review`` on ``mask`` rows and append ``reason`` to their ``review_reason``."""
+    mask = mask.fillna(False).astype(bool)
+    if not mask.any():
+        return
+    prev = df.loc[mask, "review_reason"].astype("string")
+    df.loc[mask, "review_reason"] = prev.where(prev.isna() | (prev == ""), prev + ";").fillna("") + reason
+    df.loc[mask, "needs_review"] = True
+
+
+def apply_scores(df: pd.DataFrame, scores: pd.DataFrame, p: FilterParams) -> pd.DataFrame:
+    """Turn per-image scores into columns, exclusions and review flags (pure)."""
+    out = df.copy()
+    if "needs_review" not in out.columns:
+        out["needs_review"] = pd.Series(False, index=out.index, dtype="boolean")
+        out["review_reason"] = pd.Series(None, index=out.index, dtype="string")
+    by_id = scores.drop_duplicates("image_id").set_index("image_id") if len(scores) else None
+    if by_id is not None and "_error" in by_id.columns:
+        err = out["image_id"].map(by_id["_error"])
+        hit = err.notna() & out["excluded_reason"].isna()
+        out.loc[hit, "excluded_reason"] = "undecodable"
+        out.loc[hit, "excluded_detail"] = err[hit]
+    if by_id is not None and "ocr_text_boxes" in by_id.columns:
+        out["ocr_text_boxes"] = out["image_id"].map(by_id["ocr_text_boxes"]).astype("Float64")
+    for name, cp in p.checks().items():
+        sc = (out["image_id"].map(by_id[name]) if by_id is not None and name in by_id.columns
+              else pd.Series(np.nan, index=out.index))
+        sc = sc.astype("Float64")
+        out[manifest.score_col(name)] = sc
+        flag = (sc >= cp.threshold).astype("boolean")
+        out[manifest.flag_col(name)] = flag
+        exclude = flag.fillna(False) & out["excluded_reason"].isna()
+        out.loc[exclude, "excluded_reason"] = name
+        out.loc[exclude, "excluded_detail"] = f"{name} score " + sc[exclude].round(2).astype(str)
+        if cp.review_band > 0:
+            add_review(out, (sc - cp.threshold).abs() < cp.review_band, name)
+    return out
+
+
+def run(df: pd.DataFrame, p: FilterParams, store_root: str | Path, latest: pd.DataFrame | None = None,
+        progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Score, flag and apply decisions to the dedupe manifest.
+
+    Returns:
+        The filter manifest and a metrics dict.
+    """
+    t0 = time.perf_counter()
+    todo = df[df["path"].notna() & (df["excluded_reason"] != "undecodable").fillna(True)]
+    todo = todo.drop_duplicates("image_id")
+    items = [(i, str(Path(store_root) / pth), u) for i, pth, u in
+             zip(todo["image_id"], todo["path"], todo["source_url"], strict=True)]
+    scores = score_all(items, p, progress)
+    t_score = time.perf_counter() - t0
+    out = apply_scores(df, scores, p)
+    if latest is not None:
+        out = decisions.apply(out, latest)
+    per_check = {n: int(out[manifest.flag_col(n)].fillna(False).sum()) for n in p.checks()}
+    metrics = {
+        "images_scored": len(items), "flagged": per_check,
+        "needs_review": int(out["needs_review"].fillna(False).sum()),
+        "excluded": {str(k): int(v) for k, v in out["excluded_reason"].value_counts().items()},
+        "in_dataset": int(out["excluded_reason"].isna().sum()),
+        "ocr_second_opinions": int(out["ocr_text_boxes"].notna().sum()) if "ocr_text_boxes" in out else 0,
+        "decisions_applied": int(out["decision"].notna().sum()) if "decision" in out else 0,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "images_per_second": round(len(items) / t_score, 1) if t_score > 0 and items else None,
+    }
+    return out, metrics
+
+
+def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+    """Read ``dedupe.parquet``, filter, write ``filter.parquet`` and ``metrics/filter.json``."""
+    data_dir = Path(data_dir or params.data.data_dir)
+    store_root = Path(params.data.store_root or data_dir / "store")
+    df = manifest.read_manifest(manifest.manifest_path(data_dir, "dedupe"))
+    latest = decisions.load_latest(params.data.review_db, data_dir)
+    show = params.filter.progress if progress is None else progress
+    out, metrics = run(df, params.filter, store_root, latest, show)
+    out = manifest.conform(out, "filter")
+    manifest.write_manifest(out, manifest.manifest_path(data_dir, "filter"))
+    write_text(data_dir / "metrics" / "filter.json", json.dumps(metrics, indent=2) + "\n")
+    logger.info("filter: %d scored, flagged %s, %d need review", metrics["images_scored"],
+                metrics["flagged"], metrics["needs_review"])
+    return metrics
