@@ -120,7 +120,7 @@ def find_box(rgb: np.ndarray, p: CropParams) -> CropResult:
     mask = solid | (edges & ~cv2.erode(shadow.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool))
     k = max(3, int(0.01 * max(h, w)) | 1)
     mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
-    n, lab, st, _ = cv2.connectedComponentsWithStats(mask, 8)
+    n, _lab, st, _ = cv2.connectedComponentsWithStats(mask, 8)
     if n <= 1:
         return CropResult(None, None, 0.0, "no_object", bg_colour)
     areas = st[1:, 4].astype(np.float64)

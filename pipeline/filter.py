@@ -103,8 +103,9 @@ def apply_scores(df: pd.DataFrame, scores: pd.DataFrame, p: FilterParams) -> pd.
         hit = err.notna() & out["excluded_reason"].isna()
         out.loc[hit, "excluded_reason"] = "undecodable"
         out.loc[hit, "excluded_detail"] = err[hit]
-    if by_id is not None and "ocr_text_boxes" in by_id.columns:
-        out["ocr_text_boxes"] = out["image_id"].map(by_id["ocr_text_boxes"]).astype("Float64")
+    out["ocr_text_boxes"] = (out["image_id"].map(by_id["ocr_text_boxes"])
+                             if by_id is not None and "ocr_text_boxes" in by_id.columns
+                             else pd.Series(np.nan, index=out.index)).astype("Float64")
     for name, cp in p.checks().items():
         sc = (out["image_id"].map(by_id[name]) if by_id is not None and name in by_id.columns
               else pd.Series(np.nan, index=out.index))
@@ -135,8 +136,8 @@ def run(df: pd.DataFrame, p: FilterParams, store_root: str | Path, latest: pd.Da
     scores = score_all(items, p, progress)
     t_score = time.perf_counter() - t0
     out = apply_scores(df, scores, p)
-    if latest is not None:
-        out = decisions.apply(out, latest)
+    out = decisions.apply(out, latest if latest is not None
+                          else pd.DataFrame(columns=decisions.COLUMNS))
     per_check = {n: int(out[manifest.flag_col(n)].fillna(False).sum()) for n in p.checks()}
     metrics = {
         "images_scored": len(items), "flagged": per_check,

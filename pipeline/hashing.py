@@ -94,7 +94,7 @@ def _zncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return float((a * b).sum() / den) if den > 1e-6 else 0.0
 
 
-_CRIT = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
+_CRIT = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4)
 _KERNEL = np.ones((3, 3), np.uint8)
 
 
@@ -121,6 +121,6 @@ def similarity(thumb_a: bytes, thumb_b: bytes, enough: float = 1.0) -> float:
     a = np.frombuffer(thumb_a, np.uint8).reshape(THUMB, THUMB).astype(np.float32)
     b = np.frombuffer(thumb_b, np.uint8).reshape(THUMB, THUMB).astype(np.float32)
     best = _aligned_score(a, b)
-    if best < enough:
+    if 0.3 < best < enough:  # clearly different pairs need no second try
         best = max(best, _aligned_score(b, a))
     return best

@@ -46,7 +46,7 @@ def document_features(rgb: np.ndarray) -> dict[str, float]:
     lut = np.zeros(n, np.uint8)
     lut[1:][glyph] = 1
     joined = cv2.dilate(lut[lab], _K9x1)
-    n2, _, st2, _ = cv2.connectedComponentsWithStats(joined, 8)
+    _n2, _, st2, _ = cv2.connectedComponentsWithStats(joined, 8)
     lines = 0
     for x, y, bw, bh, _a in st2[1:]:
         if bw >= 30 and 4 <= bh <= 34 and bw >= 3 * bh:
