@@ -1,0 +1,64 @@
+"""Multi-index hashing returns exactly what brute force returns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.hashindex import HashIndex, block_layout, brute_force_pairs, brute_force_query, flip_masks
+
+
+def planted(n: int, seed: int, clustered: bool = False) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if clustered:  # real hashes are not uniform: many share high bits
+        base = rng.integers(0, 2**63, 8, dtype=np.int64).astype(np.uint64)
+        h = base[rng.integers(0, 8, n)] ^ rng.integers(0, 2**20, n).astype(np.uint64)
+    else:
+        h = rng.integers(0, 2**64 - 1, n, dtype=np.uint64)
+    k = n // 5
+    near = h[rng.integers(0, n, k)].copy()
+    for _ in range(12):
+        bit = rng.integers(0, 64, k).astype(np.uint64)
+        near ^= (np.uint64(1) << bit) * (rng.random(k) < 0.6).astype(np.uint64)
+    return np.concatenate([h, near, h[:3]])  # and a few exact copies
+
+
+@pytest.mark.parametrize("n,seed,clustered", [(50, 0, False), (3000, 1, False), (3000, 2, True),
+                                              (20000, 3, False)])
+@pytest.mark.parametrize("radius", [0, 3, 8, 10, 14])
+def test_pairs_equal_brute_force(n, seed, clustered, radius):
+    h = planted(n, seed, clustered)
+    got = HashIndex(h, radius).pairs()
+    want = brute_force_pairs(h, radius)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    assert len(want[0]) > 0
+
+
+@pytest.mark.parametrize("radius", [2, 10])
+def test_query_equals_brute_force_and_smaller_radius_is_exact(radius):
+    h = planted(5000, 7)
+    q = planted(400, 8)
+    idx = HashIndex(h, 12)
+    for g, w in zip(idx.query(q, radius), brute_force_query(h, q, radius), strict=True):
+        np.testing.assert_array_equal(g, w)
+    with pytest.raises(ValueError):
+        idx.query(q, 13)
+
+
+def test_empty_and_single():
+    assert all(len(x) == 0 for x in HashIndex(np.zeros(0, np.uint64), 10).pairs())
+    assert all(len(x) == 0 for x in HashIndex(np.ones(1, np.uint64), 10).pairs())
+
+
+def test_layout_obeys_the_pigeonhole_bound():
+    for n in (10, 10_000, 1_000_000):
+        for r in (0, 5, 10, 16):
+            layout, radii = block_layout(n, r)
+            assert sum(b for _, b in layout) == 64
+            assert sum(s + 1 for s in radii) >= r + 1
+
+
+def test_flip_masks_count():
+    assert len(flip_masks(16, 2)) == 1 + 16 + 120
+    assert len(set(flip_masks(10, 3).tolist())) == 1 + 10 + 45 + 120
