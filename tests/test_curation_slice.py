@@ -1,0 +1,88 @@
+"""Slices of the pipeline on a real storefront: scrape → dedupe → filter → crop → report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pipeline import decisions, dedupe
+from pipeline.evaluate import curation_scores
+from pipeline.manifest import manifest_path, read_manifest
+from pipeline.scrape import scrape
+from tests.conftest import JUNKY, ROOT, truth_for
+
+
+def gemcurate(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_curation_against_the_storefront_truth(storefront, params_for, tmp_path):
+    store = storefront(*JUNKY, "--faults", "0", "--rate-limit", "200")
+    params = params_for(max_rate=300.0, default_rate=300.0)
+    assert scrape(params, base_url=store.base_url).status == "complete"
+    data = tmp_path / "data"
+    (tmp_path / "p.yaml").write_text(f"data: {{data_dir: {data}}}\n")
+    for stage in ("dedupe", "filter", "crop", "report"):
+        r = gemcurate(stage, "--params", str(tmp_path / "p.yaml"), "--no-progress")
+        assert r.returncode == 0, r.stderr
+    df = read_manifest(manifest_path(data, "crop"))
+    s = curation_scores(df, truth_for(JUNKY))
+    assert s["duplicate_pairs"]["recall"] >= 0.95 and s["duplicate_pairs"]["precision"] >= 0.95, s
+    assert s["certificate"]["recall"] >= 0.95 and s["certificate"]["precision"] >= 0.95, s
+    assert s["hand"]["recall"] >= 0.85 and s["hand"]["precision"] >= 0.95, s
+    assert s["crop"]["median_iou"] >= 0.9, s
+    # the storefront copies photos across classes: those must wait for a person
+    conflicts = df[df["excluded_reason"] == "label_conflict"]
+    assert len(conflicts) and conflicts["needs_review"].all()
+    assert (df.groupby("dup_cluster")["is_representative"].sum() <= 1).all()
+    html = (data / "report" / "index.html").read_text()
+    for reason in ("certificate", "hand", "label_conflict"):
+        assert reason in html
+    # every flagged image is in the report: sheets exist for each exclusion reason
+    sheets = {p.name for p in (data / "report").glob("sheet_*.png")}
+    assert any("certificate" in n for n in sheets) and any("hand" in n for n in sheets)
+
+    # an annotator's word overrides the machine on the next run
+    hand = df[df["excluded_reason"] == "hand"].iloc[0]["image_id"]
+    kept = df[df["excluded_reason"].isna()].iloc[0]["image_id"]
+    r = gemcurate("decide", hand, "accept", "--by", "ana", "--params", str(tmp_path / "p.yaml"))
+    assert r.returncode == 0, r.stderr
+    db = decisions.Decisions(decisions.connect(decisions.review_url(data)))
+    db.record(kept, "reject", "bo")
+    assert gemcurate("filter", "--params", str(tmp_path / "p.yaml"), "--no-progress").returncode == 0
+    f = read_manifest(manifest_path(data, "filter")).drop_duplicates("image_id").set_index("image_id")
+    assert f.loc[hand, "excluded_reason"] is None or f.isna().loc[hand, "excluded_reason"]
+    assert bool(f.loc[hand, "is_hand"])  # the machine's flag stays visible
+    assert f.loc[kept, "excluded_reason"] == decisions.REJECTED
+
+    # a rerun with nothing new fingerprints nothing and searches nothing
+    m = json.loads(gemcurate("dedupe", "--params", str(tmp_path / "p.yaml"), "--no-progress").stdout)
+    assert m["fingerprinted"] == 0 and m["new_candidate_pairs"] == 0
+
+
+@pytest.mark.slow
+def test_refresh_fingerprints_only_new_images(storefront, params_for, tmp_path):
+    store = storefront(*JUNKY, "--faults", "0", "--rate-limit", "200")
+    params = params_for(max_rate=300.0, default_rate=300.0)
+    assert scrape(params, base_url=store.base_url).status == "complete"
+    data = tmp_path / "data"
+    full, m0 = dedupe.run(read_manifest(manifest_path(data, "raw")), params.dedupe, data, data / "store",
+                          progress=False)
+    store.stop()
+    store1 = storefront(*JUNKY, "--faults", "0", "--rate-limit", "200", "--epoch", "1")
+    assert scrape(params, base_url=store1.base_url).status == "complete"
+    raw = read_manifest(manifest_path(data, "raw"))
+    inc, m1 = dedupe.run(raw, params.dedupe, data, data / "store", progress=False)
+    assert m1["incremental"] and 0 < m1["fingerprinted"] < 0.3 * m0["fingerprinted"]
+    # the incremental answer equals a from-scratch run
+    fresh_dir = tmp_path / "fresh"
+    scratch, _ = dedupe.run(raw, params.dedupe, fresh_dir, data / "store", progress=False)
+    cols = ["source_url", "dup_cluster", "is_representative", "excluded_reason"]
+    a = inc[cols].sort_values("source_url").reset_index(drop=True)
+    b = scratch[cols].sort_values("source_url").reset_index(drop=True)
+    assert a.equals(b)
