@@ -71,7 +71,7 @@ def test_refresh_fingerprints_only_new_images(storefront, params_for, tmp_path):
     params = params_for(max_rate=300.0, default_rate=300.0)
     assert scrape(params, base_url=store.base_url).status == "complete"
     data = tmp_path / "data"
-    full, m0 = dedupe.run(read_manifest(manifest_path(data, "raw")), params.dedupe, data, data / "store",
+    _full, m0 = dedupe.run(read_manifest(manifest_path(data, "raw")), params.dedupe, data, data / "store",
                           progress=False)
     store.stop()
     store1 = storefront(*JUNKY, "--faults", "0", "--rate-limit", "200", "--epoch", "1")

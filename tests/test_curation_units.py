@@ -144,7 +144,7 @@ def test_crop_finds_the_stone_despite_background_shadow_and_reflection(bg):
 def test_crop_flags_empty_cut_and_several():
     p = CropParams()
     assert find_box(np.full((300, 300, 3), 240, np.uint8), p).issue == "no_object"
-    img, plan = gem(40, width=600, height=600, cx=20.0, cy=300.0, radius=150.0, reflection=0.0)
+    img, _plan = gem(40, width=600, height=600, cx=20.0, cy=300.0, radius=150.0, reflection=0.0)
     assert find_box(img, p).issue == "cut_by_border"
     a, _ = gem(41, width=800, height=400, cx=180.0, cy=200.0, radius=110.0, reflection=0.0,
                bg_kind="white", shadow=(0, 0, 0))
