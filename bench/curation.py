@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.scrape import start_store  # noqa: E402
-from pipeline import crop, dedupe, filter as filt  # noqa: E402
+from pipeline import crop, dedupe  # noqa: E402
+from pipeline import filter as filt  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
 from pipeline.evaluate import curation_scores  # noqa: E402
 from pipeline.hashindex import HashIndex, brute_force_pairs  # noqa: E402
@@ -62,7 +62,7 @@ def bench_search(max_n: int, radius: int) -> dict:
         idx = HashIndex(h, radius)
         i, _, _ = idx.pairs()
         t_mih = time.perf_counter() - t
-        row = {"mih_s": round(t_mih, 2), "pairs": int(len(i)), "index_mb": round(idx.nbytes / 1e6, 1),
+        row = {"mih_s": round(t_mih, 2), "pairs": len(i), "index_mb": round(idx.nbytes / 1e6, 1),
                "peak_rss_mb": round(rss_mb(), 1)}
         if n <= 100_000:
             t = time.perf_counter()
