@@ -31,23 +31,21 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from pipeline import manifest
-from pipeline.atomic import atomic_path, write_text
+from pipeline.atomic import atomic_path
 from pipeline.config import CropParams, Params
 from pipeline.filter import add_review
 from pipeline.imageio import ImageError, load_rgb
+from pipeline.parallel import map_items
+from pipeline.stageio import StageIO
 
 logger = logging.getLogger(__name__)
 
@@ -235,18 +233,7 @@ def run(df: pd.DataFrame, p: CropParams, store_root: str | Path, crops_dir: str 
     live = df[df["excluded_reason"].isna() & df["path"].notna()].drop_duplicates("image_id")
     args = [(i, str(Path(store_root) / pth), str(crops_dir), p)
             for i, pth in zip(live["image_id"], live["path"], strict=True)]
-    rows: list[dict] = []
-    bar = tqdm(total=len(args), desc="crop", unit="img", disable=not progress)
-    if p.workers == 1 or len(args) < 64:
-        for a in args:
-            rows.append(crop_file(a))
-            bar.update()
-    else:
-        with ProcessPoolExecutor(p.workers or None) as pool:
-            for r in pool.map(crop_file, args, chunksize=16):
-                rows.append(r)
-                bar.update()
-    bar.close()
+    rows = map_items(crop_file, args, p.workers, "crop", progress)
     t_crop = time.perf_counter() - t0
     res = pd.DataFrame(rows)
     out = df.copy()
@@ -275,14 +262,10 @@ def run(df: pd.DataFrame, p: CropParams, store_root: str | Path, crops_dir: str 
 
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Read ``filter.parquet``, crop, write ``crop.parquet``, crops and ``metrics/crop.json``."""
-    data_dir = Path(data_dir or params.data.data_dir)
-    store_root = Path(params.data.store_root or data_dir / "store")
-    df = manifest.read_manifest(manifest.manifest_path(data_dir, "filter"))
-    show = params.crop.progress if progress is None else progress
-    out, metrics = run(df, params.crop, store_root, data_dir / "crops", show)
-    out = manifest.conform(out, "crop")
-    manifest.write_manifest(out, manifest.manifest_path(data_dir, "crop"))
-    write_text(data_dir / "metrics" / "crop.json", json.dumps(metrics, indent=2) + "\n")
+    io = StageIO.of(params, data_dir)
+    out, metrics = run(io.read("filter"), params.crop, io.store_root, io.data_dir / "crops",
+                       params.crop.progress if progress is None else progress)
+    io.write("crop", out, metrics)
     logger.info("crop: %d cropped of %d, %d need review", metrics["cropped"], metrics["images"],
                 metrics["needs_review"])
     return metrics

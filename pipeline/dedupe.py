@@ -27,12 +27,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from pipeline import decisions, manifest
 from pipeline.atomic import write_text
@@ -40,6 +38,8 @@ from pipeline.config import DedupeParams, Params
 from pipeline.hashindex import HashIndex
 from pipeline.hashing import FEATURE_VERSION, fingerprint, similarity, to_signed
 from pipeline.imageio import ImageError
+from pipeline.parallel import map_items
+from pipeline.stageio import StageIO
 
 logger = logging.getLogger(__name__)
 
@@ -65,18 +65,7 @@ def fingerprint_all(items: list[tuple[str, str]], workers: int = 0, progress: bo
     Returns:
         One row per item with :data:`HASH_COLUMNS` (``error`` set for broken files).
     """
-    rows: list[dict] = []
-    bar = tqdm(total=len(items), desc="fingerprint", unit="img", disable=not progress)
-    if workers == 1 or len(items) < 64:
-        for it in items:
-            rows.append(_fingerprint_file(it))
-            bar.update()
-    else:
-        with ProcessPoolExecutor(workers or None) as pool:
-            for r in pool.map(_fingerprint_file, items, chunksize=16):
-                rows.append(r)
-                bar.update()
-    bar.close()
+    rows = map_items(_fingerprint_file, items, workers, "fingerprint", progress)
     df = pd.DataFrame(rows, columns=HASH_COLUMNS)
     return df.astype({"phash": "Int64", "dhash": "Int64", "width": "Int64", "height": "Int64"})
 
@@ -107,15 +96,18 @@ def _candidates(hashes: pd.DataFrame, new_mask: np.ndarray, p: DedupeParams, ful
     return cand
 
 
+def _similarity(args: tuple[bytes, bytes, float]) -> float:
+    return similarity(*args)
+
+
 def verify(hashes: pd.DataFrame, cand: pd.DataFrame, p: DedupeParams, progress: bool) -> pd.DataFrame:
-    """Score candidate pairs with :func:`pipeline.hashing.similarity`."""
+    """Score candidate pairs with :func:`pipeline.hashing.similarity` (in the worker pool)."""
     thumbs = hashes["thumb"].to_numpy()
     ids = hashes["image_id"].to_numpy()
-    sims = np.empty(len(cand), np.float64)
-    it = zip(cand["i"].to_numpy(), cand["j"].to_numpy(), strict=True)
-    for k, (i, j) in enumerate(tqdm(it, total=len(cand), desc="verify", unit="pair",
-                                    disable=not progress or len(cand) < 200)):
-        sims[k] = similarity(thumbs[i], thumbs[j], enough=p.min_similarity)
+    work = [(thumbs[i], thumbs[j], p.min_similarity)
+            for i, j in zip(cand["i"].to_numpy(), cand["j"].to_numpy(), strict=True)]
+    sims = np.array(map_items(_similarity, work, p.workers, "verify", progress and len(work) >= 200,
+                              chunksize=64), dtype=np.float64)
     return pd.DataFrame({"a": ids[cand["i"].to_numpy()], "b": ids[cand["j"].to_numpy()],
                          "phash_dist": cand["phash_dist"].to_numpy(),
                          "dhash_dist": cand["dhash_dist"].to_numpy(), "similarity": sims})
@@ -330,16 +322,12 @@ def run(df: pd.DataFrame, p: DedupeParams, data_dir: str | Path, store_root: str
 
 
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
-    """Read ``raw.parquet``, dedupe, write ``dedupe.parquet`` and ``dedupe_metrics.json``."""
-    data_dir = Path(data_dir or params.data.data_dir)
-    store_root = Path(params.data.store_root or data_dir / "store")
-    raw = manifest.read_manifest(manifest.manifest_path(data_dir, "raw"))
-    latest = decisions.load_latest(params.data.review_db, data_dir)
-    show = params.dedupe.progress if progress is None else progress
-    out, metrics = run(raw, params.dedupe, data_dir, store_root, latest, show)
-    out = manifest.conform(out, "dedupe")
-    manifest.write_manifest(out, manifest.manifest_path(data_dir, "dedupe"))
-    write_text(data_dir / "metrics" / "dedupe.json", json.dumps(metrics, indent=2) + "\n")
+    """Read ``raw.parquet``, dedupe, write ``dedupe.parquet`` and ``metrics/dedupe.json``."""
+    io = StageIO.of(params, data_dir)
+    raw = io.read("raw")
+    out, metrics = run(raw, params.dedupe, io.data_dir, io.store_root, io.decisions(),
+                       params.dedupe.progress if progress is None else progress)
+    io.write("dedupe", out, metrics)
     logger.info("dedupe: %d images, %d duplicate pairs, %d excluded as duplicates, %d label conflicts",
                 metrics["images"], metrics["near_duplicate_pairs"], metrics["excluded_duplicates"],
                 metrics["label_conflicts"])

@@ -16,20 +16,18 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from pipeline import checks, decisions, manifest
-from pipeline.atomic import write_text
 from pipeline.config import FilterParams, Params
 from pipeline.imageio import ImageError, load_rgb
+from pipeline.parallel import map_items
+from pipeline.stageio import StageIO
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +63,7 @@ def _score_file(args: tuple[str, str, str, FilterParams]) -> dict:
 
 def score_all(items: list[tuple[str, str, str]], p: FilterParams, progress: bool) -> pd.DataFrame:
     """Score ``(image_id, path, url)`` items in parallel processes."""
-    args = [(*it, p) for it in items]
-    rows: list[dict] = []
-    bar = tqdm(total=len(args), desc="filter", unit="img", disable=not progress)
-    if p.workers == 1 or len(args) < 64:
-        for a in args:
-            rows.append(_score_file(a))
-            bar.update()
-    else:
-        with ProcessPoolExecutor(p.workers or None) as pool:
-            for r in pool.map(_score_file, args, chunksize=16):
-                rows.append(r)
-                bar.update()
-    bar.close()
+    rows = map_items(_score_file, [(*it, p) for it in items], p.workers, "filter", progress)
     return pd.DataFrame(rows)
 
 
@@ -154,15 +140,10 @@ def run(df: pd.DataFrame, p: FilterParams, store_root: str | Path, latest: pd.Da
 
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Read ``dedupe.parquet``, filter, write ``filter.parquet`` and ``metrics/filter.json``."""
-    data_dir = Path(data_dir or params.data.data_dir)
-    store_root = Path(params.data.store_root or data_dir / "store")
-    df = manifest.read_manifest(manifest.manifest_path(data_dir, "dedupe"))
-    latest = decisions.load_latest(params.data.review_db, data_dir)
-    show = params.filter.progress if progress is None else progress
-    out, metrics = run(df, params.filter, store_root, latest, show)
-    out = manifest.conform(out, "filter")
-    manifest.write_manifest(out, manifest.manifest_path(data_dir, "filter"))
-    write_text(data_dir / "metrics" / "filter.json", json.dumps(metrics, indent=2) + "\n")
+    io = StageIO.of(params, data_dir)
+    out, metrics = run(io.read("dedupe"), params.filter, io.store_root, io.decisions(),
+                       params.filter.progress if progress is None else progress)
+    io.write("filter", out, metrics)
     logger.info("filter: %d scored, flagged %s, %d need review", metrics["images_scored"],
                 metrics["flagged"], metrics["needs_review"])
     return metrics

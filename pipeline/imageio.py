@@ -122,6 +122,18 @@ def load_rgb(src: str | Path | bytes, max_side: int | None = None,
     return Loaded(np.ascontiguousarray(arr), orig)
 
 
+def fit(img: np.ndarray, side: int, upscale: bool = False) -> np.ndarray:
+    """Resize so the longer side is ``side`` (area filter down; linear up only if ``upscale``)."""
+    import cv2
+
+    h, w = img.shape[:2]
+    f = side / max(h, w)
+    if f >= 1 and not upscale:
+        return img
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+
+
 def to_gray(rgb: np.ndarray) -> np.ndarray:
     """ITU-R 601 luma as uint8 (what PIL's ``convert('L')`` computes)."""
     import cv2

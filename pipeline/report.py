@@ -27,6 +27,7 @@ from pipeline import manifest
 from pipeline.atomic import atomic_path, write_text
 from pipeline.config import Params
 from pipeline.imageio import ImageError, load_rgb
+from pipeline.stageio import StageIO
 from pipeline.store.junk import font
 
 logger = logging.getLogger(__name__)
@@ -153,13 +154,10 @@ def build(df: pd.DataFrame, store_root: Path, crops_dir: Path, out_dir: Path) ->
 
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Report on the latest curation manifest (crop, else filter, else dedupe)."""
-    data_dir = Path(data_dir or params.data.data_dir)
-    store_root = Path(params.data.store_root or data_dir / "store")
+    io = StageIO.of(params, data_dir)
     for stage in ("crop", "filter", "dedupe"):
-        path = manifest.manifest_path(data_dir, stage)
-        if path.exists():
+        if manifest.manifest_path(io.data_dir, stage).exists():
             break
-    df = manifest.read_manifest(path)
-    dest = build(df, store_root, data_dir / "crops", data_dir / "report")
+    dest = build(io.read(stage), io.store_root, io.data_dir / "crops", io.data_dir / "report")
     logger.info("report: %s", dest)
     return {"report": str(dest), "manifest": stage}

@@ -20,11 +20,17 @@ def gemcurate(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
-@pytest.mark.slow
-def test_curation_against_the_storefront_truth(storefront, params_for, tmp_path):
-    store = storefront(*JUNKY, "--faults", "0", "--rate-limit", "200")
+def scraped(storefront, params_for, *flags: str):
+    """Scrape the JUNKY storefront (plus ``flags``) fast; returns the store and params."""
+    store = storefront(*JUNKY, "--faults", "0", "--rate-limit", "200", *flags)
     params = params_for(max_rate=300.0, default_rate=300.0)
     assert scrape(params, base_url=store.base_url).status == "complete"
+    return store, params
+
+
+@pytest.mark.slow
+def test_curation_against_the_storefront_truth(storefront, params_for, tmp_path):
+    scraped(storefront, params_for)
     data = tmp_path / "data"
     (tmp_path / "p.yaml").write_text(f"data: {{data_dir: {data}}}\n")
     for stage in ("dedupe", "filter", "crop", "report"):
@@ -67,15 +73,12 @@ def test_curation_against_the_storefront_truth(storefront, params_for, tmp_path)
 
 @pytest.mark.slow
 def test_refresh_fingerprints_only_new_images(storefront, params_for, tmp_path):
-    store = storefront(*JUNKY, "--faults", "0", "--rate-limit", "200")
-    params = params_for(max_rate=300.0, default_rate=300.0)
-    assert scrape(params, base_url=store.base_url).status == "complete"
+    store, params = scraped(storefront, params_for)
     data = tmp_path / "data"
     _full, m0 = dedupe.run(read_manifest(manifest_path(data, "raw")), params.dedupe, data, data / "store",
                           progress=False)
     store.stop()
-    store1 = storefront(*JUNKY, "--faults", "0", "--rate-limit", "200", "--epoch", "1")
-    assert scrape(params, base_url=store1.base_url).status == "complete"
+    scraped(storefront, params_for, "--epoch", "1")
     raw = read_manifest(manifest_path(data, "raw"))
     inc, m1 = dedupe.run(raw, params.dedupe, data, data / "store", progress=False)
     assert m1["incremental"] and 0 < m1["fingerprinted"] < 0.3 * m0["fingerprinted"]

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from pipeline.checks import Check, Image, ramp, register
+from pipeline.imageio import fit
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +32,9 @@ def document_features(rgb: np.ndarray) -> dict[str, float]:
     """Text lines on paper and ruled lines, counted at 640 px."""
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     sat = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1]
-    h, w = gray.shape
-    f = SIDE / max(h, w)
-    size = (max(1, round(w * f)), max(1, round(h * f)))
-    interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
-    gray = cv2.resize(gray, size, interpolation=interp)
-    sat = cv2.resize(sat, size, interpolation=interp)
-    h, w = gray.shape
+    gray = fit(gray, SIDE, upscale=True)
+    sat = fit(sat, SIDE, upscale=True)
+    _h, w = gray.shape
     blackhat = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, _K15)
     dark = (blackhat > 40).astype(np.uint8)
     n, lab, st, _ = cv2.connectedComponentsWithStats(dark, 8)

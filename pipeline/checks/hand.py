@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from pipeline.checks import Check, Image, ramp, register
+from pipeline.imageio import fit
 
 SIDE = 128  # analysis size: shape cues do not need more, and texture is measured at a fixed scale
 
@@ -38,9 +39,7 @@ def skin_mask(rgb: np.ndarray) -> np.ndarray:
 
 def hand_features(rgb: np.ndarray) -> dict[str, float]:
     """Shape, position and texture of the largest skin-coloured region (at 128 px)."""
-    h, w = rgb.shape[:2]
-    f = SIDE / max(h, w)
-    small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    small = fit(rgb, SIDE, upscale=True)
     h, w = small.shape[:2]
     m = skin_mask(small).astype(np.uint8)
     k3 = np.ones((3, 3), np.uint8)

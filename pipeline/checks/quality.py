@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from pipeline.checks import Check, Image, ramp, register
+from pipeline.imageio import fit
 
 
 @register
@@ -39,11 +40,7 @@ class Blurry(Check):
     blurred = 8.0   # score 1 at or below
 
     def score(self, image: Image) -> float:
-        g = image.gray
-        h, w = g.shape
-        f = 320 / max(h, w)
-        if f < 1:
-            g = cv2.resize(g, (max(1, int(w * f)), max(1, int(h * f))), interpolation=cv2.INTER_AREA)
+        g = fit(image.gray, 320)
         lap = np.abs(cv2.Laplacian(g, cv2.CV_32F, ksize=3))
         p = float(np.percentile(lap, 99.5))
         image.cache["sharpness"] = p
