@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from pipeline.config import ConfigError, load_params
 from pipeline.decisions import DecisionError
@@ -108,7 +109,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
 
     store_args = ["--seed", str(a.seed), "--rate-limit", str(a.rate_limit), *a.store_args]
-    return run_demo(a.params, a.data_dir, store_args)
+    return run_demo(a.params, a.data_dir, store_args, scrape_only=a.scrape_only,
+                    publish=not a.no_publish)
 
 
 STAGES = {
@@ -116,6 +118,10 @@ STAGES = {
     "filter": ("pipeline.filter", "certificate/hand/quality checks, review flags, annotator decisions"),
     "crop": ("pipeline.crop", "region-of-interest crop to square target-size images"),
     "report": ("pipeline.report", "HTML curation report with contact sheets"),
+    "split": ("pipeline.split", "group-aware, stratified, stable train/val/test split"),
+    "augment": ("pipeline.augment", "balance train classes with rotations and mirrors"),
+    "validate": ("pipeline.validate", "Great Expectations gates; non-zero exit on failure"),
+    "export": ("pipeline.export", "tar shards + manifest + dataset card in data/dataset"),
 }
 
 
@@ -124,10 +130,44 @@ def cmd_stage(a: argparse.Namespace) -> int:
 
     overrides: dict = {"data": {"data_dir": a.data_dir}} if a.data_dir else {}
     params = load_params(a.params, overrides)
+    if getattr(a, "write_suites", False):
+        from pipeline.validate import write_suites
+
+        for path in write_suites():
+            print(f"wrote {path}")
+        return 0
     module = importlib.import_module(STAGES[a.cmd][0])
-    result = module.main(params, progress=False if a.no_progress else None)
+    extra = {"reset": True} if getattr(a, "reset", False) else {}
+    result = module.main(params, progress=False if a.no_progress else None, **extra)
     if isinstance(result, dict):
         print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_snapshot(a: argparse.Namespace) -> int:
+    from pipeline.publish import repo_root, snapshot
+
+    for f in snapshot(repo_root(), a.data_dir):
+        print(f"tracked {f}")
+    return 0
+
+
+def cmd_publish(a: argparse.Namespace) -> int:
+    from pipeline.publish import publish
+
+    params = load_params(a.params, {"publish": {"push": False}} if a.no_push else {})
+    res = publish(params, data_dir=a.data_dir)
+    print(f"published {res.tag} ({res.images:,} images) at commit {res.commit[:10]}"
+          f"{'; pushed to the DVC remote' if res.pushed else ''}")
+    print(f"dataset card: {res.card}")
+    return 0
+
+
+def cmd_pull(a: argparse.Namespace) -> int:
+    from pipeline.publish import pull
+
+    n = pull(a.version, Path(a.out), a.repo)
+    print(f"{a.out}: {n:,} images, checksums verified")
     return 0
 
 
@@ -197,7 +237,27 @@ def build_parser() -> argparse.ArgumentParser:
         st.add_argument("--params", default="params.yaml")
         st.add_argument("--data-dir", help="default: params data.data_dir")
         st.add_argument("--no-progress", action="store_true")
+        if name == "split":
+            st.add_argument("--reset", action="store_true",
+                            help="forget earlier assignments (a new split; breaks stability)")
+        if name == "validate":
+            st.add_argument("--write-suites", action="store_true",
+                            help="regenerate expectations/*.json from pipeline/manifest.py and exit")
         st.set_defaults(func=cmd_stage)
+
+    sn = sub.add_parser("snapshot", help="track the scraped raw data with DVC (dvc add)")
+    sn.add_argument("--data-dir", default="data")
+    sn.set_defaults(func=cmd_snapshot)
+    pb = sub.add_parser("publish", help="tag dataset/vYYYY.MM.DD and push it to the DVC remote")
+    pb.add_argument("--params", default="params.yaml")
+    pb.add_argument("--data-dir", default="data")
+    pb.add_argument("--no-push", action="store_true")
+    pb.set_defaults(func=cmd_publish)
+    pl = sub.add_parser("pull", help="get a published dataset version and verify its checksums")
+    pl.add_argument("--version", required=True, help="YYYY.MM.DD[.N] or the full tag")
+    pl.add_argument("--out", required=True)
+    pl.add_argument("--repo", help="git URL or path of the repository (default: this one)")
+    pl.set_defaults(func=cmd_pull)
 
     de = sub.add_parser("decide", help="record an annotator decision for one image")
     de.add_argument("image_id")
@@ -221,9 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
         x.add_argument("--data-dir")
         x.set_defaults(func=cmd_decide)
 
-    d = sub.add_parser("demo", help="the main job on the bundled storefront: serve, scrape, report")
+    d = sub.add_parser("demo", help="the main job on the bundled storefront: serve, scrape, "
+                       "dvc repro, publish")
     d.add_argument("--params", default="params.yaml")
-    d.add_argument("--data-dir", default="data/demo")
+    d.add_argument("--data-dir", default="data", help="the DVC pipeline runs only on data/")
+    d.add_argument("--scrape-only", action="store_true", help="stop after the scrape")
+    d.add_argument("--no-publish", action="store_true", help="run the pipeline, do not tag/push")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--rate-limit", type=float, default=20.0)
     d.add_argument("store_args", nargs="*", help="more `store serve` flags, after --")
@@ -238,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=max(level, logging.DEBUG),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pipeline").setLevel(max(level - 10, logging.DEBUG) if a.verbose else
-                                           logging.INFO if a.cmd in ("store", *STAGES) else
+                                           logging.INFO if a.cmd in ("store", "publish", *STAGES) else
                                            logging.WARNING)
     try:
         return int(a.func(a) or 0)
@@ -248,6 +311,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ManifestError, DecisionError) as exc:
         print(f"gemcurate: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        from pipeline.export import ExportRefused
+        from pipeline.publish import PublishError
+        from pipeline.validate import ValidationFailed
+
+        if isinstance(exc, ValidationFailed | ExportRefused | PublishError):
+            print(f"gemcurate: {exc}", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

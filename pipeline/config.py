@@ -250,6 +250,8 @@ class DedupeParams:
         "min": 0.0, "max": 1.0, "doc": "aligned detail correlation that confirms a candidate"})
     certain_distance: int = field(default=0, metadata={
         "min": -1, "max": 8, "doc": "both hashes within this: duplicate without verification (-1: never)"})
+    max_colour_distance: float = field(default=8.0, metadata={
+        "min": 0.0, "max": 255.0, "doc": "mean chroma difference (Lab) a duplicate may have"})
     workers: int = field(default=0, metadata={"min": 0, "max": 256, "doc": "processes; 0: CPU count"})
     search_threads: int = field(default=0, metadata={"min": 0, "max": 256, "doc": "0: CPU count (max 4)"})
     progress: bool = True
@@ -274,7 +276,7 @@ def _check(threshold: float = 0.5, band: float = 0.15) -> Any:
 class FilterParams:
     """Junk and quality checks (pipeline/filter.py, pipeline/checks/)."""
 
-    analysis_side: int = field(default=640, metadata={"min": 128, "max": 4096,
+    analysis_side: int = field(default=400, metadata={"min": 128, "max": 4096,
                                                       "doc": "decode at most this long side"})
     ocr_second_opinion: bool = field(default=True, metadata={
         "doc": "run rapidocr's text detector on images in the certificate review band"})
@@ -323,6 +325,98 @@ class CropParams:
 
 
 @dataclass(frozen=True)
+class SplitParams:
+    """Group-aware, stratified, sticky train/val/test split (pipeline/split.py)."""
+
+    train: float = field(default=0.70, metadata={"min": 0.0, "max": 1.0})
+    val: float = field(default=0.15, metadata={"min": 0.0, "max": 1.0})
+    test: float = field(default=0.15, metadata={"min": 0.0, "max": 1.0,
+                                                "doc": "0 for a two-way split (e.g. 80/20)"})
+    seed: int = field(default=42, metadata={"min": 0})
+    min_images: int = field(default=10, metadata={
+        "min": 1, "max": 1_000_000, "doc": "classes with fewer usable images are left out"})
+    hold_needs_review: bool = field(default=True, metadata={
+        "doc": "images awaiting an annotator stay out of the dataset until decided"})
+    tolerance: float = field(default=0.05, metadata={
+        "min": 0.0, "max": 1.0, "doc": "allowed deviation of a split's overall share from its ratio"})
+
+    def ratios(self) -> dict[str, float]:
+        return {k: v for k, v in (("train", self.train), ("val", self.val), ("test", self.test)) if v > 0}
+
+    def validate(self) -> None:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ConfigError(f"split: train + val + test must be 1, got {total:g}")
+        if self.train <= 0:
+            raise ConfigError("split.train: must be above 0")
+
+
+@dataclass(frozen=True)
+class ExtraTransforms:
+    """Optional random transforms on top of rotations/mirrors (0 = off)."""
+
+    shift: float = field(default=0.0, metadata={"min": 0.0, "max": 0.5, "doc": "± share of the side"})
+    zoom: float = field(default=0.0, metadata={"min": 0.0, "max": 0.5, "doc": "± relative scale"})
+    shear: float = field(default=0.0, metadata={"min": 0.0, "max": 45.0, "doc": "± degrees"})
+    brightness: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0, "doc": "± relative"})
+    channel_shift: float = field(default=0.0, metadata={"min": 0.0, "max": 128.0,
+                                                        "doc": "± added per channel (changes colour!)"})
+
+    def enabled(self) -> bool:
+        return any(getattr(self, f.name) > 0 for f in dataclasses.fields(self))
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Balancing augmentation of the train split (pipeline/augment.py)."""
+
+    target_per_class: int = field(default=300, metadata={
+        "min": 1, "max": 10_000_000, "doc": "train images per class after balancing (D1k: 1000)"})
+    rotation_step: int = field(default=45, metadata={"choices": [45, 90, 180, 360],
+                                                     "doc": "degrees; 360 = no rotation"})
+    mirror: bool = True
+    cap_above_target: bool = field(default=True, metadata={
+        "doc": "sample classes above the target down to it"})
+    extra: ExtraTransforms = field(default_factory=ExtraTransforms)
+    seed: int = field(default=7, metadata={"min": 0})
+    format: str = field(default="png", metadata={"choices": ["png", "jpg"]})
+    workers: int = field(default=0, metadata={"min": 0, "max": 256})
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    """Great Expectations gates (pipeline/validate.py, expectations/*.json)."""
+
+    balance_tolerance: float = field(default=0.02, metadata={
+        "min": 0.0, "max": 1.0, "doc": "train count per class within ± this share of the target"})
+    min_per_class: int = field(default=1, metadata={"min": 0, "doc": "images per class in val and test"})
+    check_files: bool = field(default=True, metadata={"doc": "open every dataset image"})
+    examples: int = field(default=5, metadata={"min": 1, "max": 1000,
+                                               "doc": "offending rows shown per failed expectation"})
+    labels: list[str] = field(default_factory=list, metadata={
+        "doc": "the allowed classes; empty: the classes the split stage kept"})
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    """Shards, manifest and dataset card (pipeline/export.py)."""
+
+    shard_mb: float = field(default=100.0, metadata={"min": 0.01, "max": 100_000.0})
+    name: str = "gemcurate-gems"
+    description: str = "Gemstone product photos curated by gemcurate"
+
+
+@dataclass(frozen=True)
+class PublishParams:
+    """Dataset versions: git tags plus a DVC remote (pipeline/publish.py)."""
+
+    tag_prefix: str = "dataset/v"
+    remote: str = field(default="local", metadata={"doc": "DVC remote name (.dvc/config)"})
+    push: bool = True
+
+
+@dataclass(frozen=True)
 class Params:
     """All of ``params.yaml``."""
 
@@ -331,6 +425,11 @@ class Params:
     dedupe: DedupeParams = field(default_factory=DedupeParams)
     filter: FilterParams = field(default_factory=FilterParams)
     crop: CropParams = field(default_factory=CropParams)
+    split: SplitParams = field(default_factory=SplitParams)
+    augment: AugmentParams = field(default_factory=AugmentParams)
+    validate: ValidateParams = field(default_factory=ValidateParams)
+    export: ExportParams = field(default_factory=ExportParams)
+    publish: PublishParams = field(default_factory=PublishParams)
 
 
 def load_params(path: str | Path | None = "params.yaml", overrides: dict | None = None) -> Params:

@@ -10,10 +10,14 @@ Here, at a reduced analysis size:
 2. **Residual**: colour distance from that model; **Canny** runs on the
    background-subtracted luminance (blur and thresholds from params), so a
    gradient backdrop produces no edges.
-3. **Shadows** are removed: darker than the background by a common factor in
-   every channel (same chroma) and soft.
-4. **Dominant object**: connected components of residual ∪ edges; the largest
-   wins; a comparable second one means ``several_objects``.
+3. **Shadows and hot spots** do not count as object *area*: pixels darker (a
+   cast shadow) or brighter (a lamp's spot on a radial backdrop) than the model
+   by a common factor in every channel, i.e. with the background's chroma.
+   Such changes are soft, so they make no Canny edges; a neutral object (grey
+   opal, moonstone, a white cabochon) whose body looks like a shadow still has
+   a crisp outline, and edges always count.
+4. **Dominant object**: connected components of (chromatic residual) ∪ edges;
+   the largest wins; a comparable second one means ``several_objects``.
 5. **Reflections** are trimmed: rows below the object whose residual fades to
    a fraction of the object's are a mirror image on a glossy surface.
 6. A square box with a margin, cut from the *original* pixels, padded with the
@@ -43,11 +47,16 @@ import pandas as pd
 from pipeline.atomic import atomic_path
 from pipeline.config import CropParams, Params
 from pipeline.filter import add_review
-from pipeline.imageio import ImageError, load_rgb
+from pipeline.imageio import ImageError, Loaded, fit, load_rgb
 from pipeline.parallel import map_items
 from pipeline.stageio import StageIO
 
 logger = logging.getLogger(__name__)
+
+# Huffman-only deflate after the "up" row filter: 2.4× faster than zlib level 1 with
+# adaptive filters on 224 px crops (1.7 vs 3.9 ms), 57 vs 55 KB
+PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
+            cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
 
 
 @dataclass(frozen=True)
@@ -64,16 +73,19 @@ class CropResult:
 def background_model(rgb: np.ndarray, frame: float = 0.04) -> np.ndarray:
     """A smooth per-channel quadratic surface fitted to the border pixels (float32 H×W×3)."""
     h, w = rgb.shape[:2]
-    b = max(2, int(frame * min(h, w)))
-    mask = np.zeros((h, w), bool)
+    # the surface is smooth: fit it on a ≤ 96 px copy (16× fewer pixels, same surface)
+    src = fit(rgb, 96)
+    sh, sw = src.shape[:2]
+    b = max(2, int(frame * min(sh, sw)))
+    mask = np.zeros((sh, sw), bool)
     mask[:b] = mask[-b:] = True
     mask[:, :b] = mask[:, -b:] = True
     ys, xs = np.nonzero(mask)
     step = max(1, len(xs) // 4000)
     ys, xs = ys[::step], xs[::step]
-    xn, yn = xs / w - 0.5, ys / h - 0.5
+    xn, yn = (xs + 0.5) / sw - 0.5, (ys + 0.5) / sh - 0.5
     design = np.stack([np.ones_like(xn), xn, yn, xn * xn, yn * yn, xn * yn], 1)
-    vals = rgb[ys, xs].astype(np.float64)
+    vals = src[ys, xs].astype(np.float64)
     keep = np.ones(len(xs), bool)
     coef = np.zeros((6, 3))
     for _ in range(3):  # refit without border pixels that belong to an object
@@ -100,22 +112,32 @@ def find_box(rgb: np.ndarray, p: CropParams) -> CropResult:
     h, w = rgb.shape[:2]
     img = rgb.astype(np.float32)
     bg = background_model(rgb)
-    bg_colour = tuple(int(c) for c in np.median(bg.reshape(-1, 3), 0))
+    bg_colour = tuple(int(c) for c in np.median(bg[::8, ::8].reshape(-1, 3), 0))
     diff = img - bg
-    resid = np.abs(diff).max(2)
+    # per-channel work through cv2: numpy's reductions over the channel axis are ~20× slower
+    dch = cv2.split(cv2.absdiff(img, bg))
+    resid = cv2.max(cv2.max(dch[0], dch[1]), dch[2])
     if p.blur_sigma > 0:
         resid = cv2.GaussianBlur(resid, (0, 0), p.blur_sigma)
     # shadows: darker by a common factor in every channel, same chroma
-    ratio = (img + 1) / (bg + 1)
-    rmean = ratio.mean(2)
-    shadow = (rmean < 0.98) & (rmean > 0.35) & (np.abs(ratio - rmean[..., None]).max(2) < 0.06)
+    rch = cv2.split((img + 1) / (bg + 1))
+    rmean = (rch[0] + rch[1] + rch[2]) / 3
+    spread = cv2.max(cv2.max(cv2.absdiff(rch[0], rmean), cv2.absdiff(rch[1], rmean)),
+                     cv2.absdiff(rch[2], rmean))
+    neutral = spread < 0.06
+    shadow = (rmean < 0.98) & (rmean > 0.35) & neutral
+    # its twin: a lamp's hot spot on a radial backdrop is brighter by a common factor
+    glow = (rmean > 1.02) & neutral
     lum = cv2.cvtColor(np.clip(diff + 128, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
     if p.blur_sigma > 0:
         lum = cv2.GaussianBlur(lum, (0, 0), p.blur_sigma)
     edges = cv2.Canny(lum, p.canny_low, p.canny_high) > 0
-    # a shadow's soft edge is not the object; a crisp edge inside a shadow region is
-    solid = (resid > p.background_tolerance) & ~shadow
-    mask = solid | (edges & ~cv2.erode(shadow.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool))
+    # shadow-like and glow-like pixels are not object area; every crisp edge is object
+    # (a grey stone's body passes for shadow, its outline does not). Measured on 688
+    # generated photos: dropping edges inside shadows put 9.6 % of boxes under IoU 0.75,
+    # counting the hot spot of radial backdrops as object 4.7 %; both off: 0.3 %.
+    solid = (resid > p.background_tolerance) & ~shadow & ~glow
+    mask = solid | edges
     k = max(3, int(0.01 * max(h, w)) | 1)
     mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
     n, _lab, st, _ = cv2.connectedComponentsWithStats(mask, 8)
@@ -146,15 +168,9 @@ def find_box(rgb: np.ndarray, p: CropParams) -> CropResult:
     # row are dimmer copies of the rows above it, in reverse order)
     sub = resid[y:y + bh, x:x + bw]
     rows = np.where(obj.any(1), (sub * obj).sum(1) / np.maximum(obj.sum(1), 1), 0.0)
-    for split in range(max(2, bh // 2), bh - 2):
-        below = rows[split:]
-        above = rows[split - 1::-1][:len(below)]
-        if len(above) < len(below) * 0.8:
-            break
-        n_cmp = min(len(above), len(below))
-        if below[:n_cmp].mean() < 0.45 * above[:n_cmp].mean() and below.max() < 0.8 * rows[:split].max():
-            bh = split
-            break
+    split = reflection_split(rows)
+    if split is not None:
+        bh = split
     contrast = float(np.percentile(resid[y:y + bh, x:x + bw][obj[:bh]], 90)) if obj[:bh].any() else 0.0
     box_obj = [x, y, x + bw, y + bh]
     touches = x <= 0 or y <= 0 or x + bw >= w or y + bh >= h
@@ -174,6 +190,28 @@ def find_box(rgb: np.ndarray, p: CropParams) -> CropResult:
     return CropResult(box_obj, sq, round(float(conf), 4), issue, bg_colour)
 
 
+def reflection_split(rows: np.ndarray) -> int | None:
+    """The first row where a faded mirror image of the rows above begins, if any.
+
+    ``rows`` is the object's mean residual per row. At a split row ``s`` (in the
+    lower half), the ``n = len(rows) - s <= s`` rows below are compared with the ``n``
+    rows above in mirror order: a reflection is under 45 % as strong on average
+    and never reaches 80 % of the object's peak. Vectorized with prefix sums.
+    """
+    bh = len(rows)
+    csum = np.concatenate([[0.0], np.cumsum(rows)])
+    splits = np.arange(max(2, (bh + 1) // 2), bh - 2)
+    if len(splits) == 0:
+        return None
+    n = bh - splits
+    below_mean = (csum[bh] - csum[splits]) / n
+    above_mean = (csum[splits] - csum[2 * splits - bh]) / n
+    below_max = np.maximum.accumulate(rows[::-1])[::-1][splits]
+    above_max = np.maximum.accumulate(rows)[splits - 1]
+    hit = (below_mean < 0.45 * above_mean) & (below_max < 0.8 * above_max)
+    return int(splits[np.argmax(hit)]) if hit.any() else None
+
+
 def scale_box(box: list[int] | None, f: float) -> list[int] | None:
     """A box found at analysis scale ``f`` (analysis / original) in original pixels."""
     if box is None:
@@ -191,28 +229,51 @@ def cut(rgb: np.ndarray, box: list[int], size: int, fill: tuple[int, int, int]) 
     sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     if sx1 > sx0 and sy1 > sy0:
         out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
-    interp = cv2.INTER_AREA if out.shape[0] > size else cv2.INTER_CUBIC
+    f = size / out.shape[0]
+    interp = cv2.INTER_AREA if f < 0.5 else cv2.INTER_LINEAR if f < 1 else cv2.INTER_CUBIC
     return cv2.resize(out, (size, size), interpolation=interp)
+
+
+def cut_from(loaded: Loaded, path: str | Path, box: list[int], size: int,
+             fill: tuple[int, int, int]) -> np.ndarray:
+    """Cut ``box`` (original pixels) at ``size`` px, decoding no more than the output needs.
+
+    The box's side maps to ``size`` output pixels, so the image only has to be
+    decoded at ``size / side`` of its resolution. ``loaded`` (the decode the
+    box was found in) is used when it is sharp enough; otherwise ``path`` is
+    decoded again at the needed scale (JPEG: a 1/2, 1/4 or 1/8 DCT decode).
+    """
+    w0 = loaded.orig_size[0]
+    side = max(box[2] - box[0], box[3] - box[1], 1)
+    need = min(1.0, size / side)
+    if loaded.scale < need * 0.999:
+        loaded = load_rgb(path, max_side=int(np.ceil(max(loaded.orig_size) * need)), exact=False)
+    f = loaded.array.shape[1] / w0
+    if f >= 0.999:
+        return cut(loaded.array, box, size, fill)
+    return cut(loaded.array, [round(v * f) for v in box], size, fill)
 
 
 def crop_file(args: tuple[str, str, str, CropParams]) -> dict:
     """Find the box in one stored image and write its crop (worker entry point)."""
     image_id, path, out_dir, p = args
     try:
-        small = load_rgb(path, max_side=p.analysis_side)
-        res = find_box(small.array, p)
-        f = small.scale
+        # one decode at ≥ analysis size (free JPEG reduction); the box is found in a
+        # resized copy and the crop is cut from the decode when it is sharp enough
+        loaded = load_rgb(path, max_side=p.analysis_side, exact=False)
+        small = fit(loaded.array, p.analysis_side)
+        res = find_box(small, p)
+        f = small.shape[1] / loaded.orig_size[0]
         row = {"image_id": image_id, "object_box": scale_box(res.object_box, f),
                "crop_box": scale_box(res.box, f), "crop_confidence": res.confidence,
                "crop_issue": res.issue, "background_rgb": list(res.background), "crop_path": None}
         if res.box is not None and res.issue in ("none", "low_contrast"):
-            full = load_rgb(path).array
-            img = cut(full, row["crop_box"], p.target_size, res.background)
+            img = cut_from(loaded, path, row["crop_box"], p.target_size, res.background)
             rel = f"{image_id[:2]}/{image_id}.{p.format}"
             dest = Path(out_dir) / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             ext = ".jpg" if p.format == "jpg" else f".{p.format}"
-            params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if p.format == "png" else \
+            params = PNG_FAST if p.format == "png" else \
                 [cv2.IMWRITE_JPEG_QUALITY, 95] if p.format == "jpg" else [cv2.IMWRITE_WEBP_QUALITY, 101]
             ok, buf = cv2.imencode(ext, img[..., ::-1], params)
             if not ok:

@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from pipeline.scrape.state import connect as _connect
+from pipeline.scrape.state import make_engine
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ def review_url(data_dir: str | Path) -> str:
 
 def connect(url: str) -> sa.Engine:
     """Open the decisions database at ``url`` and create its table."""
-    engine = _connect(url)
-    meta.create_all(engine)
+    engine = make_engine(url)
+    meta.create_all(engine)  # only the decisions table: the crawl state lives elsewhere
     return engine
 
 
@@ -137,7 +137,13 @@ class Decisions:
 
 def load_latest(url: str | None, data_dir: str | Path) -> pd.DataFrame:
     """The decisions in force, from ``url`` (default: the data dir's reviews DB)."""
-    return Decisions(connect(url or review_url(data_dir))).latest()
+    engine = connect(url or review_url(data_dir))
+    try:
+        return Decisions(engine).latest()
+    finally:
+        # close now: SQLite folds its WAL back into the file on the last close, so the
+        # file (a DVC dependency) is settled before DVC hashes it
+        engine.dispose()
 
 
 def apply_labels(df: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:

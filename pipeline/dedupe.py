@@ -11,7 +11,10 @@
    the new hashes against the index.
 4. **Verification**: a candidate is a duplicate when its aligned detail
    similarity reaches ``min_similarity`` (or both hashes are within
-   ``certain_distance``). Verified pairs are cached in ``pairs.parquet``.
+   ``certain_distance``) *and* the chroma of their 8×8 Lab thumbnails differs by
+   at most ``max_colour_distance``: grey structure alone cannot tell a blue
+   sapphire from a black onyx of the same cut in the same pose. Verified pairs
+   are cached in ``pairs.parquet``.
 5. **Clusters** by union-find (``dup_cluster``); one ``is_representative`` per
    cluster (highest resolution, then earliest fetched); the other rows get
    ``excluded_reason = duplicate`` and keep their rows. A cluster whose photos
@@ -36,15 +39,16 @@ from pipeline import decisions, manifest
 from pipeline.atomic import write_text
 from pipeline.config import DedupeParams, Params
 from pipeline.hashindex import HashIndex
-from pipeline.hashing import FEATURE_VERSION, fingerprint, similarity, to_signed
+from pipeline.hashing import FEATURE_VERSION, colour_distance, fingerprint, similarity, to_signed
 from pipeline.imageio import ImageError
 from pipeline.parallel import map_items
 from pipeline.stageio import StageIO
 
 logger = logging.getLogger(__name__)
 
-HASH_COLUMNS = ["image_id", "pixel_sha256", "phash", "dhash", "width", "height", "thumb", "error"]
-PAIR_COLUMNS = ["a", "b", "phash_dist", "dhash_dist", "similarity"]
+HASH_COLUMNS = ["image_id", "pixel_sha256", "phash", "dhash", "width", "height", "thumb", "colour",
+                "error"]
+PAIR_COLUMNS = ["a", "b", "phash_dist", "dhash_dist", "similarity", "colour_dist"]
 
 
 def _fingerprint_file(args: tuple[str, str]) -> dict:
@@ -55,7 +59,7 @@ def _fingerprint_file(args: tuple[str, str]) -> dict:
         return {"image_id": image_id, "error": str(exc)[:200]}
     return {"image_id": image_id, "pixel_sha256": f.pixel_sha256, "phash": to_signed(f.phash),
             "dhash": to_signed(f.dhash), "width": f.width, "height": f.height, "thumb": f.thumb,
-            "error": None}
+            "colour": f.colour, "error": None}
 
 
 def fingerprint_all(items: list[tuple[str, str]], workers: int = 0, progress: bool = True
@@ -108,15 +112,21 @@ def verify(hashes: pd.DataFrame, cand: pd.DataFrame, p: DedupeParams, progress: 
             for i, j in zip(cand["i"].to_numpy(), cand["j"].to_numpy(), strict=True)]
     sims = np.array(map_items(_similarity, work, p.workers, "verify", progress and len(work) >= 200,
                               chunksize=64), dtype=np.float64)
+    colours = hashes["colour"].to_numpy()
+    cdist = np.array([colour_distance(colours[i], colours[j])
+                      for i, j in zip(cand["i"].to_numpy(), cand["j"].to_numpy(), strict=True)],
+                     dtype=np.float64)
     return pd.DataFrame({"a": ids[cand["i"].to_numpy()], "b": ids[cand["j"].to_numpy()],
                          "phash_dist": cand["phash_dist"].to_numpy(),
-                         "dhash_dist": cand["dhash_dist"].to_numpy(), "similarity": sims})
+                         "dhash_dist": cand["dhash_dist"].to_numpy(), "similarity": sims,
+                         "colour_dist": cdist})
 
 
 def is_duplicate(pairs: pd.DataFrame, p: DedupeParams) -> np.ndarray:
     """The decision rule over verified candidate pairs."""
     certain = (pairs["phash_dist"] <= p.certain_distance) & (pairs["dhash_dist"] <= p.certain_distance)
-    return (certain | (pairs["similarity"] >= p.min_similarity)).to_numpy(bool)
+    same_colour = pairs["colour_dist"] <= p.max_colour_distance
+    return ((certain | (pairs["similarity"] >= p.min_similarity)) & same_colour).to_numpy(bool)
 
 
 class UnionFind:
@@ -302,7 +312,8 @@ def run(df: pd.DataFrame, p: DedupeParams, data_dir: str | Path, store_root: str
                 pd.DataFrame(columns=PAIR_COLUMNS))
     keep_old = keep_old[keep_old["a"].isin(good["image_id"]) & keep_old["b"].isin(good["image_id"])]
     pairs = pd.concat([keep_old, fresh], ignore_index=True) if len(keep_old) else fresh
-    pairs = pairs.astype({"phash_dist": "int64", "dhash_dist": "int64", "similarity": "float64"})
+    pairs = pairs.astype({"phash_dist": "int64", "dhash_dist": "int64", "similarity": "float64",
+                          "colour_dist": "float64"})
     cache.save(hashes, pairs, p)
     out = cluster(df, hashes, pairs, p)
     dup_pairs = int(is_duplicate(pairs, p).sum()) if len(pairs) else 0

@@ -2,13 +2,18 @@
 
 Starts the bundled storefront on a free local port, scrapes it politely with
 ``params.yaml``, prints the scrape summary and how complete the result is
-against the storefront's ground truth, and stops the storefront.
+against the storefront's ground truth, and stops the storefront. Then, unless
+``--scrape-only``: tracks the raw snapshot with DVC (``gemcurate snapshot``),
+runs the pipeline (``dvc repro``: dedupe → filter → crop → split → augment →
+validate → export), publishes the dataset version (git tag + DVC remote) and
+prints where its dataset card is.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -25,7 +30,51 @@ from pipeline.store.catalog import Catalog, CatalogOptions
 logger = logging.getLogger(__name__)
 
 
-def run_demo(params_path: str, data_dir: str | None, store_args: list[str]) -> int:
+def run_demo(params_path: str, data_dir: str | None, store_args: list[str],
+             scrape_only: bool = False, publish: bool = True) -> int:
+    """Run storefront → scrape (→ snapshot → dvc repro → publish); returns an exit code."""
+    code = _scrape_demo(params_path, data_dir, store_args)
+    if code != 0 or scrape_only:
+        return code
+    return _pipeline(params_path, data_dir or "data", publish)
+
+
+def _pipeline(params_path: str, data_dir: str, publish: bool) -> int:
+    from pipeline.publish import PublishError, dvc_cmd, repo_root
+    from pipeline.publish import publish as do_publish
+    from pipeline.publish import snapshot as do_snapshot
+
+    root = repo_root()
+    if Path(data_dir).resolve() != (root / "data").resolve():
+        print(f"(the DVC pipeline works on {root / 'data'}; {data_dir} was scraped only)")
+        return 0
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    print("\n== snapshot: dvc add data/store data/manifests/raw.parquet")
+    do_snapshot(root, "data")
+    print("== dvc repro: dedupe → filter → crop → split → augment → validate → export")
+    t = time.perf_counter()
+    res = subprocess.run([*dvc_cmd(), "repro"], cwd=root, env=env)
+    if res.returncode != 0:
+        summary = root / "data" / "validate" / "summary.txt"
+        print(f"dvc repro failed (exit {res.returncode})"
+              + (f"; validation summary: {summary}" if summary.exists() else ""), file=sys.stderr)
+        return res.returncode
+    print(f"   pipeline finished in {time.perf_counter() - t:.0f} s")
+    card = root / "data" / "dataset" / "README.md"
+    if publish:
+        try:
+            pub = do_publish(load_params(params_path), root, "data")
+        except PublishError as exc:
+            print(f"publish: {exc}", file=sys.stderr)
+            return 1
+        print(f"== published {pub.tag}: {pub.images:,} images, commit {pub.commit[:10]}"
+              + (", pushed to the DVC remote" if pub.pushed else ""))
+        print(f"   a trainer gets it with: gemcurate pull --version {pub.tag} --out DIR")
+    print(f"\ndataset card: {card}")
+    return 0
+
+
+def _scrape_demo(params_path: str, data_dir: str | None, store_args: list[str]) -> int:
     """Run storefront → scrape and print the summary; returns the scrape's exit code."""
     params = load_params(params_path, {"data": {"data_dir": data_dir}})
     with tempfile.TemporaryDirectory() as tmp:

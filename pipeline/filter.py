@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,16 +33,20 @@ from pipeline.stageio import StageIO
 logger = logging.getLogger(__name__)
 
 
-def score_image(rgb: np.ndarray, orig_size: tuple[int, int], url: str, p: FilterParams
-                ) -> dict[str, float]:
-    """Scores of every enabled check for one decoded image (pure; tests call it directly)."""
-    image = checks.Image(rgb, orig_size, url if p.use_url_hints else "")
+def score_image(rgb: np.ndarray, orig_size: tuple[int, int], url: str, p: FilterParams,
+                reload: Callable[[int], np.ndarray] | None = None) -> dict[str, float]:
+    """Scores of every enabled check for one decoded image (pure; tests call it directly).
+
+    ``reload(side)`` decodes the original again at a larger size for a check
+    that needs more detail (see :meth:`pipeline.checks.Image.at_least`).
+    """
+    image = checks.Image(rgb, orig_size, url if p.use_url_hints else "", reload=reload)
     out: dict[str, float] = {}
     for name, cp in p.checks().items():
         check = checks.get(name)
         s = check.final_score(image)
         if name == "certificate" and p.ocr_second_opinion and abs(s - cp.threshold) < cp.review_band:
-            boxes = checks.document.ocr_text_boxes(rgb)
+            boxes = checks.document.ocr_text_boxes(image.at_least(checks.document.SIDE))
             out["ocr_text_boxes"] = float(boxes)
             # a clear OCR answer settles it; otherwise the heuristic score stands
             if boxes >= p.ocr_min_boxes:
@@ -58,7 +63,14 @@ def _score_file(args: tuple[str, str, str, FilterParams]) -> dict:
         loaded = load_rgb(path, max_side=p.analysis_side)
     except (ImageError, OSError) as exc:
         return {"image_id": image_id, "_error": str(exc)[:200]}
-    return {"image_id": image_id, **score_image(loaded.array, loaded.orig_size, url, p)}
+
+    def reload(side: int) -> np.ndarray:
+        return load_rgb(path, max_side=side).array
+
+    try:
+        return {"image_id": image_id, **score_image(loaded.array, loaded.orig_size, url, p, reload)}
+    except (ImageError, OSError) as exc:
+        return {"image_id": image_id, "_error": str(exc)[:200]}
 
 
 def score_all(items: list[tuple[str, str, str]], p: FilterParams, progress: bool) -> pd.DataFrame:
@@ -72,8 +84,9 @@ def add_review(df: pd.DataFrame, mask: pd.Series, reason: str) -> None:
     mask = mask.fillna(False).astype(bool)
     if not mask.any():
         return
-    prev = df.loc[mask, "review_reason"].astype("string")
-    df.loc[mask, "review_reason"] = prev.where(prev.isna() | (prev == ""), prev + ";").fillna("") + reason
+    prev = df.loc[mask, "review_reason"].astype("string").fillna("")
+    df.loc[mask, "review_reason"] = prev.map(
+        lambda r: r if reason in r.split(";") else (f"{r};{reason}" if r else reason))
     df.loc[mask, "needs_review"] = True
 
 
@@ -104,7 +117,33 @@ def apply_scores(df: pd.DataFrame, scores: pd.DataFrame, p: FilterParams) -> pd.
         out.loc[exclude, "excluded_detail"] = f"{name} score " + sc[exclude].round(2).astype(str)
         if cp.review_band > 0:
             add_review(out, (sc - cp.threshold).abs() < cp.review_band, name)
+    _junk_over_duplicates(out, [n for n in JUNK_CHECKS if n in p.checks()])
     return out
+
+
+JUNK_CHECKS = ("certificate", "hand")
+
+
+def _junk_over_duplicates(out: pd.DataFrame, names: list[str]) -> None:
+    """A certificate or hand photo is out as junk, not as a duplicate or a label conflict.
+
+    Dedupe runs first and can cluster junk: certificates from one lab template
+    look alike at thumbnail size, so scans of different stones (different
+    labels) become a "label conflict" an annotator would have to clear. Once the
+    filter knows they are junk, the junk reason replaces the duplicate reason and
+    the conflict leaves their review reasons (in place).
+    """
+    for name in names:
+        flag = out[manifest.flag_col(name)].fillna(False).astype(bool)
+        stale = flag & out["excluded_reason"].isin(["duplicate", "label_conflict"]).fillna(False)
+        if not stale.any():
+            continue
+        out.loc[stale, "excluded_reason"] = name
+        out.loc[stale, "excluded_detail"] = f"{name} (also clustered with other images)"
+        rr = out.loc[stale, "review_reason"].astype("string").fillna("")
+        rr = rr.map(lambda r: ";".join(x for x in r.split(";") if x and x != "label_conflict"))
+        out.loc[stale, "review_reason"] = rr.where(rr != "", None)
+        out.loc[stale, "needs_review"] = rr != ""
 
 
 def run(df: pd.DataFrame, p: FilterParams, store_root: str | Path, latest: pd.DataFrame | None = None,

@@ -35,7 +35,8 @@ from PIL import Image
 from pipeline.imageio import load_rgb, to_gray
 
 THUMB = 64
-FEATURE_VERSION = 1  # bump when fingerprints change: cached ones are recomputed
+COLOUR = 8  # side of the Lab colour thumbnail
+FEATURE_VERSION = 2  # bump when fingerprints change: cached ones are recomputed
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Fingerprint:
     width: int
     height: int
     thumb: bytes  # THUMB×THUMB grey uint8
+    colour: bytes = b""  # COLOUR×COLOUR×3 Lab uint8 (OpenCV scaling)
 
 
 def hash_to_int(h: imagehash.ImageHash) -> int:
@@ -75,8 +77,25 @@ def fingerprint(data: bytes, max_pixels: int = 64_000_000) -> Fingerprint:
     small = cv2.resize(gray, (128, 128), interpolation=cv2.INTER_AREA)
     pil = Image.fromarray(small)
     thumb = cv2.resize(small, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+    colour = cv2.cvtColor(cv2.resize(rgb, (COLOUR, COLOUR), interpolation=cv2.INTER_AREA),
+                          cv2.COLOR_RGB2Lab)
     return Fingerprint(pix, hash_to_int(imagehash.phash(pil)), hash_to_int(imagehash.dhash(pil)),
-                       w, h, thumb.tobytes())
+                       w, h, thumb.tobytes(), colour.tobytes())
+
+
+def colour_distance(a: bytes, b: bytes) -> float:
+    """Mean chroma difference (Δa*, Δb*, Lab units) of two colour thumbnails.
+
+    The grey thumbnails cannot tell a blue sapphire from a black onyx of the same
+    cut in the same pose; chroma can. Made copies of real photos stay under 4.3
+    (5 %-crops shift the grid a little; brightness moves L*, barely a*/b*), that
+    sapphire/onyx pair is at 13. Empty input (old fingerprints) gives 0.
+    """
+    if not a or not b:
+        return 0.0
+    x = np.frombuffer(a, np.uint8).reshape(-1, 3)[:, 1:].astype(np.float32)
+    y = np.frombuffer(b, np.uint8).reshape(-1, 3)[:, 1:].astype(np.float32)
+    return float(np.sqrt(((x - y) ** 2).sum(1)).mean())
 
 
 def _highpass(a: np.ndarray) -> np.ndarray:

@@ -73,7 +73,7 @@ def _open(src: str | Path | bytes, max_pixels: int) -> Image.Image:
 
 
 def load_rgb(src: str | Path | bytes, max_side: int | None = None,
-             max_pixels: int = DEFAULT_MAX_PIXELS) -> Loaded:
+             max_pixels: int = DEFAULT_MAX_PIXELS, exact: bool = True) -> Loaded:
     """Decode an image to RGB, at reduced size when ``max_side`` allows.
 
     Args:
@@ -81,6 +81,10 @@ def load_rgb(src: str | Path | bytes, max_side: int | None = None,
         max_side: When given, the longer side of the result is at most this
             (and at least half of it for JPEG draft decoding, never upscaled).
         max_pixels: Refuse images whose header claims more pixels than this.
+        exact: With ``False``, skip the final resize: the result is whatever
+            the decoder gives for free (JPEG: the smallest DCT scale with a
+            longer side ≥ ``max_side``; other formats: full size). Callers that
+            need several sizes derive them from it with :func:`fit`.
 
     Returns:
         The decoded image and its original size.
@@ -106,10 +110,6 @@ def load_rgb(src: str | Path | bytes, max_side: int | None = None,
             im = im.convert("RGB")
         else:
             im.load()
-        if max_side and max(im.size) > max_side:
-            f = max_side / max(im.size)
-            size = (max(1, round(im.size[0] * f)), max(1, round(im.size[1] * f)))
-            im = im.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
         arr = np.asarray(im, dtype=np.uint8)
     except ImageError:
         raise
@@ -119,11 +119,13 @@ def load_rgb(src: str | Path | bytes, max_side: int | None = None,
         im.close()
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ImageError(f"unexpected decoded shape {arr.shape}")
+    if exact and max_side and max(arr.shape[:2]) > max_side:
+        arr = fit(arr, max_side)  # area filter: as good as PIL's, several times faster
     return Loaded(np.ascontiguousarray(arr), orig)
 
 
 def fit(img: np.ndarray, side: int, upscale: bool = False) -> np.ndarray:
-    """Resize so the longer side is ``side`` (area filter down; linear up only if ``upscale``)."""
+    """Resize so the longer side is ``side`` (area filter for big reductions; up only if ``upscale``)."""
     import cv2
 
     h, w = img.shape[:2]
@@ -131,7 +133,8 @@ def fit(img: np.ndarray, side: int, upscale: bool = False) -> np.ndarray:
     if f >= 1 and not upscale:
         return img
     size = (max(1, round(w * f)), max(1, round(h * f)))
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    # area averaging against aliasing when shrinking a lot; above 1/2 linear is as good and 5× faster
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if f < 0.5 else cv2.INTER_LINEAR)
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:

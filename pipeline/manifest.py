@@ -106,6 +106,17 @@ COLUMNS: tuple[Column, ...] = (
            "none, no_object, cut_by_border, several_objects, low_contrast"),
     Column("crop_path", "string", True, "crop", "the target-size crop, relative to <data_dir>/crops"),
     Column("background_rgb", "object", True, "crop", "[r, g, b] background colour used for padding"),
+    # --- split ------------------------------------------------------------------------
+    Column("split", "string", True, "split",
+           "train, val or test; null for rows outside the dataset (see excluded_reason)"),
+    Column("split_group", "string", True, "split",
+           "the leak-free unit: products joined by shared duplicate clusters; all its images share a split"),
+    Column("image_path", "string", True, "split",
+           "the dataset image (crop or variant), relative to the data dir"),
+    # --- augment ----------------------------------------------------------------------
+    Column("parent_id", "string", True, "augment", "for an augmented variant: the image_id it was made from"),
+    Column("transform", "string", True, "augment",
+           "JSON of the transform's drawn parameters (rotate, mirror, extras); null for originals"),
     # --- review (any stage) --------------------------------------------------------
     Column("needs_review", "boolean", True, "dedupe", "an annotator should look at this image"),
     Column("review_reason", "string", True, "dedupe",
@@ -135,7 +146,13 @@ EXCLUDED_REASONS_CURATION = (
     "duplicate",            # another row of its dup_cluster is the representative
     "label_conflict",       # duplicates labelled differently: waits for an annotator
     "rejected_by_annotator",
+    "no_crop",              # no trustworthy crop (the crop stage flagged it for review)
+    "awaiting_review",      # needs_review and no decision yet (split.hold_needs_review)
+    "class_too_small",      # fewer than split.min_images usable images in its class
+    "over_target",          # sampled out of a train class above augment.target_per_class
 )
+
+SPLITS = ("train", "val", "test")
 
 _CHECK_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -151,3 +152,55 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "slow" in item.keywords:
                 item.add_marker(skip)
+
+
+def crop_manifest(data_dir: Path, classes: int = 4, products: int = 12, per_product: int = 3,
+                  seed: int = 0, size: int = 224, write_images: bool = True,
+                  prefix: str = "") -> pd.DataFrame:
+    """A crop-stage manifest with real square crops on disk (a disc on a plain background).
+
+    Image ids are sha256 hex of a name; every product has ``per_product`` photos;
+    ``dup_cluster`` is each image's own id (callers link products by editing it).
+    """
+    import hashlib
+
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(classes):
+        label = f"class{c:02d}"
+        for p in range(products):
+            pid = f"{prefix}P{c:02d}-{p:03d}"
+            for k in range(per_product):
+                iid = hashlib.sha256(f"{pid}/{k}".encode()).hexdigest()
+                rel = f"{iid[:2]}/{iid}.png"
+                bg = tuple(int(v) for v in rng.integers(200, 256, 3))
+                if write_images:
+                    img = np.empty((size, size, 3), np.uint8)
+                    img[:] = bg
+                    colour = tuple(int(v) for v in rng.integers(0, 160, 3))
+                    cv2.circle(img, (size // 2, size // 2), int(size * 0.4), colour, -1)
+                    dest = data_dir / "crops" / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    cv2.imwrite(str(dest), img[..., ::-1])
+                m = round(size * 0.08 / 1.16)
+                rows.append({
+                    "image_id": iid, "path": f"{iid[:2]}/{iid[2:4]}/{iid}.jpg", "label": label,
+                    "product_id": pid, "site": "demo", "source_url": f"http://x/{pid}/{k}.jpg",
+                    "product_url": f"http://x/{pid}", "image_index": k,
+                    "fetched_at": pd.Timestamp("2026-01-01", tz="UTC"), "width": size, "height": size,
+                    "format": "JPEG", "n_bytes": 1000, "content_type": "image/jpeg", "etag": None,
+                    "excluded_reason": None, "excluded_detail": None, "status": "active",
+                    "change": "added", "first_seen_run": 1, "last_seen_run": 1,
+                    "label_original": label, "dup_cluster": iid, "dup_size": 1,
+                    "is_representative": True, "dup_of": None, "pixel_sha256": iid, "phash": "0",
+                    "dhash": "0", "ocr_text_boxes": None, "decision": None, "decided_by": None,
+                    "decided_at": None, "crop_box": [0, 0, size, size],
+                    "object_box": [m, m, size - m, size - m], "crop_confidence": 0.9,
+                    "crop_issue": "none", "crop_path": rel, "background_rgb": list(bg),
+                    "needs_review": False, "review_reason": None,
+                    "is_certificate": False, "certificate_score": 0.0, "is_hand": False,
+                    "hand_score": 0.0,
+                })
+    return pd.DataFrame(rows)

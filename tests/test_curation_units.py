@@ -10,11 +10,12 @@ import pytest
 from PIL import Image
 
 from pipeline import checks
-from pipeline.config import CropParams, FilterParams
+from pipeline import filter as filt
+from pipeline.config import CropParams, FilterParams, load_params
 from pipeline.crop import cut, find_box
 from pipeline.evaluate import iou
 from pipeline.filter import score_image
-from pipeline.hashing import fingerprint, similarity
+from pipeline.hashing import colour_distance, fingerprint, similarity
 from pipeline.imageio import ImageError, load_rgb
 from pipeline.store import gems, junk
 from pipeline.store.catalog import rng_for
@@ -60,6 +61,19 @@ def test_near_copies_are_confirmed(kind):
     recipe = junk.plan_near(rng_for(5, kind), kind, plan.width, plan.height)
     a, b = fingerprint(data), fingerprint(junk.apply_near(data, recipe))
     assert similarity(a.thumb, b.thumb) >= 0.9
+    assert colour_distance(a.colour, b.colour) <= load_params(None).dedupe.max_colour_distance
+
+
+def test_same_shape_other_colour_is_not_a_duplicate():
+    """Grey structure alone would merge these: the colour check must not."""
+    img, _ = gem(4)
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = (hsv[..., 0].astype(int) + 60) % 180  # hue turned by 120°
+    hsv[..., 1] = np.maximum(hsv[..., 1], 120)
+    other = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    a, b = fingerprint(enc(img)), fingerprint(enc(other))
+    assert colour_distance(a.colour, b.colour) > load_params(None).dedupe.max_colour_distance
+    assert colour_distance(a.colour, a.colour) == 0.0
 
 
 def test_other_photos_of_the_same_stone_are_not_duplicates():
@@ -160,3 +174,28 @@ def test_cut_pads_with_the_background_colour():
     out = cut(img, [-50, -50, 150, 150], 64, (10, 20, 30))
     assert out.shape == (64, 64, 3)
     assert tuple(out[0, 0]) == (10, 20, 30) and tuple(out[32, 32]) == (0, 0, 0)
+
+
+def test_junk_leaves_duplicate_clusters_and_label_conflicts():
+    """Certificates of different stones from one template cluster in dedupe; the filter,
+    knowing they are junk, excludes them as certificates and drops the label conflict."""
+    import pandas as pd
+
+    p = load_params(None).filter
+    df = pd.DataFrame({
+        "image_id": ["c1", "c2", "ph"], "label": ["ruby", "opal", "ruby"],
+        "excluded_reason": ["label_conflict", "label_conflict", None],
+        "excluded_detail": [None, None, None],
+        "needs_review": pd.array([True, True, False], dtype="boolean"),
+        "review_reason": pd.array(["label_conflict", "label_conflict;hand", None], dtype="string"),
+    })
+    sc = pd.DataFrame({"image_id": ["c1", "c2", "ph"], "certificate": [0.95, 0.9, 0.0],
+                       "hand": [0.0, 0.35, 0.0], "blurry": [0.0] * 3, "too_small": [0.0] * 3,
+                       "too_dark": [0.0] * 3, "too_bright": [0.0] * 3, "low_information": [0.0] * 3})
+    out = filt.apply_scores(df, sc, p).set_index("image_id")
+    assert out.loc["c1", "excluded_reason"] == "certificate"
+    assert not out.loc["c1", "needs_review"] and pd.isna(out.loc["c1", "review_reason"])
+    # c2's other doubt (hand score in its band) stays for the annotator
+    assert out.loc["c2", "excluded_reason"] == "certificate"
+    assert out.loc["c2", "review_reason"] == "hand" and out.loc["c2", "needs_review"]
+    assert pd.isna(out.loc["ph", "excluded_reason"])

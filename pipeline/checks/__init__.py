@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -35,12 +36,37 @@ class Image:
         orig_size: (width, height) of the original file.
         url: Source URL (file-name hints).
         cache: Intermediate results shared between checks.
+        reload: ``reload(side)`` decodes the original again with the longer
+            side at most ``side`` (the filter stage passes one, so a check that
+            needs detail, like the document check, can ask for it on the few
+            images that deserve it instead of every image paying for it).
     """
 
     rgb: np.ndarray
     orig_size: tuple[int, int]
     url: str = ""
     cache: dict = field(default_factory=dict)
+    reload: Callable[[int], np.ndarray] | None = None
+
+    def at_least(self, side: int) -> np.ndarray:
+        """The image with a longer side of ``side`` px or the original's, whichever is smaller."""
+        have = max(self.rgb.shape[:2])
+        if have >= side or have >= max(self.orig_size) or self.reload is None:
+            return self.rgb
+        key = f"_rgb@{side}"
+        if key not in self.cache:
+            self.cache[key] = self.reload(side)
+        return self.cache[key]
+
+    @cached_property
+    def gray_hist(self) -> np.ndarray:
+        """Cumulative share of gray levels 0…255 (fast percentiles of a uint8 image)."""
+        hist = cv2.calcHist([self.gray], [0], None, [256], [0, 256]).ravel()
+        return np.cumsum(hist) / max(1.0, float(hist.sum()))
+
+    def gray_percentile(self, q: float) -> float:
+        """The ``q``-th percentile of the gray levels (nearest rank)."""
+        return float(np.searchsorted(self.gray_hist, q / 100.0))
 
     @cached_property
     def gray(self) -> np.ndarray:

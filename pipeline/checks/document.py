@@ -7,6 +7,13 @@ check counts such text lines at a fixed analysis size; textured stones (opal
 play-of-colour, included quartz) make glyph-like blobs too, but not on paper
 and not in rows. Ruled lines and a file-name hint raise the score a little.
 
+Counting text lines needs 640 px, which costs more than every other check
+together, so a quick pass at 320 px comes first: small dark strokes on bright,
+unsaturated surroundings (paper). Photos of stones have almost none (generated
+gems: at most 20; 680 real gem photos: median 2), documents many (generated
+certificates: at least 50; 25 real receipts: at least 93). Only images with
+``QUICK_GATE`` or more get the 640 px pass, decoded again at that size.
+
 rapidocr's offline text detector can give a second opinion on uncertain
 images (``filter.ocr_second_opinion``); it is too slow (~30 ms) for every image.
 """
@@ -24,8 +31,22 @@ from pipeline.imageio import fit
 logger = logging.getLogger(__name__)
 
 SIDE = 640
+QUICK_SIDE = 320
+QUICK_GATE = 30
 _K15 = cv2.getStructuringElement(cv2.MORPH_RECT, (15, 15))
 _K9x1 = cv2.getStructuringElement(cv2.MORPH_RECT, (9, 1))
+_K7 = cv2.getStructuringElement(cv2.MORPH_RECT, (7, 7))
+
+
+def quick_strokes(rgb: np.ndarray) -> int:
+    """Glyph-sized dark strokes on bright unsaturated surroundings, counted at 320 px."""
+    gray = fit(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), QUICK_SIDE, upscale=True)
+    sat = fit(cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1], QUICK_SIDE, upscale=True)
+    close = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, _K7)
+    ink = (cv2.subtract(close, gray) > 30) & (close > 150) & (cv2.dilate(sat, _K7) < 90)
+    _n, _lab, st, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), 8)
+    hh, ww, area = st[1:, 3], st[1:, 2], st[1:, 4]
+    return int(((hh >= 2) & (hh <= 16) & (ww <= 20) & (area >= 3)).sum())
 
 
 def document_features(rgb: np.ndarray) -> dict[str, float]:
@@ -64,7 +85,12 @@ class Certificate(Check):
     hint_pattern = r"cert|report|gia|igi|grs|lab[-_]|invoice|receipt|document|scan"
 
     def score(self, image: Image) -> float:
-        f = document_features(image.rgb)
+        quick = quick_strokes(image.rgb)
+        if quick < QUICK_GATE:
+            image.cache["document"] = {"quick_strokes": float(quick)}
+            return 0.0
+        f = document_features(image.at_least(SIDE))
+        f["quick_strokes"] = float(quick)
         image.cache["document"] = f
         return min(1.0, ramp(f["text_lines"], 8.0, 20.0) + 0.25 * ramp(f["ruled_lines"], 2.0, 8.0)
                    * ramp(f["text_lines"], 3.0, 8.0))

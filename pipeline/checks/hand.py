@@ -61,9 +61,15 @@ def hand_features(rgb: np.ndarray) -> dict[str, float]:
     lap = np.abs(cv2.Laplacian(gray, cv2.CV_32F))
     inner = cv2.erode(comp, k3) > 0
     texture = float(np.median(lap[inner])) if inner.sum() > 10 else 99.0
-    v = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)[..., 2][comp > 0]
+    # specular glints (polished metal, facets): near-white spots inside the silhouette. Not
+    # "bright skin": pale skin in good light reaches V > 235 but keeps its saturation.
+    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+    filled = np.zeros_like(comp)
+    cv2.drawContours(filled, [c], -1, 1, -1)
+    glint = (hsv[..., 2] > 235) & (hsv[..., 1] < 40) & (filled > 0)
     return {"area": float(st[k, 4] / (h * w)), "touch": touch, "border_skin": float(border.mean()),
-            "solidity": float(solidity), "texture": texture, "specular": float((v > 235).mean())}
+            "solidity": float(solidity), "texture": texture,
+            "specular": float(glint.sum() / max(1, int(filled.sum())))}
 
 
 @register

@@ -41,8 +41,10 @@ class Blurry(Check):
 
     def score(self, image: Image) -> float:
         g = fit(image.gray, 320)
-        lap = np.abs(cv2.Laplacian(g, cv2.CV_32F, ksize=3))
-        p = float(np.percentile(lap, 99.5))
+        # |Laplacian| saturated to uint8 (anything ≥ 255 is sharp anyway): a histogram percentile
+        lap = cv2.convertScaleAbs(cv2.Laplacian(g, cv2.CV_16S, ksize=3))
+        hist = np.cumsum(cv2.calcHist([lap], [0], None, [256], [0, 256]).ravel())
+        p = float(np.searchsorted(hist / max(1.0, float(hist[-1])), 0.995))
         image.cache["sharpness"] = p
         return 1.0 - ramp(p, self.blurred, self.sharp)
 
@@ -54,19 +56,24 @@ class TooDark(Check):
     name = "too_dark"
 
     def score(self, image: Image) -> float:
-        hi = float(np.percentile(image.gray, 98))
+        hi = image.gray_percentile(98)
         return 1.0 - ramp(hi, 40.0, 90.0)
 
 
 @register
 class TooBright(Check):
-    """Blown out: even the darkest 2% of pixels are near white."""
+    """Blown out: even the darkest 0.5 % of pixels are near white.
+
+    Not 2 %: a thin gold chain on white covers about 1 % of a catalog photo, so
+    the 2nd percentile is background there (6 of 400 real necklace photos were
+    flagged that way); a blown-out photo has lost its darks everywhere.
+    """
 
     name = "too_bright"
 
     def score(self, image: Image) -> float:
-        lo = float(np.percentile(image.gray, 2))
-        return ramp(lo, 225.0, 248.0)
+        lo = image.gray_percentile(0.5)
+        return ramp(lo, 228.0, 245.0)
 
 
 @register
@@ -76,8 +83,7 @@ class LowInformation(Check):
     name = "low_information"
 
     def score(self, image: Image) -> float:
-        g = image.gray
-        spread = float(np.percentile(g, 99.5)) - float(np.percentile(g, 0.5))
+        spread = image.gray_percentile(99.5) - image.gray_percentile(0.5)
         image.cache["spread"] = spread
         # a small stone on a flat backdrop has a tiny histogram entropy but a wide
         # spread; a blank or placeholder has neither

@@ -109,6 +109,13 @@ def default_url(data_dir: str | Path) -> str:
 
 def connect(url: str) -> sa.Engine:
     """Open (and create the tables of) the state database at ``url``."""
+    engine = make_engine(url)
+    meta.create_all(engine)
+    return engine
+
+
+def make_engine(url: str) -> sa.Engine:
+    """An engine for ``url``; SQLite gets WAL and a busy timeout (several processes share it)."""
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
@@ -120,7 +127,6 @@ def connect(url: str) -> sa.Engine:
             cur.close()
     else:
         engine = sa.create_engine(url, pool_pre_ping=True)
-    meta.create_all(engine)
     return engine
 
 

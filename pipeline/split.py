@@ -1,0 +1,263 @@
+"""Split stage: leak-free, stratified, stable train/val/test assignment.
+
+*Leak-free*: the unit of assignment is a **split group**: products joined by
+shared duplicate clusters (union-find over ``product_id`` and ``dup_cluster``,
+excluded duplicates included, since they prove two products show the same
+photo). All images of a group land in one split, so neither another angle of
+the same stone nor a re-upload of the same photo can sit in train and test.
+
+*Stratified*: groups are assigned per class (the group's majority label) in a
+seeded hash order, each to the split with the largest deficit against its
+ratio, counted in images. The result is deterministic from ``split.seed``.
+
+*Stable across refreshes*: assignments are kept in a ledger
+(``<data_dir>/split/ledger.parquet``: group key → split). A refresh keeps every
+known group where it was and assigns only new groups, by the same deficit rule
+against the current counts, so the ratios stay corrected and a test image never
+moves into train. Two groups that a refresh joins (a new duplicate across
+products) take the most held-out of their splits (test > val > train), so a
+test image still never becomes a train image. A different seed or different
+ratios start a new ledger. ``gemcurate split --reset`` does so explicitly.
+
+Rows are kept: images outside the dataset get ``split`` null and a reason
+(``no_crop``, ``awaiting_review``, ``class_too_small``).
+
+Example:
+    $ gemcurate split --data-dir data
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import manifest
+from pipeline.atomic import write_text
+from pipeline.config import Params, SplitParams
+from pipeline.dedupe import UnionFind
+from pipeline.stageio import StageIO
+
+logger = logging.getLogger(__name__)
+
+HELD_OUT_ORDER = {"train": 0, "val": 1, "test": 2}
+LEDGER_COLUMNS = ["group", "split", "label", "assigned_run"]
+
+
+def unit_hash(seed: int, key: str) -> float:
+    """A uniform number in [0, 1) from ``seed`` and ``key`` (stable across runs and machines)."""
+    d = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(d, "big") / 2**64
+
+
+def split_groups(df: pd.DataFrame) -> pd.Series:
+    """The split group of every row: products linked by shared duplicate clusters.
+
+    The group's key is its smallest ``product_id`` (scoped by site), so it stays
+    the same when the group gains images.
+    """
+    uf = UnionFind()
+    prod = "p:" + df["site"].astype(str) + "/" + df["product_id"].astype(str)
+    for p_ in prod:
+        uf.find(p_)
+    if "dup_cluster" in df.columns:
+        for p_, c in zip(prod, df["dup_cluster"], strict=True):
+            if isinstance(c, str):
+                uf.union(p_, "c:" + c)
+    roots = prod.map(uf.find)
+    key_of_root: dict[str, str] = {}
+    for p_, r in zip(prod, roots, strict=True):
+        if r not in key_of_root or p_ < key_of_root[r]:
+            key_of_root[r] = p_
+    return roots.map(key_of_root).str.slice(2)
+
+
+def eligible(df: pd.DataFrame, p: SplitParams) -> tuple[pd.Series, pd.Series]:
+    """Which rows can enter the dataset, and why the others cannot (new reasons only)."""
+    reason = pd.Series(pd.NA, index=df.index, dtype="string")
+    live = df["excluded_reason"].isna()
+    no_crop = live & df["crop_path"].isna()
+    reason[no_crop] = "no_crop"
+    if p.hold_needs_review:
+        waiting = live & ~no_crop & df["needs_review"].fillna(False).astype(bool)
+        reason[waiting] = "awaiting_review"
+    ok = live & reason.isna()
+    counts = df.loc[ok, "label"].value_counts()
+    small = ok & df["label"].map(counts).fillna(0).lt(p.min_images)
+    reason[small] = "class_too_small"
+    return ok & ~small, reason
+
+
+def assign(groups: pd.DataFrame, ratios: dict[str, float], seed: int,
+           counts: dict[str, dict[str, int]] | None = None) -> dict[str, str]:
+    """Assign new groups per class by largest deficit, in seeded hash order.
+
+    Args:
+        groups: One row per *new* group: ``group``, ``label``, ``n`` (images).
+        ratios: Split → share (sums to 1).
+        seed: Hash seed.
+        counts: Images already assigned per label per split (kept groups).
+
+    Returns:
+        Group → split.
+    """
+    out: dict[str, str] = {}
+    counts = {k: dict(v) for k, v in (counts or {}).items()}
+    names = list(ratios)
+    for label, part in groups.groupby("label", sort=True):
+        have = counts.setdefault(str(label), {s: 0 for s in names})
+        order = sorted(part.itertuples(index=False), key=lambda r: unit_hash(seed, r.group))
+        for r in order:
+            total = sum(have.values()) + int(r.n)
+            # deficit after adding this group; ties go to the earlier split name
+            best = max(names, key=lambda s: (ratios[s] * total - have.get(s, 0), -names.index(s)))
+            out[r.group] = best
+            have[best] = have.get(best, 0) + int(r.n)
+    return out
+
+
+class Ledger:
+    """Group → split assignments that survive refreshes (``<data_dir>/split/ledger.parquet``)."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.dir = Path(data_dir) / "split"
+        self.path = self.dir / "ledger.parquet"
+        self.images_path = self.dir / "images.parquet"
+        self.meta_path = self.dir / "ledger.json"
+
+    def load(self, p: SplitParams) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """The ledger and image assignments, or empty ones for a new seed / new ratios."""
+        empty = pd.DataFrame(columns=LEDGER_COLUMNS)
+        if not self.path.exists() or not self.meta_path.exists():
+            return empty, None
+        meta = json.loads(self.meta_path.read_text())
+        if meta.get("seed") != p.seed or meta.get("ratios") != p.ratios():
+            logger.warning("split: seed or ratios changed (%s → seed %d, %s): starting a new ledger",
+                           meta, p.seed, p.ratios())
+            return empty, None
+        images = manifest.read_manifest(self.images_path) if self.images_path.exists() else None
+        return manifest.read_manifest(self.path), images
+
+    def save(self, ledger: pd.DataFrame, images: pd.DataFrame, p: SplitParams) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        manifest.write_manifest(ledger.reset_index(drop=True), self.path)
+        manifest.write_manifest(images, self.images_path)
+        write_text(self.meta_path, json.dumps({"seed": p.seed, "ratios": p.ratios()}, indent=2) + "\n")
+
+    def reset(self) -> None:
+        for f in (self.path, self.images_path, self.meta_path):
+            f.unlink(missing_ok=True)
+
+
+def run(df: pd.DataFrame, p: SplitParams, ledger: pd.DataFrame | None = None,
+        images: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
+    """Assign splits (pure).
+
+    Args:
+        df: The crop manifest.
+        p: Split parameters.
+        ledger: Earlier group assignments (``group``, ``split``, ...); ``None`` = none.
+        images: Earlier image assignments (``image_id``, ``split``), to see joined groups.
+
+    Returns:
+        The split manifest, the updated ledger, the image assignments, and metrics.
+    """
+    out = df.copy()
+    out["split_group"] = split_groups(out)
+    ok, reason = eligible(out, p)
+    new_reason = reason.notna() & out["excluded_reason"].isna()
+    out.loc[new_reason, "excluded_reason"] = reason[new_reason]
+    out.loc[new_reason, "excluded_detail"] = reason[new_reason].map({
+        "no_crop": "no trustworthy crop (see crop_issue)",
+        "awaiting_review": "needs an annotator's decision first",
+        "class_too_small": f"class has fewer than {p.min_images} usable images"})
+    ratios = p.ratios()
+    ledger = (pd.DataFrame(columns=LEDGER_COLUMNS) if ledger is None else ledger).copy()
+    known = dict(zip(ledger["group"], ledger["split"], strict=True))
+    run_id = int(ledger["assigned_run"].max()) + 1 if len(ledger) else 1
+    data = out.loc[ok, ["image_id", "label", "split_group"]]
+    # a group's label: its most common label (ties: alphabetical)
+    g = data.groupby("split_group")
+    glabel = g["label"].agg(lambda s: s.value_counts().sort_index().idxmax())
+    gsize = g.size()
+    groups = pd.DataFrame({"group": glabel.index, "label": glabel.values, "n": gsize.values})
+    # a group keeps its split; groups a refresh joined (a new duplicate across products)
+    # take the most held-out split any of their images had, so test never becomes train
+    image_prev = ({} if images is None or not len(ledger) else
+                  dict(zip(images["image_id"], images["split"], strict=True)))
+    split_of: dict[str, str] = {}
+    joined = 0
+    for grp, imgs in data.groupby("split_group")["image_id"]:
+        olds = {image_prev[i] for i in imgs if i in image_prev}
+        if grp in known:
+            olds.add(known[grp])
+        if olds:
+            split_of[grp] = max(olds, key=HELD_OUT_ORDER.__getitem__)
+            joined += len(olds) > 1
+    kept = groups["group"].isin(split_of.keys())
+    counts: dict[str, dict[str, int]] = {}
+    for r in groups[kept].itertuples(index=False):
+        s = split_of[r.group]
+        if s not in ratios:  # a ratio set to 0 since: reassign
+            continue
+        counts.setdefault(r.label, {k: 0 for k in ratios})[s] += int(r.n)
+    split_of = {k: v for k, v in split_of.items() if v in ratios}
+    fresh = groups[~groups["group"].isin(split_of.keys())]
+    split_of.update(assign(fresh, ratios, p.seed, counts))
+    out["split"] = pd.Series(pd.NA, index=out.index, dtype="string")
+    out.loc[ok, "split"] = out.loc[ok, "split_group"].map(split_of)
+    out["image_path"] = pd.Series(pd.NA, index=out.index, dtype="string")
+    out.loc[ok, "image_path"] = "crops/" + out.loc[ok, "crop_path"].astype(str)
+    # the ledger: every group ever assigned (groups absent now stay, for a later return)
+    now = groups.assign(split=groups["group"].map(split_of))
+    old = ledger[~ledger["group"].isin(now["group"])]
+    now["assigned_run"] = now["group"].map(dict(zip(ledger["group"], ledger["assigned_run"],
+                                                    strict=True))).fillna(run_id).astype("int64")
+    new_ledger = pd.concat([old[LEDGER_COLUMNS], now[LEDGER_COLUMNS]], ignore_index=True)
+    new_ledger = new_ledger.astype({"group": "string", "split": "string", "label": "string",
+                                    "assigned_run": "int64"}).sort_values("group", ignore_index=True)
+    image_splits = out.loc[ok, ["image_id", "split"]].astype("string").reset_index(drop=True)
+    table = class_table(out)
+    n = int(ok.sum())
+    metrics = {
+        "images": n, "groups": len(groups),
+        "new_groups": len(fresh), "kept_groups": int(kept.sum()), "joined_groups": joined,
+        "classes": int(groups["label"].nunique()),
+        "excluded": {str(k): int(v) for k, v in reason[reason.notna()].value_counts().items()},
+        "share": {s: round(float((out.loc[ok, "split"] == s).sum()) / max(1, n), 4) for s in ratios},
+        "per_class": table.to_dict(orient="index"),
+    }
+    return out, new_ledger, image_splits, metrics
+
+
+def class_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Images per class per split (rows: labels, columns: splits present, plus total)."""
+    live = df[df["split"].notna()]
+    t = pd.crosstab(live["label"], live["split"]).reindex(
+        columns=[s for s in manifest.SPLITS if s in set(live["split"])], fill_value=0)
+    t["total"] = t.sum(axis=1)
+    return t.astype(int)
+
+
+def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None,
+         reset: bool = False) -> dict:
+    """Read ``crop.parquet``, split, write ``split.parquet``, the ledger and ``metrics/split.json``."""
+    t0 = time.perf_counter()
+    io = StageIO.of(params, data_dir)
+    led = Ledger(io.data_dir)
+    if reset:
+        led.reset()
+    ledger, images = led.load(params.split)
+    out, new_ledger, new_images, metrics = run(io.read("crop"), params.split, ledger, images)
+    metrics["seconds"] = round(time.perf_counter() - t0, 3)
+    io.write("split", out, metrics)
+    led.save(new_ledger, new_images, params.split)
+    table = class_table(out)
+    write_text(io.data_dir / "metrics" / "split_classes.csv", table.to_csv())
+    logger.info("split: %d images in %d groups, shares %s", metrics["images"], metrics["groups"],
+                metrics["share"])
+    return {k: v for k, v in metrics.items() if k != "per_class"}

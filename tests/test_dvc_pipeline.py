@@ -1,0 +1,169 @@
+"""The whole pipeline through DVC, from a fresh repository: the README's main job, reruns,
+a refresh, publish and pull on a second clone, and a planted leak that stops publish.
+
+The repository under test is a copy of this working tree (tracked and untracked, not
+ignored files) committed into a new git repository, with a DVC remote in a temp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+STORE = ["--seed", "3", "--classes", "4", "--products-per-class", "10", "--rate-limit", "1000",
+         "--burst", "200", "--faults", "0"]
+GIT_ID = ["-c", "user.name=test", "-c", "user.email=test@localhost"]
+
+pytestmark = pytest.mark.slow
+
+
+def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and res.returncode != 0:
+        summary = cwd / "data" / "validate" / "summary.txt"
+        why = summary.read_text()[:3000] if summary.exists() else "(no validation summary)"
+        raise AssertionError(f"{' '.join(cmd)} → {res.returncode}\n"
+                             f"stderr: {res.stderr[-3000:]}\nvalidation: {why}\n"
+                             f"stdout: {res.stdout[-2000:]}")
+    return res
+
+
+def gemcurate(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return sh([sys.executable, "-m", "pipeline.cli", *args], cwd, check)
+
+
+def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return sh([str(BIN / "dvc"), *args], cwd, check)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("dvc")
+    dest = tmp / "repo"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for f in filter(None, files):
+        src = ROOT / f
+        if src.is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            (dest / f).write_bytes(src.read_bytes())
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["scrape"].update(max_rate=500.0, default_rate=500.0, concurrency=8, progress=False)
+    params["augment"]["target_per_class"] = 60
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(["git", "init", "-q"], dest)
+    sh(["git", "add", "-A"], dest)
+    sh(["git", *GIT_ID, "commit", "-qm", "init"], dest)
+    dvc("remote", "modify", "--local", "local", "url", str(tmp / "remote"), cwd=dest)
+    return dest
+
+
+def ran_stages(out: str) -> set[str]:
+    return set(re.findall(r"Running stage '(\w+)'", out))
+
+
+def dataset(repo: Path) -> pd.DataFrame:
+    return pd.read_parquet(repo / "data" / "dataset" / "manifest.parquet")
+
+
+def test_main_job_from_a_fresh_repository(repo):
+    res = gemcurate("demo", "--", *STORE, cwd=repo)
+    assert "dataset card: " in res.stdout
+    assert "published dataset/v" in res.stdout
+    tags = sh(["git", "tag"], repo).stdout.split()
+    assert len(tags) == 1 and re.fullmatch(r"dataset/v\d{4}\.\d{2}\.\d{2}", tags[0])
+    card = (repo / "data" / "dataset" / "README.md").read_text()
+    assert "validation: **passed**" in card
+    ds = dataset(repo)
+    # balanced train, leak-free, augmented only in train
+    train = ds[ds["split"] == "train"]["label"].value_counts()
+    assert ((train - 60).abs() <= 60 * 0.02).all(), train
+    assert set(ds.loc[ds["parent_id"].notna(), "split"]) == {"train"}
+    assert (ds.groupby("product_id")["split"].nunique() == 1).all()
+    assert (ds.groupby("dup_cluster")["split"].nunique() == 1).all()
+    # the published commit holds dvc.lock and the raw snapshot's .dvc files
+    shown = sh(["git", "show", "--stat", "--format=%s", tags[0]], repo).stdout
+    assert "dvc.lock" in shown and "store.dvc" in shown
+
+
+def test_second_repro_reruns_nothing(repo):
+    res = dvc("repro", cwd=repo)
+    assert ran_stages(res.stdout) == set(), res.stdout
+    assert "up to date" in dvc("status", cwd=repo).stdout
+
+
+def test_changing_the_target_reruns_only_augment_and_after(repo):
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    p["augment"]["target_per_class"] = 50
+    (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    res = dvc("repro", cwd=repo)
+    assert ran_stages(res.stdout) == {"augment", "validate", "export"}, res.stdout
+    train = dataset(repo).query("split == 'train'")["label"].value_counts()
+    assert ((train - 50).abs() <= 1).all(), train
+    sh(["git", "add", "params.yaml"], repo)
+    sh(["git", *GIT_ID, "commit", "-qm", "target 50"], repo)
+    out = gemcurate("publish", cwd=repo).stdout
+    assert re.search(r"published dataset/v\d{4}\.\d{2}\.\d{2}\.2 ", out), out
+
+
+def test_pull_on_a_second_clone_gives_the_same_files(repo, tmp_path):
+    tag = sorted(sh(["git", "tag"], repo).stdout.split())[-1]
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    remote = dvc("remote", "list", "--local", cwd=repo).stdout.split()[-1]
+    dvc("remote", "modify", "--local", "local", "url", remote, cwd=clone)
+    out = tmp_path / "pulled"
+    res = gemcurate("pull", "--version", tag.split("/v", 1)[1], "--out", str(out), cwd=clone)
+    assert "checksums verified" in res.stdout
+    assert (out / "SHA256SUMS").read_text() == (repo / "data" / "dataset" / "SHA256SUMS").read_text()
+    # plain `dvc get` works too
+    got = tmp_path / "got"
+    dvc("get", str(clone), "data/dataset", "--rev", tag, "-o", str(got), cwd=tmp_path)
+    assert (got / "SHA256SUMS").read_text() == (out / "SHA256SUMS").read_text()
+    # an unknown version is a clear error
+    bad = gemcurate("pull", "--version", "1999.01.01", "--out", str(tmp_path / "x"), cwd=clone, check=False)
+    assert bad.returncode == 1 and "cannot get dataset/v1999.01.01" in bad.stderr
+
+
+def test_refresh_against_the_next_epoch_keeps_splits(repo):
+    before = pd.read_parquet(repo / "data" / "manifests" / "split.parquet")
+    before = before[before["split"].notna()].set_index("image_id")["split"]
+    res = gemcurate("demo", "--no-publish", "--", *STORE, "--epoch", "1", cwd=repo)
+    assert "dataset card: " in res.stdout
+    after = pd.read_parquet(repo / "data" / "manifests" / "split.parquet")
+    after = after[after["split"].notna()].set_index("image_id")["split"]
+    common = before.index.intersection(after.index)
+    assert len(common) >= 0.8 * len(before)
+    kept = float((before[common] == after[common]).mean())
+    assert kept >= 0.99, kept
+    assert not ((before[common] == "test") & (after[common] == "train")).any()
+
+
+def test_a_planted_leak_stops_validate_and_publish(repo):
+    from pipeline.manifest import write_manifest
+
+    path = repo / "data" / "manifests" / "augment.parquet"
+    df = pd.read_parquet(path)
+    live = df[df["split"].notna() & df["excluded_reason"].isna() & df["parent_id"].isna()]
+    a = live.index[live["split"] == "train"][0]
+    b = live.index[live["split"] == "test"][0]
+    df.loc[a, "dup_cluster"] = df.loc[b, "dup_cluster"]
+    write_manifest(df, path)
+    res = gemcurate("validate", cwd=repo, check=False)
+    assert res.returncode == 1
+    assert "[groups] expect_column_values_to_be_between(n_splits)" in res.stderr
+    assert "a product or duplicate cluster in one split only" in res.stderr
+    pub = gemcurate("publish", cwd=repo, check=False)
+    assert pub.returncode == 1 and "publish refused" in pub.stderr
+    # DVC sees the tampered output too
+    assert "data/manifests/augment.parquet" in dvc("status", cwd=repo).stdout

@@ -1,0 +1,171 @@
+"""Validate (Great Expectations), export and publish gates: planted defects are named and stop publish."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import cv2
+import pandas as pd
+import pytest
+
+from pipeline import augment, export, publish, split, validate
+from pipeline.config import load_params
+from tests.conftest import crop_manifest
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A small augmented dataset on disk (real crops, real variants) and its params."""
+    tmp = tmp_path_factory.mktemp("ds")
+    data = tmp / "data"
+    params = load_params(None, {"augment": {"target_per_class": 40, "workers": 1},
+                                "data": {"data_dir": str(data)}})
+    df = crop_manifest(data, classes=3, products=12, per_product=2)
+    sp, _, _, _ = split.run(df, params.split)
+    out, _ = augment.run(sp, params.augment, data, progress=False)
+    labels = sorted(split.class_table(sp).index)
+    return data, params, out, labels
+
+
+def check(df, data, params, labels):
+    return validate.run(df, params, data, labels)
+
+
+def failed(res) -> set[tuple[str, str, str]]:
+    return {(f["table"], f["expectation"], f["kwargs"].get("column", "")) for f in res["failures"]}
+
+
+def test_stored_suites_equal_the_declarations():
+    assert validate.load_suites() == json.loads(json.dumps(validate.build_suites()))
+
+
+def test_a_good_dataset_passes(dataset):
+    data, params, df, labels = dataset
+    res = check(df, data, params, labels)
+    assert res["success"], validate.format_failures(res["failures"])
+    assert res["tables"]["dataset"]["expectations"] > 50
+    assert res["dataset_images"] == int(df["split"].notna().sum())
+
+
+def _copy_image(data, rel, new_rel, size=None):
+    img = cv2.imread(str(data / rel))
+    if size:
+        img = cv2.resize(img, (size, size))
+    (data / new_rel).parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(data / new_rel), img)
+
+
+def plant(kind: str, df: pd.DataFrame, data) -> pd.DataFrame:
+    df = df.copy()
+    live = df[df["split"].notna() & df["excluded_reason"].isna()]
+    test_rows = live.index[(live["split"] == "test") & live["parent_id"].isna()]
+    train_rows = live.index[(live["split"] == "train") & live["parent_id"].isna()]
+    if kind == "wrong_size":
+        i = test_rows[0]
+        _copy_image(data, df.loc[i, "image_path"], "planted/small.png", size=200)
+        df.loc[i, "image_path"] = "planted/small.png"
+    elif kind == "missing_file":
+        df.loc[test_rows[0], "image_path"] = "planted/nowhere.png"
+    elif kind == "unknown_label":
+        df.loc[test_rows[0], "label"] = "unobtainium"
+    elif kind == "leaked_duplicate":
+        # a train photo is a near copy of a test photo: same duplicate cluster, two splits
+        df.loc[train_rows[0], "dup_cluster"] = df.loc[test_rows[0], "dup_cluster"]
+    elif kind == "leaked_product":
+        df.loc[train_rows[0], "product_id"] = df.loc[test_rows[0], "product_id"]
+    elif kind == "certificate":
+        df.loc[test_rows[0], "is_certificate"] = True
+    elif kind == "augmented_in_test":
+        v = live.index[live["parent_id"].notna()][0]
+        df.loc[v, "split"] = "test"
+    elif kind == "duplicate_id":
+        df.loc[test_rows[1], "image_id"] = df.loc[test_rows[0], "image_id"]
+    elif kind == "bad_type":
+        df["width"] = df["width"].astype("float64") + 0.5
+    return df
+
+
+EXPECTED = {
+    "wrong_size": ("files", "expect_column_values_to_be_between", "width"),
+    "missing_file": ("files", "expect_column_values_to_be_in_set", "exists"),
+    "unknown_label": ("dataset", "expect_column_values_to_be_in_set", "label"),
+    "leaked_duplicate": ("groups", "expect_column_values_to_be_between", "n_splits"),
+    "leaked_product": ("groups", "expect_column_values_to_be_between", "n_splits"),
+    "certificate": ("dataset", "expect_column_values_to_be_in_set", "is_certificate"),
+    "augmented_in_test": ("dataset", "expect_column_values_to_be_null", "parent_id"),
+    "duplicate_id": ("dataset", "expect_column_values_to_be_unique", "image_id"),
+    "bad_type": ("dataset", "expect_column_values_to_be_of_type", "width"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED))
+def test_each_planted_defect_fails_with_a_message_naming_it(dataset, kind):
+    data, params, df, labels = dataset
+    res = check(plant(kind, df, data), data, params, labels)
+    assert not res["success"]
+    assert EXPECTED[kind] in failed(res), failed(res)
+    text = validate.format_failures(res["failures"])
+    table, expectation, column = EXPECTED[kind]
+    assert f"[{table}] {expectation}({column})" in text
+    # offending rows are shown (a column's type has none: the observed type is)
+    assert ("observed float64" if kind == "bad_type" else "e.g.") in text
+
+
+def test_cli_validate_stops_and_publish_refuses(dataset, tmp_path):
+    data, _params, df, labels = dataset
+    from pipeline.manifest import manifest_path, write_manifest
+
+    d = tmp_path / "data"
+    (d / "metrics").mkdir(parents=True)
+    pd.DataFrame({"label": labels}).to_csv(d / "metrics" / "split_classes.csv", index=False)
+    (d / "crops").symlink_to(data / "crops")
+    (d / "augment").symlink_to(data / "augment")
+    p = load_params(None, {"augment": {"target_per_class": 40}, "data": {"data_dir": str(d)}})
+    write_manifest(plant("augmented_in_test", df, data), manifest_path(d, "augment"))
+    with pytest.raises(validate.ValidationFailed, match="augmented variants only in train"):
+        validate.main(p)
+    result = json.loads((d / "validate" / "result.json").read_text())
+    assert result["success"] is False
+    assert (d / "validate" / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
+    with pytest.raises(export.ExportRefused):
+        export.main(p)
+    with pytest.raises(publish.PublishError, match="validation failed"):
+        publish.publish(p, root=tmp_path, data_dir="data", require_clean=False)
+    # fixed: validation passes, export writes the dataset, its checksums verify
+    write_manifest(df, manifest_path(d, "augment"))
+    validate.main(p)
+    m = export.main(p)
+    assert m["images"] == int(df["split"].notna().sum())
+    assert publish.verify_dir(d / "dataset", deep=True) == m["images"]
+
+
+def test_export_is_deterministic_and_sharded(dataset, tmp_path):
+    data, _params, df, _labels = dataset
+    p = load_params(None, {"export": {"shard_mb": 0.3}})
+    ok = {"success": True, "tables": {}}
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        (d / "crops").symlink_to(data / "crops")
+        (d / "augment").symlink_to(data / "augment")
+        m = export.run(df, p, d, ok)
+    sums_a = (a / "dataset" / "SHA256SUMS").read_text()
+    assert sums_a == (b / "dataset" / "SHA256SUMS").read_text()
+    shards = sorted((a / "dataset" / "shards").glob("*.tar"))
+    assert m["shards"] == len(shards) > 3
+    assert all(s.stat().st_size < 0.3e6 + 64_000 for s in shards)
+    man = pd.read_parquet(a / "dataset" / "manifest.parquet")
+    with tarfile.open(a / "dataset" / man.iloc[0]["shard"]) as tar:
+        meta = json.loads(tar.extractfile(man.iloc[0]["image_id"] + ".json").read())
+    assert meta["label"] == man.iloc[0]["label"] and meta["split"] == man.iloc[0]["split"]
+    # a flipped byte is caught
+    s0 = shards[0]
+    raw = bytearray(s0.read_bytes())
+    raw[1000] ^= 0xFF
+    s0.write_bytes(bytes(raw))
+    with pytest.raises(publish.PublishError, match="checksum"):
+        publish.verify_dir(a / "dataset", deep=False)
+    with pytest.raises(export.ExportRefused):
+        export.run(df, p, a, {"success": False})
