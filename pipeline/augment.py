@@ -235,7 +235,10 @@ def run(df: pd.DataFrame, p: AugmentParams, data_dir: str | Path, margin: float 
     if errors:
         raise RuntimeError(f"augment: {len(errors)} variant(s) failed, first: {errors[0]['_error']}")
     if len(var):
-        parents = out.drop_duplicates("image_id").set_index("image_id")
+        # the parent is the dataset row: another row may share its image_id (the same
+        # bytes at a URL that is gone, or an excluded exact duplicate)
+        in_train = (out["split"] == "train").fillna(False) & out["excluded_reason"].isna()
+        parents = out[in_train].drop_duplicates("image_id").set_index("image_id")
         keep_cols = [c for c in out.columns if c not in ("image_id", "transform", "parent_id",
                                                           "image_path", "split")]
         vrows = parents.loc[var["parent_id"], keep_cols].reset_index(drop=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -77,10 +78,13 @@ def _pipeline(params_path: str, data_dir: str, publish: bool) -> int:
 def _scrape_demo(params_path: str, data_dir: str | None, store_args: list[str]) -> int:
     """Run storefront → scrape and print the summary; returns the scrape's exit code."""
     params = load_params(params_path, {"data": {"data_dir": data_dir}})
+    # a real store keeps its address: reuse the last run's port when it is free, so a
+    # refresh sees the same URLs (conditional GETs, unchanged rows) instead of a new host
+    remembered = Path(params.data.data_dir) / ".demo-port"
     with tempfile.TemporaryDirectory() as tmp:
         port_file = Path(tmp) / "port"
-        cmd = [sys.executable, "-m", "pipeline.cli", "store", "serve", "--port", "0",
-               "--port-file", str(port_file), *store_args]
+        cmd = [sys.executable, "-m", "pipeline.cli", "store", "serve", "--port",
+               str(_reusable_port(remembered)), "--port-file", str(port_file), *store_args]
         log = open(Path(tmp) / "store.log", "w")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -90,7 +94,10 @@ def _scrape_demo(params_path: str, data_dir: str | None, store_args: list[str]) 
                     raise RuntimeError("the storefront did not start: "
                                        + (Path(tmp) / "store.log").read_text())
                 time.sleep(0.1)
-            base_url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+            port = port_file.read_text().strip()
+            base_url = f"http://127.0.0.1:{port}"
+            remembered.parent.mkdir(parents=True, exist_ok=True)
+            remembered.write_text(port + "\n")
             print(f"storefront running at {base_url} (gemcurate store serve {' '.join(store_args)})")
             site = load_site(params.scrape.site, base_url)
             res = scrape(params, site)
@@ -105,6 +112,21 @@ def _scrape_demo(params_path: str, data_dir: str | None, store_args: list[str]) 
             except subprocess.TimeoutExpired:
                 proc.kill()
             log.close()
+
+
+def _reusable_port(remembered: Path) -> int:
+    """The port of the last demo run when it can be bound now, else 0 (any free port)."""
+    try:
+        port = int(remembered.read_text().strip())
+    except (OSError, ValueError):
+        return 0
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return 0
+    return port
 
 
 def _report_truth(manifest_path: Path, store_args: list[str]) -> None:

@@ -106,6 +106,25 @@ def test_every_class_lands_exactly_on_the_target(tmp_path):
     assert all((tmp_path / "data" / pth).exists() for pth in var["image_path"])
 
 
+def test_variants_copy_the_dataset_row_not_a_stale_twin(tmp_path):
+    """The same bytes at a URL that is gone (a host move) share the photo's image_id;
+    the variants must describe the live train row, wherever the stale row sorts."""
+    df = split_manifest(tmp_path, classes=2, products=8, per_product=2)
+    train = df[df["split"] == "train"]
+    stale = train.copy()
+    stale[["split", "image_path"]] = None
+    stale["excluded_reason"] = "removed_from_catalog"
+    stale["source_url"] = "http://old-host" + stale["source_url"].astype(str)
+    df = pd.concat([stale, df], ignore_index=True)  # stale rows first
+    p = load_params(None, {"augment": {"target_per_class": 40, "workers": 1}}).augment
+    out, _ = augment.run(df, p, tmp_path / "data", progress=False)
+    var = out[out["parent_id"].notna()]
+    assert len(var) and var["excluded_reason"].isna().all()
+    assert not var["source_url"].str.startswith("http://old-host").any()
+    ds = out[out["split"].notna() & out["excluded_reason"].isna()]
+    assert (ds[ds["split"] == "train"]["label"].value_counts() == 40).all()
+
+
 def test_classes_above_target_are_capped_and_short_classes_reported(tmp_path):
     df = split_manifest(tmp_path, classes=2, products=30, per_product=2)
     # class01 keeps 3 train photos only: 16 variants each cannot reach the target
