@@ -22,6 +22,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import sys
@@ -106,23 +107,27 @@ def bench_throughput(n: int = 120) -> dict:
     return res
 
 
-def bench_generated(classes: int, ppc: int) -> dict:
+def bench_generated(classes: int, ppc: int, work: str | None = None) -> dict:
+    """Scrape the generated catalog (or reuse the scrape in ``work``), curate, score vs truth."""
     args = ["--seed", "2024", "--classes", str(classes), "--products-per-class", str(ppc)]
     truth = Catalog.build(catalog_options(args)).truth()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        proc, base = start_store([*args, "--rate-limit", "1000", "--burst", "200", "--faults", "0"], tmp)
-        try:
-            params = load_params(ROOT / "params.yaml", {
-                "data": {"data_dir": str(tmp / "data")},
-                "scrape": {"max_rate": 1000.0, "default_rate": 1000.0, "concurrency": 8,
-                           "progress": False}})
-            t = time.perf_counter()
-            assert scrape(params, base_url=base).status == "complete"
-            times = {"scrape_s": round(time.perf_counter() - t, 1)}
-        finally:
-            proc.terminate()
-            proc.wait()
+    with contextlib.ExitStack() as stack:
+        tmp = Path(work) if work else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        params = load_params(ROOT / "params.yaml", {
+            "data": {"data_dir": str(tmp / "data")},
+            "scrape": {"max_rate": 1000.0, "default_rate": 1000.0, "concurrency": 8,
+                       "progress": False}})
+        times = {}
+        if not manifest_path(tmp / "data", "raw").exists():
+            proc, base = start_store([*args, "--rate-limit", "1000", "--burst", "200", "--faults", "0"],
+                                     tmp)
+            try:
+                t = time.perf_counter()
+                assert scrape(params, base_url=base).status == "complete"
+                times["scrape_s"] = round(time.perf_counter() - t, 1)
+            finally:
+                proc.terminate()
+                proc.wait()
         for mod in (dedupe, filt, crop):
             t = time.perf_counter()
             mod.main(params, progress=False)
@@ -278,6 +283,8 @@ def main() -> None:
     ap.add_argument("--radius", type=int, default=10)
     ap.add_argument("--classes", type=int, default=20)
     ap.add_argument("--products-per-class", type=int, default=35)
+    ap.add_argument("--work", help="keep the generated catalog's scrape and manifests here; "
+                    "a later run reuses the scrape and reruns the stages")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "curation.json"))
     a = ap.parse_args()
     parts = a.only.split(",")
@@ -285,7 +292,7 @@ def main() -> None:
     if "throughput" in parts:
         out["throughput"] = bench_throughput()
     if "generated" in parts:
-        out["generated"] = bench_generated(a.classes, a.products_per_class)
+        out["generated"] = bench_generated(a.classes, a.products_per_class, a.work)
     if "realdata" in parts:
         out["realdata"] = bench_realdata()
     if "search" in parts:

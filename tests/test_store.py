@@ -11,7 +11,7 @@ from PIL import Image
 from pipeline.scrape.checks import sniff
 from pipeline.store.catalog import Catalog, CatalogOptions, _pid
 from pipeline.store.gems import GEM_CLASSES
-from tests.conftest import JUNKY, truth_for
+from tests.conftest import JUNKY, catalog_options, truth_for
 
 SMALL = CatalogOptions(seed=3, classes=3, products_per_class=6, junk_scale=4)
 
@@ -127,6 +127,28 @@ def test_pages_robots_and_conditional_get(storefront):
     assert s.get(url, {"If-Modified-Since": headers["Last-Modified"]})[0] == 304
     stats = s.stats()
     assert stats["not_modified"] == 2 and stats["images_served_per_url_count"] == {"1": 1}
+
+
+def test_another_seed_is_never_served_from_the_render_cache(storefront):
+    """Two seeds draw different pictures under the same URLs; with one shared render cache,
+    each store must serve its own bytes, and an ETag from one is no 304 at the other (the
+    curation bench once scored crops against another seed's cached photos)."""
+    flags = ["--classes", "2", "--products-per-class", "6", "--faults", "0", "--rate-limit", "500"]
+    a = storefront("--seed", "11", *flags)
+    ta = {im["url"]: im for im in truth_for(a.args)["images"]}
+    cat_b = Catalog.build(catalog_options(["--seed", "12", *flags]))
+    common = [e for e in cat_b.images.values()
+              if e.kind == "photo" and e.url in ta and ta[e.url]["kind"] == "photo"][:3]
+    assert common, "no URL shared by the two seeds"
+    got_a = {e.url: a.get(e.url) for e in common}  # fills the render cache
+    a.stop()
+    b = storefront("--seed", "12", *flags)
+    for e in common:
+        _, ha, body_a = got_a[e.url]
+        status, hb, body_b = b.get(e.url)
+        assert status == 200 and hb["ETag"] == e.etag != ha["ETag"]
+        assert body_b == cat_b.render(e)[0] != body_a
+        assert b.get(e.url, {"If-None-Match": ha["ETag"]})[0] == 200
 
 
 def test_junk_is_served_as_real_stores_serve_it(storefront):

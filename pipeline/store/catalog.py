@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +30,15 @@ from pipeline.store.gems import GEM_CLASSES, draw_gem, plan_gem, plan_stone
 
 logger = logging.getLogger(__name__)
 
+def _render_code() -> str:
+    """A fingerprint of the code that draws the store's images."""
+    h = hashlib.sha1()
+    for name in ("gems.py", "junk.py", "catalog.py"):
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+RENDER_CODE = _render_code()
 BASE_DATE = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 EXT_OF = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
@@ -87,6 +96,8 @@ class ImageEntry:
     fmt: str = "JPEG"
     source: str | None = None
     recipe: dict | None = field(default=None, compare=False, hash=False)
+    salt: str = ""  # the catalog's render identity (seed + drawing code), see Catalog
+
 
     @property
     def url(self) -> str:
@@ -98,8 +109,8 @@ class ImageEntry:
 
     @property
     def etag(self) -> str:
-        return '"' + hashlib.sha1(f"{self.key}|{self.kind}|{self.version}|{self.source}".encode()
-                                  ).hexdigest()[:20] + '"'
+        ident = f"{self.salt}|{self.key}|{self.kind}|{self.version}|{self.source}|{self.fmt}|{self.label}"
+        return '"' + hashlib.sha1(ident.encode()).hexdigest()[:20] + '"'
 
 
 @dataclass
@@ -134,6 +145,12 @@ class Catalog:
 
     def __init__(self, options: CatalogOptions, products: list[Product]) -> None:
         self.options = options
+        # the ETag (and the storefront's render cache key) must change whenever the bytes
+        # would: another seed draws other pictures under the same keys, and so does a
+        # change to the drawing code
+        salt = hashlib.sha1(f"{options.seed}|{options.junk_scale}|{RENDER_CODE}".encode()).hexdigest()[:12]
+        for p in products:
+            p.images = [replace(e, salt=salt) for e in p.images]
         self.products = {p.product_id: p for p in products}
         self.categories = sorted({p.label for p in products})
         self.by_label: dict[str, list[Product]] = {c: [] for c in self.categories}
