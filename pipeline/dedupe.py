@@ -39,7 +39,14 @@ from pipeline import decisions, manifest
 from pipeline.atomic import write_text
 from pipeline.config import DedupeParams, Params
 from pipeline.hashindex import HashIndex
-from pipeline.hashing import FEATURE_VERSION, colour_distance, fingerprint, similarity, to_signed
+from pipeline.hashing import (
+    FEATURE_VERSION,
+    VERIFY_VERSION,
+    colour_distance,
+    fingerprint,
+    similarity,
+    to_signed,
+)
 from pipeline.imageio import ImageError
 from pipeline.parallel import map_items
 from pipeline.stageio import StageIO
@@ -252,7 +259,8 @@ class HashCache:
             return None, None
         hashes = manifest.read_manifest(self.hashes_path)
         same_search = (meta.get("phash_radius") == p.phash_radius
-                       and meta.get("dhash_radius") == p.dhash_radius and self.pairs_path.exists())
+                       and meta.get("dhash_radius") == p.dhash_radius
+                       and meta.get("verify_version") == VERIFY_VERSION and self.pairs_path.exists())
         pairs = manifest.read_manifest(self.pairs_path) if same_search else None
         return hashes, pairs
 
@@ -261,7 +269,8 @@ class HashCache:
         manifest.write_manifest(hashes, self.hashes_path)
         manifest.write_manifest(pairs, self.pairs_path)
         write_text(self.meta_path, json.dumps({
-            "feature_version": FEATURE_VERSION, "phash_radius": p.phash_radius,
+            "feature_version": FEATURE_VERSION, "verify_version": VERIFY_VERSION,
+            "phash_radius": p.phash_radius,
             "dhash_radius": p.dhash_radius, "n_hashes": len(hashes), "n_pairs": len(pairs)}, indent=2))
 
 
