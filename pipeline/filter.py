@@ -28,9 +28,14 @@ from pipeline import checks, decisions, manifest
 from pipeline.config import FilterParams, Params
 from pipeline.imageio import ImageError, load_rgb
 from pipeline.parallel import map_items
+from pipeline.resultcache import ResultCache, reuse
 from pipeline.stageio import StageIO
 
 logger = logging.getLogger(__name__)
+
+# the code that computes a score: a change to any of it rescores every image
+CODE = [Path(__file__), Path(__file__).parent / "imageio.py",
+        *sorted((Path(__file__).parent / "checks").glob("*.py"))]
 
 
 def score_image(rgb: np.ndarray, orig_size: tuple[int, int], url: str, p: FilterParams,
@@ -147,8 +152,12 @@ def _junk_over_duplicates(out: pd.DataFrame, names: list[str]) -> None:
 
 
 def run(df: pd.DataFrame, p: FilterParams, store_root: str | Path, latest: pd.DataFrame | None = None,
-        progress: bool = True) -> tuple[pd.DataFrame, dict]:
+        progress: bool = True, cache: ResultCache | None = None) -> tuple[pd.DataFrame, dict]:
     """Score, flag and apply decisions to the dedupe manifest.
+
+    Args:
+        cache: Per-image scores of earlier runs (same params and code): only images
+            it does not hold, or holds under another URL (URL hints), are scored.
 
     Returns:
         The filter manifest and a metrics dict.
@@ -156,16 +165,28 @@ def run(df: pd.DataFrame, p: FilterParams, store_root: str | Path, latest: pd.Da
     t0 = time.perf_counter()
     todo = df[df["path"].notna() & (df["excluded_reason"] != "undecodable").fillna(True)]
     todo = todo.drop_duplicates("image_id")
+    old, _ = reuse(cache, todo["image_id"])
+    if old is not None and "_url" in old.columns:
+        old = old[old["_url"].to_numpy() == todo.set_index("image_id").loc[old["image_id"], "source_url"]
+                  .to_numpy()]
+    known = set(old["image_id"]) if old is not None else set()
     items = [(i, str(Path(store_root) / pth), u) for i, pth, u in
-             zip(todo["image_id"], todo["path"], todo["source_url"], strict=True)]
-    scores = score_all(items, p, progress)
+             zip(todo["image_id"], todo["path"], todo["source_url"], strict=True) if i not in known]
+    fresh = score_all(items, p, progress)
     t_score = time.perf_counter() - t0
+    if len(fresh):
+        fresh["_url"] = fresh["image_id"].map(dict(zip(todo["image_id"], todo["source_url"], strict=True)))
+    scores = pd.concat([x for x in (old, fresh) if x is not None and len(x)], ignore_index=True) \
+        if known else fresh
+    if cache is not None:
+        keep = scores[scores["_error"].isna()] if "_error" in scores.columns else scores
+        cache.save(keep.drop(columns=["_error"], errors="ignore"))
     out = apply_scores(df, scores, p)
     out = decisions.apply(out, latest if latest is not None
                           else pd.DataFrame(columns=decisions.COLUMNS))
     per_check = {n: int(out[manifest.flag_col(n)].fillna(False).sum()) for n in p.checks()}
     metrics = {
-        "images_scored": len(items), "flagged": per_check,
+        "images_scored": len(items), "images_reused": len(known), "flagged": per_check,
         "needs_review": int(out["needs_review"].fillna(False).sum()),
         "excluded": {str(k): int(v) for k, v in out["excluded_reason"].value_counts().items()},
         "in_dataset": int(out["excluded_reason"].isna().sum()),
@@ -180,8 +201,9 @@ def run(df: pd.DataFrame, p: FilterParams, store_root: str | Path, latest: pd.Da
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Read ``dedupe.parquet``, filter, write ``filter.parquet`` and ``metrics/filter.json``."""
     io = StageIO.of(params, data_dir)
+    cache = ResultCache(io.data_dir / "filter", params.filter, CODE)
     out, metrics = run(io.read("dedupe"), params.filter, io.store_root, io.decisions(),
-                       params.filter.progress if progress is None else progress)
+                       params.filter.progress if progress is None else progress, cache)
     io.write("filter", out, metrics)
     logger.info("filter: %d scored, flagged %s, %d need review", metrics["images_scored"],
                 metrics["flagged"], metrics["needs_review"])

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
-from pipeline import decisions, dedupe
+from pipeline import crop, decisions, dedupe
+from pipeline import filter as filt
 from pipeline.evaluate import curation_scores
 from pipeline.manifest import manifest_path, read_manifest
 from pipeline.scrape import scrape
@@ -72,11 +75,13 @@ def test_curation_against_the_storefront_truth(storefront, params_for, tmp_path)
 
 
 @pytest.mark.slow
-def test_refresh_fingerprints_only_new_images(storefront, params_for, tmp_path):
+def test_refresh_computes_only_new_images(storefront, params_for, tmp_path):
     store, params = scraped(storefront, params_for)
     data = tmp_path / "data"
-    _full, m0 = dedupe.run(read_manifest(manifest_path(data, "raw")), params.dedupe, data, data / "store",
-                          progress=False)
+    m0 = dedupe.main(params, progress=False)
+    f0 = filt.main(params, progress=False)
+    c0 = crop.main(params, progress=False)
+    assert f0["images_reused"] == 0 and c0["images_reused"] == 0
     store.stop()
     scraped(storefront, params_for, "--epoch", "1")
     raw = read_manifest(manifest_path(data, "raw"))
@@ -89,3 +94,23 @@ def test_refresh_fingerprints_only_new_images(storefront, params_for, tmp_path):
     a = inc[cols].sort_values("source_url").reset_index(drop=True)
     b = scratch[cols].sort_values("source_url").reset_index(drop=True)
     assert a.equals(b)
+    # filter and crop score and crop only what their caches do not hold, with the same answer
+    dedupe.main(params, progress=False)
+    f1 = filt.main(params, progress=False)
+    c1 = crop.main(params, progress=False)
+    assert f1["images_reused"] > 0 and f1["images_scored"] < 0.3 * f0["images_scored"], f1
+    assert c1["images_reused"] > 0 and c1["images"] - c1["images_reused"] < 0.3 * c0["images"], c1
+    inc_crop = read_manifest(manifest_path(data, "crop"))
+    for folder in ("filter", "crop"):
+        shutil.rmtree(data / folder)
+    filt.main(params, progress=False)
+    c2 = crop.main(params, progress=False)
+    assert c2["images_reused"] == 0
+    scratch_crop = read_manifest(manifest_path(data, "crop"))
+    cols = ["source_url", "excluded_reason", "needs_review", "is_certificate", "is_hand",
+            "certificate_score", "crop_confidence", "crop_issue", "crop_path"]
+    a = inc_crop[cols].sort_values("source_url").reset_index(drop=True)
+    b = scratch_crop[cols].sort_values("source_url").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert [list(x) if x is not None else None for x in inc_crop.sort_values("source_url")["crop_box"]] == \
+        [list(x) if x is not None else None for x in scratch_crop.sort_values("source_url")["crop_box"]]
