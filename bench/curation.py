@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import json
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -42,7 +43,7 @@ from pipeline.config import load_params  # noqa: E402
 from pipeline.evaluate import curation_scores  # noqa: E402
 from pipeline.hashindex import HashIndex, brute_force_pairs  # noqa: E402
 from pipeline.imageio import load_rgb  # noqa: E402
-from pipeline.manifest import manifest_path, read_manifest  # noqa: E402
+from pipeline.manifest import manifest_path, read_manifest, write_manifest  # noqa: E402
 from pipeline.scrape import scrape  # noqa: E402
 from pipeline.store import gems, junk  # noqa: E402
 from pipeline.store.catalog import Catalog, rng_for  # noqa: E402
@@ -136,8 +137,40 @@ def bench_generated(classes: int, ppc: int, work: str | None = None) -> dict:
         scores = curation_scores(df, truth)
         scores["times"] = times
         scores["images"] = len(truth["images"])
+        scores["refresh_1pct"] = refresh_cost(tmp, params)
     print("generated", json.dumps(scores), flush=True)
     return scores
+
+
+def refresh_cost(tmp: Path, params) -> dict:
+    """A refresh adding 1 % new images vs a full run, for dedupe, filter and crop.
+
+    In a second data folder on the same store: a from-scratch run on 99 % of the
+    images (the full run, timed), then the run on all of them with the caches the
+    first left (the refresh, timed).
+    """
+    data = tmp / "refresh"
+    shutil.rmtree(data, ignore_errors=True)
+    (data / "manifests").mkdir(parents=True)
+    (data / "store").symlink_to(tmp / "data" / "store")
+    raw = read_manifest(manifest_path(tmp / "data", "raw"))
+    ids = raw.loc[raw["path"].notna(), "image_id"].drop_duplicates()
+    new = set(ids.sample(frac=0.01, random_state=1))
+    p = load_params(ROOT / "params.yaml", {"data": {"data_dir": str(data)}})
+    out = {"new_images": len(new)}
+    for name, part in (("full", raw[~raw["image_id"].isin(new)]), ("refresh", raw)):
+        write_manifest(part, manifest_path(data, "raw"))
+        t_all = 0.0
+        for mod in (dedupe, filt, crop):
+            t = time.perf_counter()
+            mod.main(p, progress=False)
+            dt = time.perf_counter() - t
+            out[f"{name}_{mod.__name__.split('.')[-1]}_s"] = round(dt, 2)
+            t_all += dt
+        out[f"{name}_s"] = round(t_all, 2)
+    out["refresh_share"] = round(out["refresh_s"] / out["full_s"], 4)
+    print("refresh +1%", out, flush=True)
+    return out
 
 
 REALDATA = ROOT.parent / "shared" / "realdata"

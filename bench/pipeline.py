@@ -90,7 +90,7 @@ def main() -> None:
                           "variants": int(ds["parent_id"].notna().sum()),
                           "per_split": export["per_split"], "shards": export["shards"],
                           "mb": round(export["bytes"] / 1e6, 1), "classes": export["classes"]}
-        res["tag"] = re.findall(r"published (\S+)", out)
+        res["tag"] = re.findall(r"published (dataset/v[0-9.]+[0-9])", out)
         _, t = sh([str(BIN / "dvc"), "repro"], repo)
         res["noop_repro_s"] = round(t, 1)
         before = pd.read_parquet(repo / "data" / "manifests" / "split.parquet")
@@ -106,7 +106,7 @@ def main() -> None:
                           "kept_split": round(float((before[common] == after[common]).mean()), 4),
                           "test_to_train": int(((before[common] == "test")
                                                 & (after[common] == "train")).sum()),
-                          "tags": re.findall(r"published (\S+)", out)}
+                          "tags": re.findall(r"published (dataset/v[0-9.]+[0-9])", out)}
     print(json.dumps(res, indent=2))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2))

@@ -112,18 +112,25 @@ def _similarity(args: tuple[bytes, bytes, float]) -> float:
 
 
 def verify(hashes: pd.DataFrame, cand: pd.DataFrame, p: DedupeParams, progress: bool) -> pd.DataFrame:
-    """Score candidate pairs with :func:`pipeline.hashing.similarity` (in the worker pool)."""
-    thumbs = hashes["thumb"].to_numpy()
+    """Score candidate pairs: the colour check first, then (for pairs that pass it)
+    :func:`pipeline.hashing.similarity` in the worker pool.
+
+    A pair whose colours differ cannot be a duplicate whatever its detail, so its
+    costly alignment is skipped (``similarity`` NaN); the cache remembers the colour
+    threshold it skipped with (see :class:`HashCache`).
+    """
+    ii, jj = cand["i"].to_numpy(), cand["j"].to_numpy()
     ids = hashes["image_id"].to_numpy()
-    work = [(thumbs[i], thumbs[j], p.min_similarity)
-            for i, j in zip(cand["i"].to_numpy(), cand["j"].to_numpy(), strict=True)]
-    sims = np.array(map_items(_similarity, work, p.workers, "verify", progress and len(work) >= 200,
-                              chunksize=64), dtype=np.float64)
     colours = hashes["colour"].to_numpy()
-    cdist = np.array([colour_distance(colours[i], colours[j])
-                      for i, j in zip(cand["i"].to_numpy(), cand["j"].to_numpy(), strict=True)],
+    cdist = np.array([colour_distance(colours[i], colours[j]) for i, j in zip(ii, jj, strict=True)],
                      dtype=np.float64)
-    return pd.DataFrame({"a": ids[cand["i"].to_numpy()], "b": ids[cand["j"].to_numpy()],
+    check = np.flatnonzero(cdist <= p.max_colour_distance)
+    thumbs = hashes["thumb"].to_numpy()
+    work = [(thumbs[ii[k]], thumbs[jj[k]], p.min_similarity) for k in check]
+    sims = np.full(len(cand), np.nan)
+    sims[check] = np.array(map_items(_similarity, work, p.workers, "verify",
+                                     progress and len(work) >= 200, chunksize=64), dtype=np.float64)
+    return pd.DataFrame({"a": ids[ii], "b": ids[jj],
                          "phash_dist": cand["phash_dist"].to_numpy(),
                          "dhash_dist": cand["dhash_dist"].to_numpy(), "similarity": sims,
                          "colour_dist": cdist})
@@ -260,7 +267,11 @@ class HashCache:
         hashes = manifest.read_manifest(self.hashes_path)
         same_search = (meta.get("phash_radius") == p.phash_radius
                        and meta.get("dhash_radius") == p.dhash_radius
-                       and meta.get("verify_version") == VERIFY_VERSION and self.pairs_path.exists())
+                       and meta.get("verify_version") == VERIFY_VERSION
+                       # pairs beyond the colour threshold were never aligned: a higher one
+                       # needs them verified
+                       and meta.get("max_colour_distance", float("inf")) >= p.max_colour_distance
+                       and self.pairs_path.exists())
         pairs = manifest.read_manifest(self.pairs_path) if same_search else None
         return hashes, pairs
 
@@ -270,6 +281,7 @@ class HashCache:
         manifest.write_manifest(pairs, self.pairs_path)
         write_text(self.meta_path, json.dumps({
             "feature_version": FEATURE_VERSION, "verify_version": VERIFY_VERSION,
+            "max_colour_distance": p.max_colour_distance,
             "phash_radius": p.phash_radius,
             "dhash_radius": p.dhash_radius, "n_hashes": len(hashes), "n_pairs": len(pairs)}, indent=2))
 

@@ -166,16 +166,20 @@ def run(df: pd.DataFrame, p: FilterParams, store_root: str | Path, latest: pd.Da
     todo = df[df["path"].notna() & (df["excluded_reason"] != "undecodable").fillna(True)]
     todo = todo.drop_duplicates("image_id")
     old, _ = reuse(cache, todo["image_id"])
-    if old is not None and "_url" in old.columns:
-        old = old[old["_url"].to_numpy() == todo.set_index("image_id").loc[old["image_id"], "source_url"]
-                  .to_numpy()]
+    # a score depends on the pixels (the image_id) and on the file name (URL hints)
+    if old is not None and "_hint" in old.columns:
+        now = todo.set_index("image_id").loc[old["image_id"], "source_url"].map(checks.hint_name)
+        old = old[old["_hint"].to_numpy() == now.to_numpy()]
+    elif old is not None:
+        old = None
     known = set(old["image_id"]) if old is not None else set()
     items = [(i, str(Path(store_root) / pth), u) for i, pth, u in
              zip(todo["image_id"], todo["path"], todo["source_url"], strict=True) if i not in known]
     fresh = score_all(items, p, progress)
     t_score = time.perf_counter() - t0
     if len(fresh):
-        fresh["_url"] = fresh["image_id"].map(dict(zip(todo["image_id"], todo["source_url"], strict=True)))
+        fresh["_hint"] = fresh["image_id"].map(dict(zip(todo["image_id"], todo["source_url"].map(
+            checks.hint_name), strict=True)))
     scores = pd.concat([x for x in (old, fresh) if x is not None and len(x)], ignore_index=True) \
         if known else fresh
     if cache is not None:

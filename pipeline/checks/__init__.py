@@ -90,7 +90,12 @@ class Image:
 
     @cached_property
     def filename(self) -> str:
-        return re.sub(r"[?#].*$", "", self.url).rsplit("/", 1)[-1].lower()
+        return hint_name(self.url)
+
+
+def hint_name(url: str) -> str:
+    """The part of a URL that file-name hints read: its last path segment, lower case."""
+    return re.sub(r"[?#].*$", "", url or "").rsplit("/", 1)[-1].lower()
 
 
 class Check:
