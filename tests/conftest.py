@@ -187,8 +187,8 @@ def crop_manifest(data_dir: Path, classes: int = 4, products: int = 12, per_prod
                 m = round(size * 0.08 / 1.16)
                 rows.append({
                     "image_id": iid, "path": f"{iid[:2]}/{iid[2:4]}/{iid}.jpg", "label": label,
-                    "product_id": pid, "site": "demo", "source_url": f"http://x/{pid}/{k}.jpg",
-                    "product_url": f"http://x/{pid}", "image_index": k,
+                    "product_id": pid, "site": "demo", "source_url": f"http://127.0.0.1:8000/{pid}/{k}.jpg",
+                    "product_url": f"http://127.0.0.1:8000/{pid}", "image_index": k,
                     "fetched_at": pd.Timestamp("2026-01-01", tz="UTC"), "width": size, "height": size,
                     "format": "JPEG", "n_bytes": 1000, "content_type": "image/jpeg", "etag": None,
                     "excluded_reason": None, "excluded_detail": None, "status": "active",

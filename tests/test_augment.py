@@ -114,13 +114,14 @@ def test_variants_copy_the_dataset_row_not_a_stale_twin(tmp_path):
     stale = train.copy()
     stale[["split", "image_path"]] = None
     stale["excluded_reason"] = "removed_from_catalog"
-    stale["source_url"] = "http://old-host" + stale["source_url"].astype(str)
+    moved = "http://127.0.0.1:8001"  # the store's old address
+    stale["source_url"] = stale["source_url"].str.replace("http://127.0.0.1:8000", moved, regex=False)
     df = pd.concat([stale, df], ignore_index=True)  # stale rows first
     p = load_params(None, {"augment": {"target_per_class": 40, "workers": 1}}).augment
     out, _ = augment.run(df, p, tmp_path / "data", progress=False)
     var = out[out["parent_id"].notna()]
     assert len(var) and var["excluded_reason"].isna().all()
-    assert not var["source_url"].str.startswith("http://old-host").any()
+    assert not var["source_url"].str.startswith(moved).any()
     ds = out[out["split"].notna() & out["excluded_reason"].isna()]
     assert (ds[ds["split"] == "train"]["label"].value_counts() == 40).all()
 
