@@ -29,6 +29,15 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def sha256_file(path: str | Path) -> str:
+    """The lowercase hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def relpath_for(sha: str, ext: str) -> str:
     """The store-relative path of a blob: ``ab/cd/<sha>.<ext>``."""
     if not re.fullmatch(r"[0-9a-f]{64}", sha):

@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 from pipeline.config import ConfigError, load_params
-from pipeline.decisions import DecisionError
-from pipeline.manifest import ManifestError
+from pipeline.errors import UserError
 
 logger = logging.getLogger("gemcurate")
 
@@ -308,18 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gemcurate: configuration error: {exc}", file=sys.stderr)
         return 2
-    except (ManifestError, DecisionError) as exc:
+    except UserError as exc:
         print(f"gemcurate: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:
-        from pipeline.export import ExportRefused
-        from pipeline.publish import PublishError
-        from pipeline.validate import ValidationFailed
-
-        if isinstance(exc, ValidationFailed | ExportRefused | PublishError):
-            print(f"gemcurate: {exc}", file=sys.stderr)
-            return 1
-        raise
 
 
 if __name__ == "__main__":

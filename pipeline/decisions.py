@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from pipeline.errors import UserError
 from pipeline.scrape.state import make_engine
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ decisions_table = sa.Table(
 COLUMNS = ["image_id", "decision", "label", "reviewer", "decided_at", "reason", "note"]
 
 
-class DecisionError(ValueError):
+class DecisionError(UserError, ValueError):
     """A decision is malformed (unknown kind, relabel without label, ...)."""
 
 

@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -36,8 +35,11 @@ import pandas as pd
 
 from pipeline import manifest
 from pipeline.atomic import atomic_path, write_text
+from pipeline.blobstore import sha256_file, sha256_hex
 from pipeline.config import Params, to_dict
+from pipeline.errors import UserError
 from pipeline.stageio import StageIO
+from pipeline.validate import ValidationFailed, passed_result
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +48,8 @@ CARD_COLUMNS = ["image_id", "label", "split", "parent_id", "transform", "product
                 "crop_box", "crop_confidence"]
 
 
-class ExportRefused(RuntimeError):
+class ExportRefused(UserError, RuntimeError):
     """The dataset did not pass validation (or validation is stale)."""
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
@@ -95,7 +89,7 @@ def write_shards(ds: pd.DataFrame, data_dir: Path, out_dir: Path, shard_bytes: i
                 tar.addfile(_tarinfo(member, len(data)), io.BytesIO(data))
                 tar.addfile(_tarinfo(f"{r['image_id']}.json", len(meta_b)), io.BytesIO(meta_b))
                 rows.append({"image_id": r["image_id"], "shard": f"shards/{name}", "member": member,
-                             "sha256": hashlib.sha256(data).hexdigest(), "n_bytes": len(data)})
+                             "sha256": sha256_hex(data), "n_bytes": len(data)})
     return pd.DataFrame(rows)
 
 
@@ -202,14 +196,10 @@ def _card(params: Params, ds: pd.DataFrame, counts: pd.DataFrame, validation: di
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Read ``augment.parquet`` and ``validate/result.json``; write ``dataset/``."""
     io = StageIO.of(params, data_dir)
-    vpath = io.data_dir / "validate" / "result.json"
-    if not vpath.exists():
-        raise ExportRefused("export refused: no validation result (run `gemcurate validate` first)")
-    validation = json.loads(vpath.read_text())
-    mpath = manifest.manifest_path(io.data_dir, "augment")
-    if validation.get("manifest_sha256") != sha256_file(mpath):
-        raise ExportRefused("export refused: the validation result is for another augment manifest "
-                            "(run `gemcurate validate` again)")
+    try:
+        validation = passed_result(io.data_dir)
+    except ValidationFailed as exc:
+        raise ExportRefused(f"export refused: {exc}") from exc
     metrics = run(io.read("augment"), params, io.data_dir, validation)
     write_text(io.data_dir / "metrics" / "export.json", json.dumps(metrics, indent=2) + "\n")
     logger.info("export: %d images in %d shards → %s", metrics["images"], metrics["shards"],

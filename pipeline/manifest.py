@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import atomic
+from pipeline.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ def required_columns(stage: str) -> list[str]:
     return [c.name for c in COLUMNS if "*" not in c.name and c.stage in upto]
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A manifest breaks the contract."""
 
 

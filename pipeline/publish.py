@@ -31,15 +31,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import manifest
+from pipeline.blobstore import sha256_file, sha256_hex
 from pipeline.config import Params
-from pipeline.export import sha256_file
+from pipeline.errors import UserError
+from pipeline.validate import ValidationFailed, passed_result
 
 logger = logging.getLogger(__name__)
 
 GIT_ID = ["-c", "user.name=gemcurate", "-c", "user.email=gemcurate@localhost"]
 
 
-class PublishError(RuntimeError):
+class PublishError(UserError, RuntimeError):
     """Publishing or pulling cannot go on; the message says why and what to do."""
 
 
@@ -103,8 +105,6 @@ def verify_dir(dataset_dir: Path, deep: bool = True) -> int:
             raise PublishError(f"{name}: checksum differs from SHA256SUMS")
     n = len(lines)
     if deep:
-        import hashlib
-
         man = manifest.read_manifest(dataset_dir / "manifest.parquet")
         want = dict(zip(man["member"], man["sha256"], strict=True))
         seen = 0
@@ -113,7 +113,7 @@ def verify_dir(dataset_dir: Path, deep: bool = True) -> int:
                 for m in tar:
                     if m.name in want:
                         data = tar.extractfile(m).read()
-                        if hashlib.sha256(data).hexdigest() != want[m.name]:
+                        if sha256_hex(data) != want[m.name]:
                             raise PublishError(f"{shard.name}/{m.name}: image checksum differs")
                         seen += 1
         if seen != len(want):
@@ -146,18 +146,10 @@ def publish(params: Params, root: Path | None = None, data_dir: str = "data",
     """Tag and push the validated dataset (see the module doc for the refusals)."""
     root = root or repo_root()
     d = root / data_dir
-    vpath = d / "validate" / "result.json"
-    if not vpath.exists():
-        raise PublishError("publish refused: no validation result (run `dvc repro`)")
-    validation = json.loads(vpath.read_text())
-    if not validation.get("success"):
-        summary = (d / "validate" / "summary.txt")
-        raise PublishError("publish refused: validation failed\n"
-                           + (summary.read_text() if summary.exists() else ""))
-    mpath = manifest.manifest_path(d, "augment")
-    if validation.get("manifest_sha256") != sha256_file(mpath):
-        raise PublishError("publish refused: validation is stale (the augment manifest changed "
-                           "since); run `dvc repro`")
+    try:
+        validation = passed_result(d)
+    except ValidationFailed as exc:
+        raise PublishError(f"publish refused: {exc}") from exc
     verify_dir(d / "dataset", deep=False)
     if require_clean:
         st = _run([*dvc_cmd(), "status", "--json"], root)

@@ -39,7 +39,9 @@ import pandas as pd
 
 from pipeline import manifest
 from pipeline.atomic import write_text
+from pipeline.blobstore import sha256_file
 from pipeline.config import Params
+from pipeline.errors import UserError
 from pipeline.stageio import StageIO
 
 logger = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ GX_TYPE = {"string": "str", "Int64": "int64", "boolean": "bool", "float64": "flo
            manifest.TIMESTAMP: "Timestamp"}
 
 
-class ValidationFailed(RuntimeError):
+class ValidationFailed(UserError, RuntimeError):
     """A suite failed; the message is the readable summary."""
 
 
@@ -365,7 +367,7 @@ def main(params: Params, data_dir: str | Path | None = None, progress: bool | No
     out_dir = io.data_dir / "validate"
     df = io.read("augment")
     result = run(df, params, io.data_dir, allowed_labels(params, io.data_dir), out_dir / "gx")
-    result["manifest_sha256"] = _file_sha(manifest.manifest_path(io.data_dir, "augment"))
+    result["manifest_sha256"] = sha256_file(manifest.manifest_path(io.data_dir, "augment"))
     write_text(out_dir / "result.json", json.dumps(result, indent=2, default=str) + "\n")
     metrics = {"success": result["success"], "failed_expectations": len(result["failures"]),
                "dataset_images": result["dataset_images"], "seconds": result["seconds"]}
@@ -381,11 +383,25 @@ def main(params: Params, data_dir: str | Path | None = None, progress: bool | No
     return metrics
 
 
-def _file_sha(path: Path) -> str:
-    import hashlib
+def passed_result(data_dir: str | Path) -> dict:
+    """The validation result, if it passed and is for the current augment manifest.
 
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    Export and publish both start here: neither may ship a dataset whose
+    validation failed, never ran, or ran on an augment manifest changed since.
+
+    Raises:
+        ValidationFailed: with the reason (and the failure summary, if any).
+    """
+    d = Path(data_dir)
+    path = d / "validate" / "result.json"
+    if not path.exists():
+        raise ValidationFailed("no validation result (run `gemcurate validate` or `dvc repro`)")
+    result = json.loads(path.read_text())
+    if not result.get("success"):
+        summary = d / "validate" / "summary.txt"
+        raise ValidationFailed("validation failed (see validate/summary.txt)\n"
+                               + (summary.read_text() if summary.exists() else ""))
+    if result.get("manifest_sha256") != sha256_file(manifest.manifest_path(d, "augment")):
+        raise ValidationFailed("validation is stale: the augment manifest changed since "
+                               "(run `gemcurate validate` or `dvc repro`)")
+    return result
