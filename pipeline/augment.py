@@ -150,10 +150,10 @@ def _make_variant(args: tuple) -> dict:
     ok, buf = cv2.imencode(f".{fmt}", np.ascontiguousarray(out[..., ::-1]), params)
     if not ok:
         return {"image_id": vid, "_error": "cannot encode"}
-    Path(dest).parent.mkdir(parents=True, exist_ok=True)
-    if not Path(dest).exists():  # content-addressed by transform: same id, same bytes
-        with atomic_path(dest) as tmp:
-            Path(tmp).write_bytes(buf.tobytes())
+    # always rewritten: the id names parent + transform, not the parent's crop, which a
+    # change of crop params redraws under the same parent id
+    with atomic_path(dest) as tmp:
+        Path(tmp).write_bytes(buf.tobytes())
     return {"image_id": vid}
 
 

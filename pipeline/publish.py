@@ -22,11 +22,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,8 +196,9 @@ def pull(version: str, out: Path, repo: str | None = None, prefix: str = "datase
         raise PublishError(f"{out} exists and is not empty")
     if out.exists():
         out.rmdir()
-    env_cwd = Path(os.environ.get("TMPDIR", "/tmp"))
-    res = _run([*dvc_cmd(), "get", repo, path, "--rev", tag, "-o", str(out)], env_cwd, check=False)
+    # run outside any repository: `dvc get` must read the tag from ``repo`` only
+    res = _run([*dvc_cmd(), "get", repo, path, "--rev", tag, "-o", str(out)],
+               Path(tempfile.gettempdir()), check=False)
     if res.returncode != 0:
         shutil.rmtree(out, ignore_errors=True)
         raise PublishError(f"cannot get {tag} from {repo}: {(res.stderr or res.stdout).strip()[-1500:]}")

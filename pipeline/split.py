@@ -272,7 +272,7 @@ def main(params: Params, data_dir: str | Path | None = None, progress: bool | No
     metrics["seconds"] = round(time.perf_counter() - t0, 3)
     io.write("split", out, metrics)
     led.save(new_ledger, new_images, params.split)
-    table = class_table(out)
+    table = pd.DataFrame.from_dict(metrics["per_class"], orient="index").rename_axis("label")
     write_text(io.data_dir / "metrics" / "split_classes.csv", table.to_csv())
     logger.info("split: %d images in %d groups, shares %s", metrics["images"], metrics["groups"],
                 metrics["share"])
