@@ -40,9 +40,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import atomic_path, write_bytes
 from pipeline.config import AugmentParams, ExtraTransforms, Params
-from pipeline.crop import PNG_FAST
+from pipeline.imageio import ImageError, encode_image
 from pipeline.parallel import map_items
 from pipeline.split import unit_hash
 from pipeline.stageio import StageIO
@@ -146,14 +146,13 @@ def _make_variant(args: tuple) -> dict:
         return {"image_id": vid, "_error": f"cannot read {src}"}
     rgb = img[..., ::-1]
     out = apply_transform(rgb, t, fill, obox, margin)
-    params = PNG_FAST if fmt == "png" else [cv2.IMWRITE_JPEG_QUALITY, 95]
-    ok, buf = cv2.imencode(f".{fmt}", np.ascontiguousarray(out[..., ::-1]), params)
-    if not ok:
-        return {"image_id": vid, "_error": "cannot encode"}
+    try:
+        data = encode_image(np.ascontiguousarray(out), fmt)
+    except (ImageError, ValueError) as exc:
+        return {"image_id": vid, "_error": f"cannot encode: {exc}"}
     # always rewritten: the id names parent + transform, not the parent's crop, which a
     # change of crop params redraws under the same parent id
-    with atomic_path(dest) as tmp:
-        Path(tmp).write_bytes(buf.tobytes())
+    write_bytes(dest, data)
     return {"image_id": vid}
 
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import io
 import logging
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +74,52 @@ def _open(src: str | Path | bytes, max_pixels: int) -> Image.Image:
     return im
 
 
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def _jpeg_scale(w: int, h: int, max_side: int | None) -> int:
+    """The largest DCT reduction (1, 2, 4 or 8) that keeps both sides ≥ the request (PIL's draft rule)."""
+    if not max_side or max(w, h) <= max_side:
+        return 1
+    f = max_side / max(w, h)
+    rw, rh = max(1, int(w * f)), max(1, int(h * f))
+    for s in (8, 4, 2):
+        if -(-w // s) >= rw and -(-h // s) >= rh:
+            return s
+    return 1
+
+
+def _decode_jpeg(data: bytes, max_side: int | None,
+                 max_pixels: int) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """Decode a clean baseline/progressive JPEG with libjpeg-turbo's TurboJPEG API (simplejpeg).
+
+    Bit-identical to PIL's decode and 20–40 % faster (no PIL image object, no
+    copy into numpy). ``strict`` turns every libjpeg warning (truncated or corrupt
+    data) into a failure, and any failure (CMYK, a broken file, simplejpeg missing)
+    returns ``None`` so that the PIL path decides and reports it the usual way.
+    """
+    if data[:3] != _JPEG_MAGIC:
+        return None
+    try:
+        import simplejpeg
+
+        h, w, _cs, _sub = simplejpeg.decode_jpeg_header(data)
+    except (ImportError, ValueError):
+        return None
+    if w * h > max_pixels:
+        raise ImageError(f"too many pixels: {w}x{h} > {max_pixels}")
+    scale = _jpeg_scale(w, h, max_side)
+    try:
+        # the exact 1/scale size (ceil, as libjpeg scales): min_factor alone does not reduce
+        arr = simplejpeg.decode_jpeg(data, colorspace="RGB", min_factor=scale, strict=True,
+                                     min_height=-(-h // scale), min_width=-(-w // scale))
+    except ValueError:
+        return None
+    if arr.shape[:2] != (-(-h // scale), -(-w // scale)):
+        return None
+    return arr, (w, h)
+
+
 def load_rgb(src: str | Path | bytes, max_side: int | None = None,
              max_pixels: int = DEFAULT_MAX_PIXELS, exact: bool = True) -> Loaded:
     """Decode an image to RGB, at reduced size when ``max_side`` allows.
@@ -93,6 +141,17 @@ def load_rgb(src: str | Path | bytes, max_side: int | None = None,
         ImageError: The file is broken, truncated, not an image, or too big.
         FileNotFoundError: ``src`` is a path that does not exist.
     """
+    if not isinstance(src, bytes | bytearray):
+        with open(src, "rb") as fh:  # only a JPEG is read whole here; PIL reads the rest lazily
+            if fh.read(3) == _JPEG_MAGIC:
+                fh.seek(0)
+                src = fh.read()
+    fast = _decode_jpeg(src, max_side, max_pixels) if isinstance(src, bytes | bytearray) else None
+    if fast is not None:
+        arr, orig = fast
+        if exact and max_side and max(arr.shape[:2]) > max_side:
+            arr = fit(arr, max_side)
+        return Loaded(arr, orig)
     im = _open(src, max_pixels)
     try:
         orig = im.size
@@ -124,8 +183,32 @@ def load_rgb(src: str | Path | bytes, max_side: int | None = None,
     return Loaded(np.ascontiguousarray(arr), orig)
 
 
+def shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize down to ``size`` = (width, height) without aliasing, fast.
+
+    Below 1/2 it averages k × k blocks first (k = the integer part of the factor:
+    OpenCV's area filter is fast only for integer factors, 0.1 ms instead of 1.9 ms
+    for 800 → 384 px) and resizes the rest linearly; linear above 1/2 is as good as
+    area averaging and 5× faster. The < k pixels left over at the right and bottom
+    edges of a k × k reduction are dropped (under 1/k of an output pixel).
+    """
+    import cv2
+
+    h, w = img.shape[:2]
+    f = min(size[0] / w, size[1] / h)
+    if f < 0.5:
+        k = int(1 / f)
+        if w // k >= size[0] and h // k >= size[1]:
+            img = cv2.resize(img[:h // k * k, :w // k * k], (w // k, h // k), interpolation=cv2.INTER_AREA)
+        else:
+            return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    if img.shape[1] == size[0] and img.shape[0] == size[1]:
+        return img
+    return cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+
+
 def fit(img: np.ndarray, side: int, upscale: bool = False) -> np.ndarray:
-    """Resize so the longer side is ``side`` (area filter for big reductions; up only if ``upscale``)."""
+    """Resize so the longer side is ``side`` (see :func:`shrink`; up only if ``upscale``)."""
     import cv2
 
     h, w = img.shape[:2]
@@ -133,8 +216,9 @@ def fit(img: np.ndarray, side: int, upscale: bool = False) -> np.ndarray:
     if f >= 1 and not upscale:
         return img
     size = (max(1, round(w * f)), max(1, round(h * f)))
-    # area averaging against aliasing when shrinking a lot; above 1/2 linear is as good and 5× faster
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if f < 0.5 else cv2.INTER_LINEAR)
+    if f < 1:
+        return shrink(img, size)
+    return cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:
@@ -142,3 +226,46 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
     import cv2
 
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """Lossless 8-bit RGB PNG, about 3× faster than OpenCV's or PIL's fastest settings.
+
+    Every row uses PNG's "up" filter (computed in numpy) and the stream is deflated
+    with ISA-L at level 1 (0.4 ms for a 224 px crop, against 1.5 ms for zlib at level
+    1) and is 10 % smaller than OpenCV's Huffman-only output. Any PNG reader decodes it.
+    """
+    from isal import isal_zlib
+
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"encode_png wants uint8 H×W×3, got {rgb.dtype} {rgb.shape}")
+    h, w = rgb.shape[:2]
+    rows = np.ascontiguousarray(rgb).reshape(h, w * 3)
+    raw = np.empty((h, w * 3 + 1), np.uint8)
+    raw[:, 0] = 2  # filter type "up": each byte minus the one above it (mod 256)
+    raw[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8 bit, truecolour, no interlace
+    return b"".join((_PNG_SIGNATURE, _png_chunk(b"IHDR", header),
+                     _png_chunk(b"IDAT", isal_zlib.compress(raw, 1)), _png_chunk(b"IEND", b"")))
+
+
+def encode_image(rgb: np.ndarray, fmt: str) -> bytes:
+    """Encode an RGB crop as ``png`` (lossless, fast), ``jpg`` (quality 95) or ``webp`` (lossless)."""
+    if fmt == "png":
+        return encode_png(rgb)
+    import cv2
+
+    ext, params = {"jpg": (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]),
+                   "webp": (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101])}[fmt]
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(rgb[..., ::-1]), params)
+    if not ok:
+        raise ImageError(f"cannot encode a {rgb.shape} image as {fmt}")
+    return buf.tobytes()

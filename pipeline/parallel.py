@@ -19,6 +19,14 @@ from tqdm import tqdm
 SERIAL_BELOW = 64  # starting processes costs more than it saves on small batches
 
 
+def _one_thread_per_worker() -> None:
+    """Worker start-up: the processes are the parallelism, so OpenCV runs single-threaded
+    (its default of one thread per core in every worker oversubscribes the machine)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def map_items(fn: Callable[[Any], Any], items: Sequence[Any], workers: int = 0, desc: str = "",
               progress: bool = True, chunksize: int = 16) -> list[Any]:
     """``[fn(x) for x in items]``, in ``workers`` processes (0: one per CPU), order kept.
@@ -32,7 +40,7 @@ def map_items(fn: Callable[[Any], Any], items: Sequence[Any], workers: int = 0, 
                 out.append(fn(it))
                 bar.update()
         else:
-            with ProcessPoolExecutor(workers or None) as pool:
+            with ProcessPoolExecutor(workers or None, initializer=_one_thread_per_worker) as pool:
                 for r in pool.map(fn, items, chunksize=chunksize):
                     out.append(r)
                     bar.update()
