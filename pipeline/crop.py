@@ -48,7 +48,7 @@ import pandas as pd
 from pipeline.atomic import write_bytes
 from pipeline.config import CropParams, Params
 from pipeline.filter import add_review
-from pipeline.imageio import ImageError, Loaded, encode_image, fit, load_rgb, shrink
+from pipeline.imageio import ImageError, Loaded, block_mean, encode_image, fit, load_rgb, shrink
 from pipeline.parallel import map_items
 from pipeline.resultcache import ResultCache, reuse
 from pipeline.stageio import StageIO
@@ -69,12 +69,12 @@ class CropResult:
     background: tuple[int, int, int]
 
 
-BORDER_POINTS = 1200  # samples of the border band the background surface is fitted to
+BORDER_POINTS = 4000  # at most this many border samples (a 96 px image has ~2,100)
 
 
 @lru_cache(maxsize=32)
 def _border_design(h: int, w: int, frame: float) -> tuple[np.ndarray, np.ndarray]:
-    """Flat pixel indices and quadratic design matrix of ~BORDER_POINTS samples of the border band."""
+    """Flat pixel indices and quadratic design matrix of the border band's pixels."""
     b = max(2, int(frame * min(h, w)))
     mask = np.zeros((h, w), bool)
     mask[:b] = mask[-b:] = True
@@ -99,13 +99,15 @@ def _grid_basis(gh: int, gw: int) -> np.ndarray:
 def background_coarse(rgb: np.ndarray, frame: float = 0.04) -> np.ndarray:
     """The border's smooth per-channel quadratic surface on a coarse grid (≈ H/8 × W/8 × 3).
 
-    Fitted to ~1,200 pixels sampled from the border band (4 % of the shorter side),
-    refitted without the ones an object covers. Values are clipped to 0..255; a
+    The surface is smooth, so it is fitted on a ≤ 96 px copy (block averages: a textured
+    backdrop's single pixels are too noisy), to the border band (4 % of the shorter side),
+    refitted without the pixels an object covers. Values are clipped to 0..255; a
     bilinear resize of the grid stays in range.
     """
     h, w = rgb.shape[:2]
-    flat, design = _border_design(h, w, frame)
-    vals = np.take(rgb.reshape(-1, 3), flat, axis=0).astype(np.float64)
+    src = fit(rgb, 96, fast=True)
+    flat, design = _border_design(*src.shape[:2], frame)
+    vals = np.take(src.reshape(-1, 3), flat, axis=0).astype(np.float64)
     keep = np.ones(len(flat), bool)
     coef = np.zeros((6, 3))
     for _ in range(3):  # refit without border pixels that belong to an object
@@ -181,13 +183,6 @@ def _soft_change(rgb: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     return cv2.resize(soft.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
 
 
-def blur_kernel(sigma: float) -> tuple[int, int]:
-    """Gaussian kernel size reaching ±1.5 σ (5 × 5 at σ = 1.2: 2.5× faster than OpenCV's ±3 σ
-    default, and the weights beyond 1.5 σ barely move a Canny edge)."""
-    k = 2 * int(1.5 * sigma + 0.5) + 1
-    return k, k
-
-
 def find_box(rgb: np.ndarray, p: CropParams) -> CropResult:
     """Find the dominant object of an RGB image (pure; the unit tests' entry point)."""
     h, w = rgb.shape[:2]
@@ -200,13 +195,13 @@ def find_box(rgb: np.ndarray, p: CropParams) -> CropResult:
     dch = cv2.split(cv2.absdiff(rgb, bg))
     resid = cv2.max(cv2.max(dch[0], dch[1]), dch[2])
     if p.blur_sigma > 0:
-        resid = cv2.GaussianBlur(resid, blur_kernel(p.blur_sigma), p.blur_sigma)
+        resid = cv2.GaussianBlur(resid, (0, 0), p.blur_sigma)
     soft = _soft_change(rgb, coarse)
     # Canny on the background-subtracted luminance (grey is linear: grey(img) − grey(bg))
     grey_bg = cv2.cvtColor(bg, cv2.COLOR_RGB2GRAY)
     lum = cv2.addWeighted(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 1.0, grey_bg, -1.0, 128.0)
     if p.blur_sigma > 0:
-        lum = cv2.GaussianBlur(lum, blur_kernel(p.blur_sigma), p.blur_sigma)
+        lum = cv2.GaussianBlur(lum, (0, 0), p.blur_sigma)
     edges = cv2.Canny(lum, p.canny_low, p.canny_high)
     # shadow-like and glow-like pixels are not object area; every crisp edge is object
     # (a grey stone's body passes for shadow, its outline does not). Measured on 688
@@ -330,6 +325,20 @@ def cut_from(loaded: Loaded, path: str | Path, box: list[int], size: int,
     return cut(loaded.array, [round(v * f) for v in box], size, fill)
 
 
+def analysis_image(rgb: np.ndarray, side: int) -> np.ndarray:
+    """The copy the box is found in: longer side ``side``, or up to 5 % more.
+
+    When a k × k block average lands within 5 % above ``side``, it is used as it is:
+    an 800 px photo is analysed at 400 px, because the linear pass to 384 px would
+    cost more (0.45 ms) than finding the box in 8 % more pixels (0.2 ms).
+    """
+    long = max(rgb.shape[:2])
+    k = long // side
+    if k >= 2 and long // k <= 1.05 * side:
+        return block_mean(rgb, k)
+    return fit(rgb, side, fast=True)
+
+
 def crop_file(args: tuple[str, str, str, CropParams]) -> dict:
     """Find the box in one stored image and write its crop (worker entry point)."""
     image_id, path, out_dir, p = args
@@ -339,7 +348,7 @@ def crop_file(args: tuple[str, str, str, CropParams]) -> dict:
         # costs less than a 1/2 decode plus a second full one for the 43 % of photos
         # whose box is under 448 px); the box is found in a resized copy
         loaded = load_rgb(path, max_side=max(p.analysis_side, 2 * p.target_size), exact=False)
-        small = fit(loaded.array, p.analysis_side)
+        small = analysis_image(loaded.array, p.analysis_side)
         res = find_box(small, p)
         f = small.shape[1] / loaded.orig_size[0]
         row = {"image_id": image_id, "object_box": scale_box(res.object_box, f),

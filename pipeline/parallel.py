@@ -10,7 +10,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -19,12 +20,23 @@ from tqdm import tqdm
 SERIAL_BELOW = 64  # starting processes costs more than it saves on small batches
 
 
-def _one_thread_per_worker() -> None:
-    """Worker start-up: the processes are the parallelism, so OpenCV runs single-threaded
-    (its default of one thread per core in every worker oversubscribes the machine)."""
+@contextlib.contextmanager
+def _single_threaded_opencv() -> Iterator[None]:
+    """OpenCV at one thread while worker processes are forked and run.
+
+    The processes are the parallelism: OpenCV's default of one thread per core in
+    every worker oversubscribes the machine. It is set in the parent *before* the
+    fork, which the workers inherit; calling ``cv2.setNumThreads`` in a forked child
+    can deadlock on the thread pool the parent left behind.
+    """
     import cv2
 
+    before = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def map_items(fn: Callable[[Any], Any], items: Sequence[Any], workers: int = 0, desc: str = "",
@@ -40,7 +52,7 @@ def map_items(fn: Callable[[Any], Any], items: Sequence[Any], workers: int = 0, 
                 out.append(fn(it))
                 bar.update()
         else:
-            with ProcessPoolExecutor(workers or None, initializer=_one_thread_per_worker) as pool:
+            with _single_threaded_opencv(), ProcessPoolExecutor(workers or None) as pool:
                 for r in pool.map(fn, items, chunksize=chunksize):
                     out.append(r)
                     bar.update()
