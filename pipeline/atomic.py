@@ -22,6 +22,18 @@ def _tmp_sibling(path: Path) -> Path:
 
 
 @contextlib.contextmanager
+def _renamed_into_place(tmp: Path, path: Path) -> Iterator[None]:
+    """Rename ``tmp`` to ``path`` when the block succeeds; remove ``tmp`` when it raises."""
+    try:
+        yield
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it to ``path`` on success.
 
@@ -37,16 +49,11 @@ def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = _tmp_sibling(path)
-    try:
+    with _renamed_into_place(tmp_path, path):
         yield tmp_path
         if fsync:
             with open(tmp_path, "rb") as fh:
                 os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
-        raise
 
 
 def write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> None:
@@ -64,17 +71,11 @@ def write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> None:
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, flags, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    with _renamed_into_place(tmp, path), os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def write_text(path: str | Path, text: str, fsync: bool = False) -> None:
