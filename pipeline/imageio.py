@@ -104,7 +104,7 @@ def _decode_jpeg(data: bytes, max_side: int | None,
         import simplejpeg
 
         h, w, _cs, _sub = simplejpeg.decode_jpeg_header(data)
-    except (ImportError, ValueError):
+    except Exception:  # any failure: PIL decides and reports it
         return None
     if w * h > max_pixels:
         raise ImageError(f"too many pixels: {w}x{h} > {max_pixels}")
@@ -113,7 +113,7 @@ def _decode_jpeg(data: bytes, max_side: int | None,
         # the exact 1/scale size (ceil, as libjpeg scales): min_factor alone does not reduce
         arr = simplejpeg.decode_jpeg(data, colorspace="RGB", min_factor=scale, strict=True,
                                      min_height=-(-h // scale), min_width=-(-w // scale))
-    except ValueError:
+    except Exception:  # any failure: PIL decides and reports it
         return None
     if arr.shape[:2] != (-(-h // scale), -(-w // scale)):
         return None
