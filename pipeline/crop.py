@@ -50,7 +50,7 @@ from pipeline.config import CropParams, Params
 from pipeline.filter import add_review
 from pipeline.imageio import ImageError, Loaded, block_mean, encode_image, fit, load_rgb, shrink
 from pipeline.parallel import map_items
-from pipeline.resultcache import ResultCache, reuse
+from pipeline.resultcache import ResultCache, combine, reuse
 from pipeline.stageio import StageIO
 
 logger = logging.getLogger(__name__)
@@ -125,12 +125,6 @@ def background_coarse(rgb: np.ndarray, frame: float = 0.04) -> np.ndarray:
     return np.clip(grid, 0, 255)
 
 
-def background_model(rgb: np.ndarray, frame: float = 0.04) -> np.ndarray:
-    """A smooth per-channel quadratic surface fitted to the border pixels (float32 H×W×3)."""
-    h, w = rgb.shape[:2]
-    return cv2.resize(background_coarse(rgb, frame), (w, h), interpolation=cv2.INTER_LINEAR)
-
-
 def _components(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, np.ndarray]:
     """Areas and boxes (x, y, w, h) of the 8-connected components of at least ``min_area`` px.
 
@@ -172,9 +166,8 @@ def _soft_change(rgb: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     (4× fewer float divisions) and scaled back up.
     """
     h, w = rgb.shape[:2]
-    hh, hw = max(1, h // 2), max(1, w // 2)
-    img = cv2.resize(rgb, (hw, hh), interpolation=cv2.INTER_AREA).astype(np.float32) + 1
-    bg = cv2.resize(coarse, (hw, hh), interpolation=cv2.INTER_LINEAR) + 1
+    img = (block_mean(rgb, 2) if min(h, w) >= 2 else rgb).astype(np.float32) + 1
+    bg = cv2.resize(coarse, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR) + 1
     rch = cv2.split(cv2.divide(img, bg))
     rmean = cv2.add(cv2.add(rch[0], rch[1]), rch[2]) * (1 / 3)
     spread = cv2.max(cv2.max(cv2.absdiff(rch[0], rmean), cv2.absdiff(rch[1], rmean)),
@@ -384,12 +377,7 @@ def run(df: pd.DataFrame, p: CropParams, store_root: str | Path, crops_dir: str 
             for i, pth in zip(live["image_id"], live["path"], strict=True) if i not in known]
     rows = map_items(crop_file, args, p.workers, "crop", progress)
     t_crop = time.perf_counter() - t0
-    fresh = pd.DataFrame(rows)
-    res = pd.concat([x for x in (old, fresh) if x is not None and len(x)], ignore_index=True) \
-        if known else fresh
-    if cache is not None:
-        ok = res[res["_error"].isna()] if "_error" in res.columns else res
-        cache.save(ok.drop(columns=["_error"], errors="ignore"))
+    res = combine(cache, old, pd.DataFrame(rows))
     out = df.copy()
     cols = ["object_box", "crop_box", "crop_confidence", "crop_issue", "crop_path", "background_rgb"]
     by_id = res.set_index("image_id") if len(res) else pd.DataFrame(columns=cols)

@@ -28,7 +28,7 @@ from pipeline import checks, decisions, manifest
 from pipeline.config import FilterParams, Params
 from pipeline.imageio import ImageError, load_rgb
 from pipeline.parallel import map_items
-from pipeline.resultcache import ResultCache, reuse
+from pipeline.resultcache import ResultCache, combine, reuse
 from pipeline.stageio import StageIO
 
 logger = logging.getLogger(__name__)
@@ -180,11 +180,7 @@ def run(df: pd.DataFrame, p: FilterParams, store_root: str | Path, latest: pd.Da
     if len(fresh):
         fresh["_hint"] = fresh["image_id"].map(dict(zip(todo["image_id"], todo["source_url"].map(
             checks.hint_name), strict=True)))
-    scores = pd.concat([x for x in (old, fresh) if x is not None and len(x)], ignore_index=True) \
-        if known else fresh
-    if cache is not None:
-        keep = scores[scores["_error"].isna()] if "_error" in scores.columns else scores
-        cache.save(keep.drop(columns=["_error"], errors="ignore"))
+    scores = combine(cache, old, fresh)
     out = apply_scores(df, scores, p)
     out = decisions.apply(out, latest if latest is not None
                           else pd.DataFrame(columns=decisions.COLUMNS))

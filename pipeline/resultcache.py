@@ -89,3 +89,17 @@ def reuse(cache: ResultCache | None, wanted: Iterable[str]) -> tuple[pd.DataFram
     wanted = set(wanted)
     old = old[old["image_id"].isin(wanted)].drop_duplicates("image_id")
     return old, set(old["image_id"])
+
+
+def combine(cache: ResultCache | None, old: pd.DataFrame | None, fresh: pd.DataFrame) -> pd.DataFrame:
+    """Reused rows plus freshly computed ones; saved to ``cache`` without the failed rows.
+
+    A row with an ``_error`` (an unreadable file) is returned, so the stage reports it,
+    but never cached: the next run tries that image again.
+    """
+    parts = [x for x in (old, fresh) if x is not None and len(x)]
+    rows = pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts[0] if parts else fresh)
+    if cache is not None:
+        ok = rows[rows["_error"].isna()] if "_error" in rows.columns else rows
+        cache.save(ok.drop(columns=["_error"], errors="ignore"))
+    return rows
