@@ -36,18 +36,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.scrape import start_store  # noqa: E402
 from pipeline import crop, dedupe  # noqa: E402
 from pipeline import filter as filt  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
-from pipeline.evaluate import curation_scores  # noqa: E402
-from pipeline.hashindex import HashIndex, brute_force_pairs  # noqa: E402
-from pipeline.imageio import load_rgb  # noqa: E402
+from pipeline.core.hashindex import HashIndex, brute_force_pairs  # noqa: E402
+from pipeline.core.imageio import load_rgb  # noqa: E402
 from pipeline.manifest import manifest_path, read_manifest, write_manifest  # noqa: E402
 from pipeline.scrape import scrape  # noqa: E402
-from pipeline.store import gems, junk  # noqa: E402
-from pipeline.store.catalog import Catalog, rng_for  # noqa: E402
-from tests.conftest import catalog_options  # noqa: E402
+from pipeline.storefront import (  # noqa: E402
+    gems,
+    junk,
+    process,
+)
+from pipeline.storefront.catalog import Catalog, rng_for  # noqa: E402
+from pipeline.storefront.options import catalog_options_from_args  # noqa: E402
+from pipeline.storefront.scoring import curation_scores  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -124,7 +127,7 @@ def bench_throughput(n: int = 200, passes: int = 3) -> dict:
 def bench_generated(classes: int, ppc: int, work: str | None = None) -> dict:
     """Scrape the generated catalog (or reuse the scrape in ``work``), curate, score vs truth."""
     args = ["--seed", "2024", "--classes", str(classes), "--products-per-class", str(ppc)]
-    truth = Catalog.build(catalog_options(args)).truth()
+    truth = Catalog.build(catalog_options_from_args(args)).truth()
     with contextlib.ExitStack() as stack:
         tmp = Path(work) if work else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         params = load_params(ROOT / "params.yaml", {
@@ -133,15 +136,11 @@ def bench_generated(classes: int, ppc: int, work: str | None = None) -> dict:
                        "progress": False}})
         times = {}
         if not manifest_path(tmp / "data", "raw").exists():
-            proc, base = start_store([*args, "--rate-limit", "1000", "--burst", "200", "--faults", "0"],
-                                     tmp)
-            try:
+            with process.storefront([*args, "--rate-limit", "1000", "--burst", "200",
+                                     "--faults", "0"], cwd=ROOT) as store:
                 t = time.perf_counter()
-                assert scrape(params, base_url=base).status == "complete"
+                assert scrape(params, base_url=store.base_url).status == "complete"
                 times["scrape_s"] = round(time.perf_counter() - t, 1)
-            finally:
-                proc.terminate()
-                proc.wait()
         for mod in (dedupe, filt, crop):
             t = time.perf_counter()
             mod.main(params, progress=False)
@@ -202,7 +201,7 @@ def bench_realdata(copies: int = 300) -> dict:
     """Dedupe + filter on the real sample photos, with made copies (see the module doc)."""
     import pandas as pd
 
-    from pipeline.blobstore import BlobStore, sha256_hex
+    from pipeline.core.blobstore import BlobStore, sha256_hex
     from pipeline.manifest import conform
 
     if not REALDATA.exists():
@@ -253,11 +252,11 @@ def bench_realdata(copies: int = 300) -> dict:
         meta = raw[["image_id", "kind", "copy_of"]].drop_duplicates("image_id").set_index("image_id")
         params = load_params(ROOT / "params.yaml", {"filter": {"ocr_second_opinion": True}})
         t = time.perf_counter()
-        dd, _ = dedupe.run(conform(raw.drop(columns=["kind", "copy_of"]), "raw"), params.dedupe,
-                           tmp, tmp / "store", progress=False)
+        dd, _ = dedupe.run(conform(raw.drop(columns=["kind", "copy_of"]), "raw"), params,
+                           store_root=tmp / "store")
         t_dedupe = time.perf_counter() - t
         t = time.perf_counter()
-        ft, _ = filt.run(dd.drop_duplicates("image_id"), params.filter, tmp / "store", progress=False)
+        ft, _ = filt.run(dd.drop_duplicates("image_id"), params, store_root=tmp / "store")
         t_filter = time.perf_counter() - t
     ft = ft.drop_duplicates("image_id").set_index("image_id")
     kind = meta["kind"].reindex(ft.index)

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,33 +24,16 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.config import load_params  # noqa: E402
 from pipeline.scrape import scrape  # noqa: E402
-from pipeline.store.catalog import Catalog, CatalogOptions  # noqa: E402
+from pipeline.storefront import process  # noqa: E402
+from pipeline.storefront.catalog import Catalog, CatalogOptions  # noqa: E402
 
 
-def start_store(args: list[str], tmp: Path, port: int = 0) -> tuple[subprocess.Popen, str]:
-    pf = tmp / f"port{time.time_ns()}"
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "store", "serve", "--port",
-                             str(port), "--port-file", str(pf), *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not pf.exists():
-        time.sleep(0.05)
-    return proc, f"http://127.0.0.1:{pf.read_text().strip()}"
-
-
-def stats(base: str) -> dict:
-    return json.loads(urllib.request.urlopen(base + "/_stats").read())
-
-
-def crawl(params, store_args: list[str], tmp: Path, port: int = 0):
+def crawl(params, store_args: list[str], port: int = 0):
     """Serve ``store_args``, scrape it once; returns (result, seconds, store stats, port)."""
-    proc, base = start_store(store_args, tmp, port)
-    try:
+    with process.storefront(store_args, port=port, cwd=ROOT) as store:
         t = time.perf_counter()
-        res = scrape(params, base_url=base)
-        return res, time.perf_counter() - t, stats(base), int(base.rsplit(":", 1)[1])
-    finally:
-        proc.terminate()
-        proc.wait()
+        res = scrape(params, base_url=store.base_url)
+        return res, time.perf_counter() - t, store.stats(), store.port
 
 
 def main() -> None:
@@ -76,8 +57,8 @@ def main() -> None:
             "data": {"data_dir": str(tmp / "data")},
             "scrape": {"max_rate": min(1000.0, 10 * a.rate_limit), "progress": False,
                        "site": str(ROOT / "sites" / "demo.yaml")}})
-        full, full_s, st, port = crawl(params, store_args, tmp)
-        refresh, refresh_s, st1, _ = crawl(params, [*store_args, "--epoch", "1"], tmp, port)
+        full, full_s, st, port = crawl(params, store_args)
+        refresh, refresh_s, st1, _ = crawl(params, [*store_args, "--epoch", "1"], port)
     f = full.stats
     results.update({
         "full_status": full.status, "full_s": round(full_s, 1), "requests": f["requests"],

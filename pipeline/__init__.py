@@ -1,0 +1,1 @@
+"""gemcurate: scheduled, versioned, validated image datasets from online catalogs."""

@@ -40,21 +40,15 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.atomic import atomic_path, write_bytes
 from pipeline.config import AugmentParams, ExtraTransforms, Params
-from pipeline.imageio import ImageError, encode_image
-from pipeline.parallel import map_items
-from pipeline.split import unit_hash
-from pipeline.stageio import StageIO
+from pipeline.core.atomic import write_bytes, write_text
+from pipeline.core.groups import unit_hash
+from pipeline.core.imageio import ImageError, encode_image
+from pipeline.core.parallel import map_items
+from pipeline.core.plots import pyplot, save_figure
+from pipeline.core.stageio import StageIO
 
 logger = logging.getLogger(__name__)
-
-
-def variant_plan(p: AugmentParams) -> list[dict]:
-    """The deterministic variants of a photo, identity first: rotations × mirror."""
-    angles = list(range(0, 360, p.rotation_step)) if p.rotation_step < 360 else [0]
-    mirrors = [False, True] if p.mirror else [False]
-    return [{"rotate": a, "mirror": m} for m in mirrors for a in angles]
 
 
 def draw_extra(extra: ExtraTransforms, rng: np.random.Generator) -> dict:
@@ -163,7 +157,7 @@ def plan(df: pd.DataFrame, p: AugmentParams) -> tuple[pd.DataFrame, pd.Series, d
         Variant rows (image_id, parent_id, transform, label, ...), a boolean
         Series of capped originals, and per-class counts.
     """
-    variants = variant_plan(p)
+    variants = p.variant_plan()
     train = df[(df["split"] == "train") & df["excluded_reason"].isna()]
     capped = pd.Series(False, index=df.index)
     rows: list[dict] = []
@@ -208,10 +202,24 @@ def plan(df: pd.DataFrame, p: AugmentParams) -> tuple[pd.DataFrame, pd.Series, d
     return pd.DataFrame(rows), capped, per_class
 
 
-def run(df: pd.DataFrame, p: AugmentParams, data_dir: str | Path, margin: float = 0.08,
-        size: int = 224, progress: bool = True) -> tuple[pd.DataFrame, dict]:
-    """Make the variants and return the augment manifest (split rows + variant rows)."""
+def run(df: pd.DataFrame, params: Params, *, data_dir: str | Path, progress: bool = False
+        ) -> tuple[pd.DataFrame, dict]:
+    """Make the variants and return the augment manifest (split rows + variant rows).
+
+    Args:
+        df: The split manifest.
+        params: All params (reads ``params.augment``, and the crop's margin and size).
+        data_dir: Where the crops are and the variants go (``augment/``).
+        progress: Show a progress bar.
+
+    Returns:
+        The augment manifest and a metrics dict.
+
+    Example:
+        >>> out, metrics = run(split_manifest, params, data_dir="data")
+    """
     t0 = time.perf_counter()
+    p, margin, size = params.augment, params.crop.margin, params.crop.target_size
     data_dir = Path(data_dir)
     var, capped, per_class = plan(df, p)
     out = df.copy()
@@ -268,10 +276,9 @@ def run(df: pd.DataFrame, p: AugmentParams, data_dir: str | Path, margin: float 
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Read ``split.parquet``, augment, write ``augment.parquet`` and ``metrics/augment.json``."""
     io = StageIO.of(params, data_dir)
-    out, metrics = run(io.read("split"), params.augment, io.data_dir, params.crop.margin,
-                       params.crop.target_size,
-                       params.augment.progress if progress is None else progress)
-    io.write("augment", out, metrics)
+    out, metrics = run(io.read("split"), params, data_dir=io.data_dir,
+                       progress=params.augment.progress if progress is None else progress)
+    out = io.write("augment", out, metrics)
     _class_plot(out, io.data_dir)
     logger.info("augment: %d variants, train per class %s", metrics["variants"],
                 metrics["train_per_class"])
@@ -280,19 +287,12 @@ def main(params: Params, data_dir: str | Path | None = None, progress: bool | No
 
 def _class_plot(df: pd.DataFrame, data_dir: Path) -> None:
     """Class distribution before and after balancing (CSV for ``dvc plots``, PNG for people)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     train = df[df["split"] == "train"]
     before = train[train["parent_id"].isna()]["label"].value_counts().sort_index()
     after = train["label"].value_counts().reindex(before.index, fill_value=0)
     table = pd.DataFrame({"label": before.index, "before": before.values, "after": after.values})
     plots = data_dir / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
-    from pipeline.atomic import write_text
-
     write_text(plots / "class_balance.csv", table.to_csv(index=False))
     long = pd.concat([table.assign(stage="before", images=table["before"]),
                       table.assign(stage="after", images=table["after"])])[["label", "stage", "images"]]
@@ -305,6 +305,4 @@ def _class_plot(df: pd.DataFrame, data_dir: Path) -> None:
     ax.set_ylabel("train images")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(plots / "class_balance.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, plots / "class_balance.png")

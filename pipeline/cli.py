@@ -1,68 +1,62 @@
-"""The ``gemcurate`` command line: one subcommand per stage, plus ``store``.
+"""The ``gemcurate`` command line: a subcommand per stage, plus ``init``, ``store`` and friends.
+
+Commands that work on a project (scrape, the stages, snapshot, publish, decide …)
+find it from the working directory upwards, like git and DVC, and run in its root;
+outside a project they say so and name ``gemcurate init``.
 
 Example:
+    $ gemcurate init ~/gems && cd ~/gems
     $ gemcurate store serve --port 8000 &
-    $ gemcurate scrape --base-url http://127.0.0.1:8000
+    $ gemcurate scrape && dvc repro
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from pipeline.config import ConfigError, load_params
+from pipeline.core.paths import find_project_root
 from pipeline.errors import UserError
+from pipeline.stages import STAGES
+from pipeline.storefront.options import add_catalog_flags, catalog_options
 
 logger = logging.getLogger("gemcurate")
 
-
-def _store_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("catalog")
-    g.add_argument("--seed", type=int, default=0, help="catalog seed (default 0)")
-    g.add_argument("--classes", default="12",
-                   help="number of gem classes (1-20) or a comma-separated list of names")
-    g.add_argument("--products-per-class", type=int, default=30)
-    g.add_argument("--epoch", type=int, default=0,
-                   help="catalog epoch: stock changes deterministically from one to the next")
-    g.add_argument("--catalog", metavar="PATH",
-                   help="serve a labelled folder tree <class>/<images> instead of generating")
-    g.add_argument("--junk", action="append", default=[], metavar="KIND=PATH",
-                   help="mix the images of PATH into products as junk KIND (certificate, hand)")
-    g.add_argument("--min-images", type=int, default=2)
-    g.add_argument("--max-images", type=int, default=6)
-    g.add_argument("--junk-scale", type=float, default=1.0,
-                   help="multiply the share of certificate/hand/duplicate/broken images")
+# argparse destinations that hold paths the user typed (made absolute before the CLI
+# moves to the project root, so they keep meaning what they meant where they were typed)
+PATH_ARGS = ("params", "data_dir", "site", "out", "csv", "port_file", "cache_dir", "catalog")
 
 
-def _catalog_options(a: argparse.Namespace):
-    from pipeline.store.catalog import CatalogOptions
+class NotInProject(UserError):
+    """A project command ran outside any gemcurate project."""
 
-    classes: int | tuple[str, ...]
-    classes = int(a.classes) if a.classes.isdigit() else tuple(
-        c.strip() for c in a.classes.split(",") if c.strip())
-    junk = []
-    for item in a.junk:
-        kind, sep, path = item.partition("=")
-        if not sep or kind not in ("certificate", "hand") or not path:
-            raise ConfigError(f"--junk {item!r}: expected certificate=PATH or hand=PATH")
-        junk.append((kind, path))
-    if a.products_per_class < 1:
-        raise ConfigError("--products-per-class: must be at least 1")
-    if a.epoch < 0:
-        raise ConfigError("--epoch: must be 0 or more")
-    if not 1 <= a.min_images <= a.max_images:
-        raise ConfigError("--min-images/--max-images: need 1 <= min <= max")
-    return CatalogOptions(seed=a.seed, classes=classes, products_per_class=a.products_per_class,
-                          epoch=a.epoch, catalog=a.catalog, junk=tuple(junk),
-                          min_images=a.min_images, max_images=a.max_images,
-                          junk_scale=a.junk_scale)
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_init(a: argparse.Namespace) -> int:
+    from pipeline.project import init_project
+
+    files = init_project(a.dir, site=a.site, base_url=a.base_url, git=not a.no_git)
+    root = Path(a.dir).resolve()
+    print(f"initialised a gemcurate project in {root} ({len(files)} files"
+          f"{', git + DVC' if not a.no_git else ', DVC without git'})")
+    print(f"  store adapter  sites/{a.site}.yaml   parameters  params.yaml   pipeline  dvc.yaml")
+    print(f"next:  cd {root}")
+    if a.site == "demo" and not a.base_url:
+        print("       gemcurate store serve --port 8000 &    # the bundled demo store")
+    print("       gemcurate scrape && dvc repro && gemcurate publish")
+    return 0
 
 
 def cmd_store_serve(a: argparse.Namespace) -> int:
-    from pipeline.store.server import ServerOptions, default_cache_dir, serve
+    from pipeline.storefront.server import ServerOptions, default_cache_dir, serve
 
     if a.rate_limit <= 0:
         raise ConfigError("--rate-limit: must be positive")
@@ -72,14 +66,14 @@ def cmd_store_serve(a: argparse.Namespace) -> int:
                          ban_strikes=a.ban_strikes, ban_seconds=a.ban_seconds,
                          page_size=a.page_size, fault_seed=a.seed,
                          cache_dir=None if a.no_cache else (a.cache_dir or default_cache_dir()))
-    serve(_catalog_options(a), opts, a.host, a.port, a.port_file)
+    serve(catalog_options(a), opts, a.host, a.port, a.port_file)
     return 0
 
 
 def cmd_store_truth(a: argparse.Namespace) -> int:
-    from pipeline.store.server import write_truth
+    from pipeline.storefront.server import write_truth
 
-    truth = write_truth(_catalog_options(a), a.out)
+    truth = write_truth(catalog_options(a), a.out)
     junk: dict[str, int] = {}
     for im in truth["images"]:
         junk[str(im["junk"])] = junk.get(str(im["junk"]), 0) + 1
@@ -89,6 +83,7 @@ def cmd_store_truth(a: argparse.Namespace) -> int:
 
 
 def cmd_scrape(a: argparse.Namespace) -> int:
+    from pipeline.project import refresh_lock
     from pipeline.scrape import format_summary, scrape
     from pipeline.scrape.site import load_site
 
@@ -97,8 +92,9 @@ def cmd_scrape(a: argparse.Namespace) -> int:
                             "concurrency": a.concurrency}}
     if a.no_progress:
         overrides["scrape"]["progress"] = False
-    params = load_params(a.params, overrides)
+    params = _params(a, overrides)
     site = load_site(params.scrape.site, params.scrape.base_url)
+    refresh_lock()
     res = scrape(params, site)
     print(format_summary(res, site))
     return res.exit_code
@@ -107,35 +103,24 @@ def cmd_scrape(a: argparse.Namespace) -> int:
 def cmd_demo(a: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
 
+    _params(a)
     store_args = ["--seed", str(a.seed), "--rate-limit", str(a.rate_limit), *a.store_args]
     return run_demo(a.params, a.data_dir, store_args, scrape_only=a.scrape_only,
                     publish=not a.no_publish)
 
 
-STAGES = {
-    "dedupe": ("pipeline.dedupe", "exact and near-duplicate clusters, one representative each"),
-    "filter": ("pipeline.filter", "certificate/hand/quality checks, review flags, annotator decisions"),
-    "crop": ("pipeline.crop", "region-of-interest crop to square target-size images"),
-    "report": ("pipeline.report", "HTML curation report with contact sheets"),
-    "split": ("pipeline.split", "group-aware, stratified, stable train/val/test split"),
-    "augment": ("pipeline.augment", "balance train classes with rotations and mirrors"),
-    "validate": ("pipeline.validate", "Great Expectations gates; non-zero exit on failure"),
-    "export": ("pipeline.export", "tar shards + manifest + dataset card in data/dataset"),
-}
-
-
 def cmd_stage(a: argparse.Namespace) -> int:
-    import importlib
+    from pipeline.project import require_current_lock
 
-    overrides: dict = {"data": {"data_dir": a.data_dir}} if a.data_dir else {}
-    params = load_params(a.params, overrides)
+    params = _params(a, {"data": {"data_dir": a.data_dir}} if a.data_dir else {})
     if getattr(a, "write_suites", False):
         from pipeline.validate import write_suites
 
         for path in write_suites():
             print(f"wrote {path}")
         return 0
-    module = importlib.import_module(STAGES[a.cmd][0])
+    require_current_lock(find_project_root(), a.cmd)
+    module = importlib.import_module(f"pipeline.{a.cmd}")
     extra = {"reset": True} if getattr(a, "reset", False) else {}
     result = module.main(params, progress=False if a.no_progress else None, **extra)
     if isinstance(result, dict):
@@ -144,17 +129,21 @@ def cmd_stage(a: argparse.Namespace) -> int:
 
 
 def cmd_snapshot(a: argparse.Namespace) -> int:
+    from pipeline.project import refresh_lock
     from pipeline.publish import repo_root, snapshot
 
+    refresh_lock()
     for f in snapshot(repo_root(), a.data_dir):
         print(f"tracked {f}")
     return 0
 
 
 def cmd_publish(a: argparse.Namespace) -> int:
+    from pipeline.project import require_current_lock
     from pipeline.publish import publish
 
-    params = load_params(a.params, {"publish": {"push": False}} if a.no_push else {})
+    params = _params(a, {"publish": {"push": False}} if a.no_push else {})
+    require_current_lock(find_project_root())
     res = publish(params, data_dir=a.data_dir)
     print(f"published {res.tag} ({res.images:,} images) at commit {res.commit[:10]}"
           f"{'; pushed to the DVC remote' if res.pushed else ''}")
@@ -170,10 +159,41 @@ def cmd_pull(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_decide(a: argparse.Namespace) -> int:
-    from pipeline import decisions
+def cmd_lock(a: argparse.Namespace) -> int:
+    from pipeline.project import LOCK, stale_stages, write_lock
 
-    params = load_params(a.params, {"data": {"data_dir": a.data_dir}} if a.data_dir else {})
+    root = _root()
+    if a.check:
+        stale = stale_stages(root)
+        print(f"{LOCK}: " + (f"stale for {', '.join(stale)}" if stale else "current"))
+        return 1 if stale else 0
+    changed = write_lock(root)
+    print(f"{LOCK}: " + (f"updated ({', '.join(changed)} changed)" if changed else "current"))
+    return 0
+
+
+def cmd_dvc_yaml(a: argparse.Namespace) -> int:
+    from pipeline.project import dvc_yaml_mode, render_dvc_yaml
+
+    root = _root()
+    mode = a.mode or dvc_yaml_mode(root)
+    text = render_dvc_yaml(mode)
+    path = root / "dvc.yaml"
+    if a.check:
+        same = path.exists() and path.read_text() == text
+        print(f"dvc.yaml: {'current' if same else 'differs from pipeline/stages.py'} ({mode} mode)")
+        return 0 if same else 1
+    from pipeline.core.atomic import write_text
+
+    write_text(path, text)
+    print(f"wrote {path} ({mode} mode)")
+    return 0
+
+
+def cmd_decide(a: argparse.Namespace) -> int:
+    from pipeline.core import decisions
+
+    params = _params(a, {"data": {"data_dir": a.data_dir}} if a.data_dir else {})
     db = decisions.Decisions(decisions.connect(
         params.data.review_db or decisions.review_url(params.data.data_dir)))
     if a.decisions_cmd == "list":
@@ -192,10 +212,63 @@ def cmd_decide(a: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- project
+
+
+def _root() -> Path:
+    root = find_project_root()
+    if root is None:
+        raise NotInProject(f"not inside a gemcurate project (no params.yaml and dvc.yaml in "
+                           f"{Path.cwd()} or above); start one with `gemcurate init DIR`")
+    return root
+
+
+def _params(a: argparse.Namespace, overrides: dict | None = None):
+    """The project's params (``--params`` given explicitly works anywhere)."""
+    if getattr(a, "params", None) in (None, "params.yaml") and find_project_root() is None \
+            and not Path("params.yaml").exists():
+        _root()  # raises NotInProject
+    from pipeline.checks import REGISTRY
+
+    params = load_params(a.params, overrides)
+    params.filter.check_names(REGISTRY)  # a typo'd check fails now, not at the filter stage
+    return params
+
+
+def _enter_project(a: argparse.Namespace) -> None:
+    """Run a project command from the project's root (found upwards, like git and DVC)."""
+    if not getattr(a, "in_project", False):
+        return
+    root = find_project_root()
+    if root is None or root == Path.cwd().resolve():
+        return
+    for name in PATH_ARGS:
+        value = getattr(a, name, None)
+        if isinstance(value, str) and value != "params.yaml":
+            setattr(a, name, os.path.abspath(value))
+    os.chdir(root)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _project(p: argparse.ArgumentParser, data_dir_default: str | None = None) -> None:
+    p.add_argument("--params", default="params.yaml", help="default: the project's params.yaml")
+    p.add_argument("--data-dir", default=data_dir_default, help="default: params data.data_dir")
+    p.set_defaults(in_project=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="gemcurate", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="count", default=0)
     sub = ap.add_subparsers(dest="cmd", required=True)
+
+    i = sub.add_parser("init", help="start a new curation project (git + DVC + params + site)")
+    i.add_argument("dir")
+    i.add_argument("--site", default="demo", help="the first store's name (sites/<site>.yaml)")
+    i.add_argument("--base-url", help="the store's address (default: the demo storefront's)")
+    i.add_argument("--no-git", action="store_true", help="DVC without git (no dataset versions)")
+    i.set_defaults(func=cmd_init)
 
     store = sub.add_parser("store", help="the demo storefront")
     ssub = store.add_subparsers(dest="store_cmd", required=True)
@@ -213,43 +286,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--page-size", type=int, default=12)
     s.add_argument("--cache-dir", help="rendered-image cache (default ~/.cache/gemcurate)")
     s.add_argument("--no-cache", action="store_true", help="render every image on demand")
-    _store_flags(s)
+    add_catalog_flags(s)
     s.set_defaults(func=cmd_store_serve)
     t = ssub.add_parser("truth", help="write the catalog's ground truth (never served)")
     t.add_argument("--out", required=True)
-    _store_flags(t)
+    add_catalog_flags(t)
     t.set_defaults(func=cmd_store_truth)
 
     sc = sub.add_parser("scrape", help="crawl a store into the image store and raw.parquet")
-    sc.add_argument("--params", default="params.yaml")
+    _project(sc)
     sc.add_argument("--site", help="site adapter YAML (default: params scrape.site)")
     sc.add_argument("--base-url", help="override the site's base_url")
-    sc.add_argument("--data-dir", help="default: params data.data_dir")
     sc.add_argument("--state-db", help="SQLAlchemy URL of the crawl state")
     sc.add_argument("--max-rate", type=float, help="cap on requests/s per host")
     sc.add_argument("--concurrency", type=int)
     sc.add_argument("--no-progress", action="store_true")
     sc.set_defaults(func=cmd_scrape)
 
-    for name, (_, help_) in STAGES.items():
-        st = sub.add_parser(name, help=help_)
-        st.add_argument("--params", default="params.yaml")
-        st.add_argument("--data-dir", help="default: params data.data_dir")
+    for stage in STAGES:
+        st = sub.add_parser(stage.name, help=stage.help)
+        _project(st)
         st.add_argument("--no-progress", action="store_true")
-        if name == "split":
+        if stage.name == "split":
             st.add_argument("--reset", action="store_true",
                             help="forget earlier assignments (a new split; breaks stability)")
-        if name == "validate":
+        if stage.name == "validate":
             st.add_argument("--write-suites", action="store_true",
                             help="regenerate expectations/*.json from pipeline/manifest.py and exit")
         st.set_defaults(func=cmd_stage)
 
     sn = sub.add_parser("snapshot", help="track the scraped raw data with DVC (dvc add)")
-    sn.add_argument("--data-dir", default="data")
+    _project(sn, "data")
     sn.set_defaults(func=cmd_snapshot)
     pb = sub.add_parser("publish", help="tag dataset/vYYYY.MM.DD and push it to the DVC remote")
-    pb.add_argument("--params", default="params.yaml")
-    pb.add_argument("--data-dir", default="data")
+    _project(pb, "data")
     pb.add_argument("--no-push", action="store_true")
     pb.set_defaults(func=cmd_publish)
     pl = sub.add_parser("pull", help="get a published dataset version and verify its checksums")
@@ -258,6 +328,16 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--repo", help="git URL or path of the repository (default: this one)")
     pl.set_defaults(func=cmd_pull)
 
+    lk = sub.add_parser("lock", help="record the code each stage runs (.gemcurate/code.yaml)")
+    lk.add_argument("--check", action="store_true", help="exit 1 if the lock is stale")
+    lk.set_defaults(func=cmd_lock, in_project=True)
+    dy = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage registry")
+    dy.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml differs")
+    dy.add_argument("--mode", choices=["files", "lock"],
+                    help="code as file deps (a gemcurate checkout) or the code lock (default: "
+                    "by kind of project)")
+    dy.set_defaults(func=cmd_dvc_yaml, in_project=True)
+
     de = sub.add_parser("decide", help="record an annotator decision for one image")
     de.add_argument("image_id")
     de.add_argument("decision", choices=["accept", "reject", "relabel"])
@@ -265,8 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--by", required=True, help="who decided")
     de.add_argument("--reason", help="the review_reason this answers")
     de.add_argument("--note")
-    de.add_argument("--params", default="params.yaml")
-    de.add_argument("--data-dir")
+    _project(de)
     de.set_defaults(func=cmd_decide, decisions_cmd="decide")
     ds = sub.add_parser("decisions", help="list or import annotator decisions")
     dsub = ds.add_subparsers(dest="decisions_cmd", required=True)
@@ -276,14 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "(image_id,decision,label,reviewer[,decided_at,reason,note])")
     di.add_argument("csv")
     for x in (dl, di):
-        x.add_argument("--params", default="params.yaml")
-        x.add_argument("--data-dir")
+        _project(x)
         x.set_defaults(func=cmd_decide)
 
     d = sub.add_parser("demo", help="the main job on the bundled storefront: serve, scrape, "
                        "dvc repro, publish")
-    d.add_argument("--params", default="params.yaml")
-    d.add_argument("--data-dir", default="data", help="the DVC pipeline runs only on data/")
+    _project(d, "data")
     d.add_argument("--scrape-only", action="store_true", help="stop after the scrape")
     d.add_argument("--no-publish", action="store_true", help="run the pipeline, do not tag/push")
     d.add_argument("--seed", type=int, default=0)
@@ -299,13 +376,17 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(a.verbose, 2)
     logging.basicConfig(level=max(level, logging.DEBUG),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    chatty = ("store", "publish", *(s.name for s in STAGES))
     logging.getLogger("pipeline").setLevel(max(level - 10, logging.DEBUG) if a.verbose else
-                                           logging.INFO if a.cmd in ("store", "publish", *STAGES) else
-                                           logging.WARNING)
+                                           logging.INFO if a.cmd in chatty else logging.WARNING)
     try:
+        _enter_project(a)
         return int(a.func(a) or 0)
     except ConfigError as exc:
         print(f"gemcurate: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except NotInProject as exc:
+        print(f"gemcurate: {exc}", file=sys.stderr)
         return 2
     except UserError as exc:
         print(f"gemcurate: {exc}", file=sys.stderr)

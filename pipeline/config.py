@@ -259,22 +259,21 @@ class DedupeParams:
 
 @dataclass(frozen=True)
 class CheckParams:
-    """Thresholds of one filter check (scores are 0 = fine … 1 = junk)."""
+    """Thresholds of one filter check (scores are 0 = fine … 1 = junk).
 
-    enabled: bool = True
-    threshold: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0,
-                                                     "doc": "score >= threshold: is_<check> and excluded"})
-    review_band: float = field(default=0.15, metadata={
+    A key left out takes the check's own default (its class in ``pipeline/checks/``).
+    """
+
+    enabled: bool | None = None
+    threshold: float | None = field(default=None, metadata={
+        "min": 0.0, "max": 1.0, "doc": "score >= threshold: is_<check> and excluded"})
+    review_band: float | None = field(default=None, metadata={
         "min": 0.0, "max": 0.5, "doc": "scores within this of the threshold also get needs_review"})
-
-
-def _check(threshold: float = 0.5, band: float = 0.15) -> Any:
-    return field(default_factory=lambda: CheckParams(threshold=threshold, review_band=band))
 
 
 @dataclass(frozen=True)
 class FilterParams:
-    """Junk and quality checks (pipeline/filter.py, pipeline/checks/)."""
+    """Junk and quality checks (pipeline/filter.py, the registry in pipeline/checks/)."""
 
     analysis_side: int = field(default=400, metadata={"min": 128, "max": 4096,
                                                       "doc": "decode at most this long side"})
@@ -284,19 +283,44 @@ class FilterParams:
     use_url_hints: bool = True
     workers: int = field(default=0, metadata={"min": 0, "max": 256})
     progress: bool = True
-    certificate: CheckParams = _check(0.5, 0.2)
-    hand: CheckParams = _check(0.5, 0.2)
-    blurry: CheckParams = _check(0.5, 0.1)
-    too_small: CheckParams = _check(0.5, 0.0)
-    too_dark: CheckParams = _check(0.5, 0.1)
-    too_bright: CheckParams = _check(0.5, 0.1)
-    low_information: CheckParams = _check(0.5, 0.1)
+    checks: dict[str, CheckParams] = field(default_factory=dict, metadata={
+        "doc": "per registered check: enabled, threshold, review_band (defaults: the check's own)"})
 
-    def checks(self) -> dict[str, CheckParams]:
-        """Enabled checks by name, in a stable order."""
-        names = ("certificate", "hand", "blurry", "too_small", "too_dark", "too_bright",
-                 "low_information")
-        return {n: getattr(self, n) for n in names if getattr(self, n).enabled}
+    def validate(self) -> None:
+        for name in self.checks:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ConfigError(f"checks.{name}: a check name is snake_case")
+
+    def check_names(self, registry: typing.Mapping[str, type]) -> None:
+        """Refuse a ``checks.<name>`` that is not registered (the filter stage calls this).
+
+        The registry is passed in rather than imported: a check's code then changes the
+        filter stage alone, not every stage that reads ``params.yaml``.
+        """
+        for name in self.checks:
+            if name not in registry:
+                close = difflib.get_close_matches(name, list(registry), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"filter.checks.{name}: no such check{hint}; registered checks: "
+                                  f"{', '.join(registry)}")
+
+    def enabled_checks(self, registry: typing.Mapping[str, type]) -> dict[str, CheckParams]:
+        """Every enabled check of ``registry`` with its resolved thresholds, in registry order.
+
+        The order is the precedence of ``excluded_reason`` when several checks flag an
+        image: junk checks (certificate, hand) first, then photo quality.
+        """
+        self.check_names(registry)
+        out = {}
+        for name, cls in registry.items():
+            given = self.checks.get(name) or CheckParams()
+            resolved = CheckParams(
+                enabled=cls.enabled if given.enabled is None else given.enabled,
+                threshold=cls.threshold if given.threshold is None else given.threshold,
+                review_band=cls.review_band if given.review_band is None else given.review_band)
+            if resolved.enabled:
+                out[name] = resolved
+        return out
 
 
 @dataclass(frozen=True)
@@ -382,6 +406,15 @@ class AugmentParams:
     format: str = field(default="png", metadata={"choices": ["png", "jpg"]})
     workers: int = field(default=0, metadata={"min": 0, "max": 256})
     progress: bool = True
+
+    def variant_plan(self) -> list[dict]:
+        """The deterministic variants of a photo, identity first: rotations × mirror.
+
+        Augment makes them; validate needs how many there are (what a class can reach).
+        """
+        angles = list(range(0, 360, self.rotation_step)) if self.rotation_step < 360 else [0]
+        mirrors = [False, True] if self.mirror else [False]
+        return [{"rotate": a, "mirror": m} for m in mirrors for a in angles]
 
 
 @dataclass(frozen=True)

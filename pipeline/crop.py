@@ -45,18 +45,19 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.atomic import write_bytes
 from pipeline.config import CropParams, Params
-from pipeline.filter import add_review
-from pipeline.imageio import ImageError, Loaded, block_mean, encode_image, fit, load_rgb, shrink
-from pipeline.parallel import map_items
-from pipeline.resultcache import ResultCache, combine, reuse
-from pipeline.stageio import StageIO
+from pipeline.core.atomic import write_bytes
+from pipeline.core.flags import add_review
+from pipeline.core.imageio import ImageError, Loaded, block_mean, encode_image, fit, load_rgb, shrink
+from pipeline.core.parallel import map_items
+from pipeline.core.resultcache import ResultCache, combine, reuse
+from pipeline.core.stageio import StageIO
 
 logger = logging.getLogger(__name__)
 
 # the code that computes a box and a crop: a change to any of it crops every image again
-CODE = [Path(__file__), Path(__file__).parent / "imageio.py"]
+CODE = [Path(__file__), Path(__file__).parent / "core" / "imageio.py"]
+
 
 @dataclass(frozen=True)
 class CropResult:
@@ -358,15 +359,28 @@ def crop_file(args: tuple[str, str, str, CropParams]) -> dict:
                 "_error": str(exc)[:200]}
 
 
-def run(df: pd.DataFrame, p: CropParams, store_root: str | Path, crops_dir: str | Path,
-        progress: bool = True, cache: ResultCache | None = None) -> tuple[pd.DataFrame, dict]:
+def run(df: pd.DataFrame, params: Params, *, store_root: str | Path, crops_dir: str | Path,
+        cache: ResultCache | None = None, progress: bool = False) -> tuple[pd.DataFrame, dict]:
     """Crop every image still in the dataset; flag doubtful crops for review.
 
     Args:
+        df: The filter manifest.
+        params: All params (reads ``params.crop``).
+        store_root: Root of the content-addressed image store.
+        crops_dir: Where the crop files go (``<image_id[:2]>/<image_id>.<format>``).
         cache: Boxes of earlier runs (same params and code); an image it holds whose
             crop file still exists is not cropped again.
+        progress: Show a progress bar.
+
+    Returns:
+        The crop manifest and a metrics dict.
+
+    Example:
+        >>> out, metrics = run(filter_manifest, params, store_root="data/store",
+        ...                    crops_dir="data/crops")
     """
     t0 = time.perf_counter()
+    p = params.crop
     live = df[df["excluded_reason"].isna() & df["path"].notna()].drop_duplicates("image_id")
     old, _ = reuse(cache, live["image_id"])
     if old is not None:
@@ -407,9 +421,10 @@ def main(params: Params, data_dir: str | Path | None = None, progress: bool | No
     """Read ``filter.parquet``, crop, write ``crop.parquet``, crops and ``metrics/crop.json``."""
     io = StageIO.of(params, data_dir)
     cache = ResultCache(io.data_dir / "crop", params.crop, CODE)
-    out, metrics = run(io.read("filter"), params.crop, io.store_root, io.data_dir / "crops",
-                       params.crop.progress if progress is None else progress, cache)
-    io.write("crop", out, metrics)
+    out, metrics = run(io.read("filter"), params, store_root=io.store_root,
+                       crops_dir=io.data_dir / "crops", cache=cache,
+                       progress=params.crop.progress if progress is None else progress)
+    io.write("crop", out, metrics, cache)
     logger.info("crop: %d cropped of %d, %d need review", metrics["cropped"], metrics["images"],
                 metrics["needs_review"])
     return metrics

@@ -1,13 +1,13 @@
 """Dedupe stage: exact and near-duplicate photos, clustered, one representative each.
 
-1. **Fingerprint** every stored image once (:mod:`pipeline.hashing`); the
+1. **Fingerprint** every stored image once (:mod:`pipeline.core.hashing`); the
    fingerprints are cached by ``image_id`` in ``<data_dir>/dedupe/hashes.parquet``,
    so a refresh fingerprints only new images.
 2. **Exact duplicates**: equal bytes (the same ``image_id``) or equal decoded
    pixels.
 3. **Near-duplicate candidates**: pairs within ``phash_radius`` bits of pHash
    *or* ``dhash_radius`` bits of dHash, found by multi-index hashing
-   (:mod:`pipeline.hashindex`): exact, sub-quadratic. A refresh searches only
+   (:mod:`pipeline.core.hashindex`): exact, sub-quadratic. A refresh searches only
    the new hashes against the index.
 4. **Verification**: a candidate is a duplicate when its aligned detail
    similarity reaches ``min_similarity`` (or both hashes are within
@@ -35,11 +35,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import decisions, manifest
-from pipeline.atomic import write_text
+from pipeline import manifest
 from pipeline.config import DedupeParams, Params
-from pipeline.hashindex import HashIndex
-from pipeline.hashing import (
+from pipeline.core import decisions
+from pipeline.core.atomic import write_text
+from pipeline.core.flags import ensure_review_columns
+from pipeline.core.groups import UnionFind
+from pipeline.core.hashindex import HashIndex
+from pipeline.core.hashing import (
     FEATURE_VERSION,
     VERIFY_VERSION,
     colour_distance,
@@ -47,9 +50,9 @@ from pipeline.hashing import (
     similarity,
     to_signed,
 )
-from pipeline.imageio import ImageError
-from pipeline.parallel import map_items
-from pipeline.stageio import StageIO
+from pipeline.core.imageio import ImageError
+from pipeline.core.parallel import map_items
+from pipeline.core.stageio import StageIO
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +116,7 @@ def _similarity(args: tuple[bytes, bytes, float]) -> float:
 
 def verify(hashes: pd.DataFrame, cand: pd.DataFrame, p: DedupeParams, progress: bool) -> pd.DataFrame:
     """Score candidate pairs: the colour check first, then (for pairs that pass it)
-    :func:`pipeline.hashing.similarity` in the worker pool.
+    :func:`pipeline.core.hashing.similarity` in the worker pool.
 
     A pair whose colours differ cannot be a duplicate whatever its detail, so its
     costly alignment is skipped (``similarity`` NaN); the cache remembers the colour
@@ -141,34 +144,6 @@ def is_duplicate(pairs: pd.DataFrame, p: DedupeParams) -> np.ndarray:
     certain = (pairs["phash_dist"] <= p.certain_distance) & (pairs["dhash_dist"] <= p.certain_distance)
     same_colour = pairs["colour_dist"] <= p.max_colour_distance
     return ((certain | (pairs["similarity"] >= p.min_similarity)) & same_colour).to_numpy(bool)
-
-
-class UnionFind:
-    """Union-find over arbitrary hashable keys (path halving, union by size)."""
-
-    def __init__(self) -> None:
-        self.parent: dict = {}
-        self.size: dict = {}
-
-    def find(self, x):
-        parent = self.parent
-        if x not in parent:
-            parent[x] = x
-            self.size[x] = 1
-            return x
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    def union(self, a, b) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return
-        if self.size[ra] < self.size[rb]:
-            ra, rb = rb, ra
-        self.parent[rb] = ra
-        self.size[ra] += self.size[rb]
 
 
 def cluster(df: pd.DataFrame, hashes: pd.DataFrame, pairs: pd.DataFrame, p: DedupeParams
@@ -215,9 +190,7 @@ def cluster(df: pd.DataFrame, hashes: pd.DataFrame, pairs: pd.DataFrame, p: Dedu
 
     out["is_representative"] = pd.Series(False, index=out.index, dtype="boolean")
     out["dup_of"] = pd.Series(None, index=out.index, dtype="string")
-    if "needs_review" not in out.columns:
-        out["needs_review"] = pd.Series(False, index=out.index, dtype="boolean")
-        out["review_reason"] = pd.Series(None, index=out.index, dtype="string")
+    ensure_review_columns(out)
     eligible = out["excluded_reason"].isna() & out["dup_cluster"].notna()
     pixels = (out["width"].astype("Float64") * out["height"].astype("Float64")).fillna(0)
     order = out.assign(_px=pixels, _el=eligible).sort_values(
@@ -248,13 +221,18 @@ def cluster(df: pd.DataFrame, hashes: pd.DataFrame, pairs: pd.DataFrame, p: Dedu
 
 
 class HashCache:
-    """Fingerprints and verified pairs persisted under ``<data_dir>/dedupe/``."""
+    """Fingerprints and verified pairs persisted under ``<data_dir>/dedupe/``.
+
+    :func:`run` reads it and hands it the updated tables (:meth:`stage`); ``main()``
+    writes them (:meth:`save`) together with the stage's outputs.
+    """
 
     def __init__(self, data_dir: str | Path) -> None:
         self.dir = Path(data_dir) / "dedupe"
         self.hashes_path = self.dir / "hashes.parquet"
         self.pairs_path = self.dir / "pairs.parquet"
         self.meta_path = self.dir / "index.json"
+        self._pending: tuple[pd.DataFrame, pd.DataFrame, DedupeParams] | None = None
 
     def load(self, p: DedupeParams) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
         """Cached fingerprints (None if absent/stale) and pairs (None if searched differently)."""
@@ -275,7 +253,15 @@ class HashCache:
         pairs = manifest.read_manifest(self.pairs_path) if same_search else None
         return hashes, pairs
 
-    def save(self, hashes: pd.DataFrame, pairs: pd.DataFrame, p: DedupeParams) -> None:
+    def stage(self, hashes: pd.DataFrame, pairs: pd.DataFrame, p: DedupeParams) -> None:
+        """Keep the tables of this run until :meth:`save`."""
+        self._pending = (hashes, pairs, p)
+
+    def save(self) -> None:
+        """Write what :meth:`stage` was given (nothing when it was not called)."""
+        if self._pending is None:
+            return
+        hashes, pairs, p = self._pending
         self.dir.mkdir(parents=True, exist_ok=True)
         manifest.write_manifest(hashes, self.hashes_path)
         manifest.write_manifest(pairs, self.pairs_path)
@@ -286,26 +272,30 @@ class HashCache:
             "dhash_radius": p.dhash_radius, "n_hashes": len(hashes), "n_pairs": len(pairs)}, indent=2))
 
 
-def run(df: pd.DataFrame, p: DedupeParams, data_dir: str | Path, store_root: str | Path,
-        latest: pd.DataFrame | None = None, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
+        cache: HashCache | None = None, latest: pd.DataFrame | None = None,
+        progress: bool = False) -> tuple[pd.DataFrame, dict]:
     """Dedupe a raw manifest.
 
     Args:
         df: The raw manifest.
-        p: Dedupe params.
-        data_dir: Where the fingerprint cache lives.
+        params: All params (reads ``params.dedupe``).
         store_root: Root of the content-addressed image store.
+        cache: Fingerprints and pairs of earlier runs; given the new ones to save.
         latest: Annotator decisions in force (relabels are applied first).
         progress: Show progress bars.
 
     Returns:
         The dedupe manifest and a metrics dict.
+
+    Example:
+        >>> out, metrics = run(raw, params, store_root="data/store")
     """
     t0 = time.perf_counter()
+    p = params.dedupe
     if latest is not None:
         df = decisions.apply_labels(df, latest)
-    cache = HashCache(data_dir)
-    old_hashes, old_pairs = cache.load(p)
+    old_hashes, old_pairs = cache.load(p) if cache is not None else (None, None)
     want = df.loc[df["path"].notna(), ["image_id", "path"]].drop_duplicates("image_id")
     known = set(old_hashes["image_id"]) if old_hashes is not None else set()
     todo = want[~want["image_id"].isin(known)]
@@ -335,7 +325,8 @@ def run(df: pd.DataFrame, p: DedupeParams, data_dir: str | Path, store_root: str
     pairs = pd.concat([keep_old, fresh], ignore_index=True) if len(keep_old) else fresh
     pairs = pairs.astype({"phash_dist": "int64", "dhash_dist": "int64", "similarity": "float64",
                           "colour_dist": "float64"})
-    cache.save(hashes, pairs, p)
+    if cache is not None:
+        cache.stage(hashes, pairs, p)
     out = cluster(df, hashes, pairs, p)
     dup_pairs = int(is_duplicate(pairs, p).sum()) if len(pairs) else 0
     metrics = {
@@ -356,10 +347,11 @@ def run(df: pd.DataFrame, p: DedupeParams, data_dir: str | Path, store_root: str
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Read ``raw.parquet``, dedupe, write ``dedupe.parquet`` and ``metrics/dedupe.json``."""
     io = StageIO.of(params, data_dir)
-    raw = io.read("raw")
-    out, metrics = run(raw, params.dedupe, io.data_dir, io.store_root, io.decisions(),
-                       params.dedupe.progress if progress is None else progress)
-    io.write("dedupe", out, metrics)
+    cache = HashCache(io.data_dir)
+    out, metrics = run(io.read("raw"), params, store_root=io.store_root, cache=cache,
+                       latest=io.decisions(),
+                       progress=params.dedupe.progress if progress is None else progress)
+    io.write("dedupe", out, metrics, cache)
     logger.info("dedupe: %d images, %d duplicate pairs, %d excluded as duplicates, %d label conflicts",
                 metrics["images"], metrics["near_duplicate_pairs"], metrics["excluded_duplicates"],
                 metrics["label_conflicts"])

@@ -17,7 +17,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,7 +25,9 @@ from pipeline.config import load_params
 from pipeline.manifest import read_manifest
 from pipeline.scrape import format_summary, scrape
 from pipeline.scrape.site import load_site
-from pipeline.store.catalog import Catalog, CatalogOptions
+from pipeline.storefront import process
+from pipeline.storefront.catalog import Catalog
+from pipeline.storefront.options import catalog_options_from_args
 
 logger = logging.getLogger(__name__)
 
@@ -81,37 +82,16 @@ def _scrape_demo(params_path: str, data_dir: str | None, store_args: list[str]) 
     # a real store keeps its address: reuse the last run's port when it is free, so a
     # refresh sees the same URLs (conditional GETs, unchanged rows) instead of a new host
     remembered = Path(params.data.data_dir) / ".demo-port"
-    with tempfile.TemporaryDirectory() as tmp:
-        port_file = Path(tmp) / "port"
-        cmd = [sys.executable, "-m", "pipeline.cli", "store", "serve", "--port",
-               str(_reusable_port(remembered)), "--port-file", str(port_file), *store_args]
-        log = open(Path(tmp) / "store.log", "w")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.time() + 120
-            while not port_file.exists():
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("the storefront did not start: "
-                                       + (Path(tmp) / "store.log").read_text())
-                time.sleep(0.1)
-            port = port_file.read_text().strip()
-            base_url = f"http://127.0.0.1:{port}"
-            remembered.parent.mkdir(parents=True, exist_ok=True)
-            remembered.write_text(port + "\n")
-            print(f"storefront running at {base_url} (gemcurate store serve {' '.join(store_args)})")
-            site = load_site(params.scrape.site, base_url)
-            res = scrape(params, site)
-            print(format_summary(res, site))
-            if res.manifest_path is not None:
-                _report_truth(res.manifest_path, store_args)
-            return res.exit_code
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
+    with process.storefront(store_args, port=_reusable_port(remembered)) as store:
+        remembered.parent.mkdir(parents=True, exist_ok=True)
+        remembered.write_text(f"{store.port}\n")
+        print(f"storefront running at {store.base_url} (gemcurate store serve {' '.join(store_args)})")
+        site = load_site(params.scrape.site, store.base_url)
+        res = scrape(params, site)
+        print(format_summary(res, site))
+        if res.manifest_path is not None:
+            _report_truth(res.manifest_path, store_args)
+        return res.exit_code
 
 
 def _reusable_port(remembered: Path) -> int:
@@ -130,11 +110,7 @@ def _reusable_port(remembered: Path) -> int:
 
 
 def _report_truth(manifest_path: Path, store_args: list[str]) -> None:
-    from pipeline.cli import _catalog_options, build_parser
-
-    ns, _ = build_parser().parse_known_args(["store", "truth", "--out", "-", *store_args])
-    opts: CatalogOptions = _catalog_options(ns)
-    truth = Catalog.build(opts).truth()
+    truth = Catalog.build(catalog_options_from_args(store_args)).truth()
     df = read_manifest(manifest_path)
     usable = {urlsplit(u).path for u in df.loc[df["excluded_reason"].isna(), "source_url"]}
     valid = [im["url"] for im in truth["images"] if im["junk"] not in ("corrupt", "html",

@@ -34,12 +34,13 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import manifest
-from pipeline.atomic import atomic_path, write_text
-from pipeline.blobstore import sha256_file, sha256_hex
 from pipeline.config import Params, to_dict
+from pipeline.core.atomic import atomic_path, write_text
+from pipeline.core.blobstore import sha256_file, sha256_hex
+from pipeline.core.plots import pyplot, save_figure
+from pipeline.core.stageio import StageIO
+from pipeline.core.validation import ValidationFailed, passed_result
 from pipeline.errors import UserError
-from pipeline.stageio import StageIO
-from pipeline.validate import ValidationFailed, passed_result
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +94,25 @@ def write_shards(ds: pd.DataFrame, data_dir: Path, out_dir: Path, shard_bytes: i
     return pd.DataFrame(rows)
 
 
-def run(df: pd.DataFrame, params: Params, data_dir: Path, validation: dict) -> dict:
-    """Write ``<data_dir>/dataset/`` (shards, manifest, checksums, card)."""
+def run(df: pd.DataFrame, params: Params, *, data_dir: str | Path, validation: dict
+        ) -> tuple[pd.DataFrame, dict]:
+    """Write ``<data_dir>/dataset/`` (shards, manifest, checksums, card).
+
+    Args:
+        df: The augment manifest.
+        params: All params (reads ``params.export``; the card lists the curation params).
+        data_dir: Where the dataset images are and ``dataset/`` goes.
+        validation: The passed validation result (:func:`pipeline.core.validation.passed_result`).
+
+    Returns:
+        The dataset manifest (one row per image with its shard, member and sha256) and
+        a metrics dict.
+
+    Example:
+        >>> ds, metrics = run(augment_manifest, params, data_dir="data", validation=result)
+    """
     t0 = time.perf_counter()
+    data_dir = Path(data_dir)
     if not validation.get("success"):
         raise ExportRefused("export refused: the dataset did not pass validation "
                             "(see validate/summary.txt)")
@@ -117,18 +134,14 @@ def run(df: pd.DataFrame, params: Params, data_dir: Path, validation: dict) -> d
     sums = "".join(f"{sha256_file(p)}  {p.relative_to(out_dir).as_posix()}\n" for p in files)
     write_text(out_dir / "SHA256SUMS", sums)
     shards = sorted(where["shard"].unique()) if len(where) else []
-    return {"images": len(ds), "shards": len(shards),
-            "bytes": int(sum((out_dir / s).stat().st_size for s in shards)),
-            "per_split": {s: int((ds["split"] == s).sum()) for s in counts.columns},
-            "classes": int(ds["label"].nunique()), "seconds": round(time.perf_counter() - t0, 2)}
+    return man, {"images": len(ds), "shards": len(shards),
+                 "bytes": int(sum((out_dir / s).stat().st_size for s in shards)),
+                 "per_split": {s: int((ds["split"] == s).sum()) for s in counts.columns},
+                 "classes": int(ds["label"].nunique()), "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def _plot(ds: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     t = pd.crosstab(ds["label"], ds["split"])
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(t)), 4))
     bottom = None
@@ -139,9 +152,7 @@ def _plot(ds: pd.DataFrame, path: Path) -> None:
     ax.tick_params(axis="x", rotation=60)
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _card(params: Params, ds: pd.DataFrame, counts: pd.DataFrame, validation: dict) -> str:
@@ -200,8 +211,8 @@ def main(params: Params, data_dir: str | Path | None = None, progress: bool | No
         validation = passed_result(io.data_dir)
     except ValidationFailed as exc:
         raise ExportRefused(f"export refused: {exc}") from exc
-    metrics = run(io.read("augment"), params, io.data_dir, validation)
-    write_text(io.data_dir / "metrics" / "export.json", json.dumps(metrics, indent=2) + "\n")
+    _, metrics = run(io.read("augment"), params, data_dir=io.data_dir, validation=validation)
+    io.write_metrics("export", metrics)
     logger.info("export: %d images in %d shards → %s", metrics["images"], metrics["shards"],
                 io.data_dir / "dataset")
     return metrics

@@ -24,18 +24,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import checks, decisions, manifest
+from pipeline import checks, manifest
 from pipeline.config import FilterParams, Params
-from pipeline.imageio import ImageError, load_rgb
-from pipeline.parallel import map_items
-from pipeline.resultcache import ResultCache, combine, reuse
-from pipeline.stageio import StageIO
+from pipeline.core import decisions
+from pipeline.core.flags import add_review, drop_review_reason, ensure_review_columns
+from pipeline.core.imageio import ImageError, load_rgb
+from pipeline.core.parallel import map_items
+from pipeline.core.resultcache import ResultCache, combine, reuse
+from pipeline.core.stageio import StageIO
 
 logger = logging.getLogger(__name__)
 
 # the code that computes a score: a change to any of it rescores every image
-CODE = [Path(__file__), Path(__file__).parent / "imageio.py",
-        *sorted((Path(__file__).parent / "checks").glob("*.py"))]
+_PKG = Path(__file__).parent
+CODE = [Path(__file__), _PKG / "core" / "imageio.py", *sorted((_PKG / "checks").glob("*.py"))]
 
 
 def score_image(rgb: np.ndarray, orig_size: tuple[int, int], url: str, p: FilterParams,
@@ -47,7 +49,7 @@ def score_image(rgb: np.ndarray, orig_size: tuple[int, int], url: str, p: Filter
     """
     image = checks.Image(rgb, orig_size, url if p.use_url_hints else "", reload=reload)
     out: dict[str, float] = {}
-    for name, cp in p.checks().items():
+    for name, cp in p.enabled_checks(checks.REGISTRY).items():
         check = checks.get(name)
         s = check.final_score(image)
         if name == "certificate" and p.ocr_second_opinion and abs(s - cp.threshold) < cp.review_band:
@@ -84,23 +86,10 @@ def score_all(items: list[tuple[str, str, str]], p: FilterParams, progress: bool
     return pd.DataFrame(rows)
 
 
-def add_review(df: pd.DataFrame, mask: pd.Series, reason: str) -> None:
-    """Set ``needs_review`` on ``mask`` rows and append ``reason`` to their ``review_reason``."""
-    mask = mask.fillna(False).astype(bool)
-    if not mask.any():
-        return
-    prev = df.loc[mask, "review_reason"].astype("string").fillna("")
-    df.loc[mask, "review_reason"] = prev.map(
-        lambda r: r if reason in r.split(";") else (f"{r};{reason}" if r else reason))
-    df.loc[mask, "needs_review"] = True
-
-
 def apply_scores(df: pd.DataFrame, scores: pd.DataFrame, p: FilterParams) -> pd.DataFrame:
     """Turn per-image scores into columns, exclusions and review flags (pure)."""
     out = df.copy()
-    if "needs_review" not in out.columns:
-        out["needs_review"] = pd.Series(False, index=out.index, dtype="boolean")
-        out["review_reason"] = pd.Series(None, index=out.index, dtype="string")
+    ensure_review_columns(out)
     by_id = scores.drop_duplicates("image_id").set_index("image_id") if len(scores) else None
     if by_id is not None and "_error" in by_id.columns:
         err = out["image_id"].map(by_id["_error"])
@@ -110,7 +99,7 @@ def apply_scores(df: pd.DataFrame, scores: pd.DataFrame, p: FilterParams) -> pd.
     out["ocr_text_boxes"] = (out["image_id"].map(by_id["ocr_text_boxes"])
                              if by_id is not None and "ocr_text_boxes" in by_id.columns
                              else pd.Series(np.nan, index=out.index)).astype("Float64")
-    for name, cp in p.checks().items():
+    for name, cp in p.enabled_checks(checks.REGISTRY).items():
         sc = (out["image_id"].map(by_id[name]) if by_id is not None and name in by_id.columns
               else pd.Series(np.nan, index=out.index))
         sc = sc.astype("Float64")
@@ -122,7 +111,7 @@ def apply_scores(df: pd.DataFrame, scores: pd.DataFrame, p: FilterParams) -> pd.
         out.loc[exclude, "excluded_detail"] = f"{name} score " + sc[exclude].round(2).astype(str)
         if cp.review_band > 0:
             add_review(out, (sc - cp.threshold).abs() < cp.review_band, name)
-    _junk_over_duplicates(out, [n for n in JUNK_CHECKS if n in p.checks()])
+    _junk_over_duplicates(out, [n for n in JUNK_CHECKS if n in p.enabled_checks(checks.REGISTRY)])
     return out
 
 
@@ -145,24 +134,31 @@ def _junk_over_duplicates(out: pd.DataFrame, names: list[str]) -> None:
             continue
         out.loc[stale, "excluded_reason"] = name
         out.loc[stale, "excluded_detail"] = f"{name} (also clustered with other images)"
-        rr = out.loc[stale, "review_reason"].astype("string").fillna("")
-        rr = rr.map(lambda r: ";".join(x for x in r.split(";") if x and x != "label_conflict"))
-        out.loc[stale, "review_reason"] = rr.where(rr != "", None)
-        out.loc[stale, "needs_review"] = rr != ""
+        drop_review_reason(out, stale, "label_conflict")
 
 
-def run(df: pd.DataFrame, p: FilterParams, store_root: str | Path, latest: pd.DataFrame | None = None,
-        progress: bool = True, cache: ResultCache | None = None) -> tuple[pd.DataFrame, dict]:
+def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
+        cache: ResultCache | None = None, latest: pd.DataFrame | None = None,
+        progress: bool = False) -> tuple[pd.DataFrame, dict]:
     """Score, flag and apply decisions to the dedupe manifest.
 
     Args:
+        df: The dedupe manifest.
+        params: All params (reads ``params.filter``).
+        store_root: Root of the content-addressed image store.
         cache: Per-image scores of earlier runs (same params and code): only images
             it does not hold, or holds under another URL (URL hints), are scored.
+        latest: Annotator decisions in force.
+        progress: Show a progress bar.
 
     Returns:
         The filter manifest and a metrics dict.
+
+    Example:
+        >>> out, metrics = run(dedupe_manifest, params, store_root="data/store")
     """
     t0 = time.perf_counter()
+    p = params.filter
     todo = df[df["path"].notna() & (df["excluded_reason"] != "undecodable").fillna(True)]
     todo = todo.drop_duplicates("image_id")
     old, _ = reuse(cache, todo["image_id"])
@@ -184,7 +180,8 @@ def run(df: pd.DataFrame, p: FilterParams, store_root: str | Path, latest: pd.Da
     out = apply_scores(df, scores, p)
     out = decisions.apply(out, latest if latest is not None
                           else pd.DataFrame(columns=decisions.COLUMNS))
-    per_check = {n: int(out[manifest.flag_col(n)].fillna(False).sum()) for n in p.checks()}
+    per_check = {n: int(out[manifest.flag_col(n)].fillna(False).sum())
+                 for n in p.enabled_checks(checks.REGISTRY)}
     metrics = {
         "images_scored": len(items), "images_reused": len(known), "flagged": per_check,
         "needs_review": int(out["needs_review"].fillna(False).sum()),
@@ -202,9 +199,10 @@ def main(params: Params, data_dir: str | Path | None = None, progress: bool | No
     """Read ``dedupe.parquet``, filter, write ``filter.parquet`` and ``metrics/filter.json``."""
     io = StageIO.of(params, data_dir)
     cache = ResultCache(io.data_dir / "filter", params.filter, CODE)
-    out, metrics = run(io.read("dedupe"), params.filter, io.store_root, io.decisions(),
-                       params.filter.progress if progress is None else progress, cache)
-    io.write("filter", out, metrics)
+    out, metrics = run(io.read("dedupe"), params, store_root=io.store_root, cache=cache,
+                       latest=io.decisions(),
+                       progress=params.filter.progress if progress is None else progress)
+    io.write("filter", out, metrics, cache)
     logger.info("filter: %d scored, flagged %s, %d need review", metrics["images_scored"],
                 metrics["flagged"], metrics["needs_review"])
     return metrics

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import atomic
+from pipeline.core import atomic
 from pipeline.errors import UserError
 
 logger = logging.getLogger(__name__)

@@ -31,10 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import manifest
-from pipeline.blobstore import sha256_file, sha256_hex
 from pipeline.config import Params
+from pipeline.core import decisions
+from pipeline.core.blobstore import sha256_file, sha256_hex
+from pipeline.core.validation import ValidationFailed, passed_result
 from pipeline.errors import UserError
-from pipeline.validate import ValidationFailed, passed_result
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,6 @@ def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
 
 def snapshot(root: Path, data_dir: str = "data") -> list[str]:
     """Track the raw snapshot with DVC (``dvc add``) and make sure the reviews DB exists."""
-    from pipeline import decisions
-
     d = root / data_dir
     if not (d / "manifests" / "raw.parquet").exists():
         raise PublishError(f"{d}/manifests/raw.parquet missing: scrape first")

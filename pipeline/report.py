@@ -15,20 +15,16 @@ import html
 import logging
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
 from pipeline import manifest
-from pipeline.atomic import atomic_path, write_text
 from pipeline.config import Params
-from pipeline.imageio import ImageError, load_rgb
-from pipeline.stageio import StageIO
-from pipeline.store.junk import font
+from pipeline.core.atomic import atomic_path, write_text
+from pipeline.core.imageio import ImageError, load_rgb
+from pipeline.core.plots import font, pyplot, save_figure
+from pipeline.core.stageio import StageIO
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +65,7 @@ def class_chart(df: pd.DataFrame, dest: Path) -> None:
     """Images per class before (all downloaded) and after curation (still in)."""
     before = df[df["path"].notna()].groupby("label").size()
     after = df[df["excluded_reason"].isna()].groupby("label").size().reindex(before.index, fill_value=0)
-    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(before)), 3.5))
+    fig, ax = pyplot().subplots(figsize=(max(6, 0.5 * len(before)), 3.5))
     x = np.arange(len(before))
     ax.bar(x - 0.2, before.to_numpy(), 0.4, label="downloaded")
     ax.bar(x + 0.2, after.to_numpy(), 0.4, label="after curation")
@@ -77,9 +73,7 @@ def class_chart(df: pd.DataFrame, dest: Path) -> None:
     ax.set_ylabel("images")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(dest) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, dest, dpi=90)
 
 
 def build(df: pd.DataFrame, store_root: Path, crops_dir: Path, out_dir: Path) -> Path:
@@ -152,12 +146,33 @@ def build(df: pd.DataFrame, store_root: Path, crops_dir: Path, out_dir: Path) ->
     return dest
 
 
+def run(df: pd.DataFrame, params: Params, *, store_root: str | Path, crops_dir: str | Path,
+        out_dir: str | Path) -> tuple[pd.DataFrame, dict]:
+    """Write the report for a curation manifest into ``out_dir``.
+
+    Returns:
+        Images per outcome (``reason``: an excluded_reason, ``review:<reason>`` or
+        ``(in dataset)``) and a metrics dict with the report's path.
+
+    Example:
+        >>> counts, metrics = run(crop_manifest, params, store_root="data/store",
+        ...                       crops_dir="data/crops", out_dir="data/report")
+    """
+    dest = build(df, Path(store_root), Path(crops_dir), Path(out_dir))
+    excluded = df["excluded_reason"].fillna("(in dataset)").value_counts()
+    review = "review:" + df["review_reason"].dropna().str.split(";").explode()
+    counts = pd.concat([excluded, review.value_counts()]).rename_axis("reason").rename("images")
+    return counts.reset_index(), {"report": str(dest), "rows": len(df),
+                                  "needs_review": int(df["needs_review"].fillna(False).sum())}
+
+
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Report on the latest curation manifest (crop, else filter, else dedupe)."""
     io = StageIO.of(params, data_dir)
     for stage in ("crop", "filter", "dedupe"):
         if manifest.manifest_path(io.data_dir, stage).exists():
             break
-    dest = build(io.read(stage), io.store_root, io.data_dir / "crops", io.data_dir / "report")
-    logger.info("report: %s", dest)
-    return {"report": str(dest), "manifest": stage}
+    _, metrics = run(io.read(stage), params, store_root=io.store_root,
+                     crops_dir=io.data_dir / "crops", out_dir=io.data_dir / "report")
+    logger.info("report: %s", metrics["report"])
+    return {**metrics, "manifest": stage}

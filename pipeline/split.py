@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -38,22 +37,16 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import manifest
-from pipeline.atomic import write_text
 from pipeline.config import Params, SplitParams
-from pipeline.dedupe import UnionFind
-from pipeline.stageio import StageIO
+from pipeline.core.atomic import write_text
+from pipeline.core.groups import UnionFind, unit_hash
+from pipeline.core.stageio import StageIO
 
 logger = logging.getLogger(__name__)
 
 HELD_OUT_ORDER = {"train": 0, "val": 1, "test": 2}
 GLOBAL_WEIGHT = 0.5  # weight of the all-classes deficit in assign()
 LEDGER_COLUMNS = ["group", "split", "label", "assigned_run"]
-
-
-def unit_hash(seed: int, key: str) -> float:
-    """A uniform number in [0, 1) from ``seed`` and ``key`` (stable across runs and machines)."""
-    d = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(d, "big") / 2**64
 
 
 def split_groups(df: pd.DataFrame) -> pd.Series:
@@ -137,13 +130,18 @@ def assign(groups: pd.DataFrame, ratios: dict[str, float], seed: int,
 
 
 class Ledger:
-    """Group → split assignments that survive refreshes (``<data_dir>/split/ledger.parquet``)."""
+    """Group → split assignments that survive refreshes (``<data_dir>/split/ledger.parquet``).
+
+    :func:`run` reads it and hands it the updated assignments (:meth:`stage`);
+    ``main()`` writes them (:meth:`save`) with the stage's outputs.
+    """
 
     def __init__(self, data_dir: str | Path) -> None:
         self.dir = Path(data_dir) / "split"
         self.path = self.dir / "ledger.parquet"
         self.images_path = self.dir / "images.parquet"
         self.meta_path = self.dir / "ledger.json"
+        self._pending: tuple[pd.DataFrame, pd.DataFrame, SplitParams] | None = None
 
     def load(self, p: SplitParams) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """The ledger and image assignments, or empty ones for a new seed / new ratios."""
@@ -158,7 +156,15 @@ class Ledger:
         images = manifest.read_manifest(self.images_path) if self.images_path.exists() else None
         return manifest.read_manifest(self.path), images
 
-    def save(self, ledger: pd.DataFrame, images: pd.DataFrame, p: SplitParams) -> None:
+    def stage(self, ledger: pd.DataFrame, images: pd.DataFrame, p: SplitParams) -> None:
+        """Keep this run's assignments until :meth:`save`."""
+        self._pending = (ledger, images, p)
+
+    def save(self) -> None:
+        """Write what :meth:`stage` was given (nothing when it was not called)."""
+        if self._pending is None:
+            return
+        ledger, images, p = self._pending
         self.dir.mkdir(parents=True, exist_ok=True)
         manifest.write_manifest(ledger.reset_index(drop=True), self.path)
         manifest.write_manifest(images, self.images_path)
@@ -169,8 +175,31 @@ class Ledger:
             f.unlink(missing_ok=True)
 
 
-def run(df: pd.DataFrame, p: SplitParams, ledger: pd.DataFrame | None = None,
-        images: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
+def run(df: pd.DataFrame, params: Params, *, ledger: Ledger | None = None
+        ) -> tuple[pd.DataFrame, dict]:
+    """Split the crop manifest; known groups keep the split ``ledger`` remembers.
+
+    Args:
+        df: The crop manifest.
+        params: All params (reads ``params.split``).
+        ledger: Earlier assignments; given the new ones to save. ``None``: a fresh split.
+
+    Returns:
+        The split manifest and a metrics dict (``per_class``: images per class and split).
+
+    Example:
+        >>> out, metrics = run(crop_manifest, params, ledger=Ledger("data"))
+    """
+    known, images = ledger.load(params.split) if ledger is not None else (None, None)
+    out, new_ledger, image_splits, metrics = assign_splits(df, params.split, known, images)
+    if ledger is not None:
+        ledger.stage(new_ledger, image_splits, params.split)
+    return out, metrics
+
+
+def assign_splits(df: pd.DataFrame, p: SplitParams, ledger: pd.DataFrame | None = None,
+                  images: pd.DataFrame | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
     """Assign splits (pure).
 
     Args:
@@ -267,11 +296,9 @@ def main(params: Params, data_dir: str | Path | None = None, progress: bool | No
     led = Ledger(io.data_dir)
     if reset:
         led.reset()
-    ledger, images = led.load(params.split)
-    out, new_ledger, new_images, metrics = run(io.read("crop"), params.split, ledger, images)
+    out, metrics = run(io.read("crop"), params, ledger=led)
     metrics["seconds"] = round(time.perf_counter() - t0, 3)
-    io.write("split", out, metrics)
-    led.save(new_ledger, new_images, params.split)
+    io.write("split", out, metrics, led)
     table = pd.DataFrame.from_dict(metrics["per_class"], orient="index").rename_axis("label")
     write_text(io.data_dir / "metrics" / "split_classes.csv", table.to_csv())
     logger.info("split: %d images in %d groups, shares %s", metrics["images"], metrics["groups"],

@@ -38,25 +38,20 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import manifest
-from pipeline.atomic import write_text
-from pipeline.blobstore import sha256_file
 from pipeline.config import Params
-from pipeline.errors import UserError
-from pipeline.stageio import StageIO
+from pipeline.core.atomic import write_text
+from pipeline.core.paths import project_root
+from pipeline.core.stageio import StageIO
+from pipeline.core.validation import ValidationFailed, manifest_digest, result_path, summary_path
 
 logger = logging.getLogger(__name__)
 
-SUITES_DIR = Path(__file__).resolve().parents[1] / "expectations"
 TABLES = ("dataset", "groups", "balance", "files")
 KEYS = {"dataset": ["image_id"], "groups": ["kind", "key"], "balance": ["label", "split"],
         "files": ["image_id"]}
 # how GX reports the element type of each declared pandas dtype
 GX_TYPE = {"string": "str", "Int64": "int64", "boolean": "bool", "float64": "float64",
            manifest.TIMESTAMP: "Timestamp"}
-
-
-class ValidationFailed(UserError, RuntimeError):
-    """A suite failed; the message is the readable summary."""
 
 
 def _e(expectation: str, why: str, **kwargs) -> dict:
@@ -126,8 +121,14 @@ def build_suites() -> dict[str, dict]:
     return out
 
 
-def write_suites(directory: Path = SUITES_DIR) -> list[Path]:
+def suites_dir() -> Path:
+    """The project's ``expectations/`` folder (a DVC dependency of the validate stage)."""
+    return project_root() / "expectations"
+
+
+def write_suites(directory: Path | None = None) -> list[Path]:
     """Regenerate ``expectations/*.json`` from the declarations."""
+    directory = directory or suites_dir()
     paths = []
     for name, suite in build_suites().items():
         path = directory / f"{name}.json"
@@ -136,11 +137,12 @@ def write_suites(directory: Path = SUITES_DIR) -> list[Path]:
     return paths
 
 
-def load_suites(directory: Path = SUITES_DIR) -> dict[str, dict]:
+def load_suites(directory: Path | None = None) -> dict[str, dict]:
+    directory = directory or suites_dir()
     missing = [t for t in TABLES if not (directory / f"{t}.json").exists()]
     if missing:
-        raise FileNotFoundError(f"expectations/{missing[0]}.json missing; run "
-                                "`gemcurate validate --write-suites`")
+        raise ValidationFailed(f"{directory / missing[0]}.json missing; run "
+                               "`gemcurate validate --write-suites`")
     return {t: json.loads((directory / f"{t}.json").read_text()) for t in TABLES}
 
 
@@ -262,9 +264,10 @@ def format_failures(failures: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run(df: pd.DataFrame, params: Params, data_dir: Path, labels: list[str],
-        docs_dir: Path | None = None, suites: dict[str, dict] | None = None) -> dict:
-    """Run the suites on the augment manifest; returns the result dict (does not raise).
+def run(df: pd.DataFrame, params: Params, *, data_dir: str | Path, labels: list[str],
+        docs_dir: Path | None = None, suites: dict[str, dict] | None = None
+        ) -> tuple[pd.DataFrame, dict]:
+    """Run the suites on the augment manifest (does not raise on a failure).
 
     Args:
         df: The augment manifest.
@@ -273,8 +276,18 @@ def run(df: pd.DataFrame, params: Params, data_dir: Path, labels: list[str],
         labels: The allowed label set (``validate.labels``, else the split stage's
             class table).
         docs_dir: GX project folder for Data Docs; ``None``: ephemeral, no docs.
-        suites: Suites as dicts (default: ``expectations/*.json``).
+        suites: Suites as dicts (default: the project's ``expectations/*.json``).
+
+    Returns:
+        One row per failed expectation (empty when everything passed) and the
+        result dict (``success``, ``failures``, per-table stats, Data Docs URL).
+
+    Example:
+        >>> failed, result = run(augment_manifest, params, data_dir="data", labels=["ruby"])
+        >>> result["success"], len(failed)
+        (True, 0)
     """
+    data_dir = Path(data_dir)
     import great_expectations as gx
 
     t0 = time.perf_counter()
@@ -331,10 +344,12 @@ def run(df: pd.DataFrame, params: Params, data_dir: Path, labels: list[str],
     if docs_dir is not None:
         urls = ctx.get_docs_sites_urls()
         docs = urls[0]["site_url"] if urls else None
-    return {"success": not failures, "failures": failures, "tables": stats,
-            "parameters": expectation_params, "data_docs": docs,
-            "dataset_images": len(ds), "manifest_rows": len(df),
-            "seconds": round(time.perf_counter() - t0, 2)}
+    result = {"success": not failures, "failures": failures, "tables": stats,
+              "parameters": expectation_params, "data_docs": docs,
+              "dataset_images": len(ds), "manifest_rows": len(df),
+              "seconds": round(time.perf_counter() - t0, 2)}
+    cols = ["table", "expectation", "kwargs", "why", "unexpected_count", "element_count"]
+    return pd.DataFrame([{c: f.get(c) for c in cols} for f in failures], columns=cols), result
 
 
 def allowed_labels(params: Params, data_dir: Path) -> list[str]:
@@ -348,9 +363,7 @@ def allowed_labels(params: Params, data_dir: Path) -> list[str]:
 
 
 def _variants_per_photo(params: Params) -> int:
-    from pipeline.augment import variant_plan
-
-    return len(variant_plan(params.augment))
+    return len(params.augment.variant_plan())
 
 
 def _expectation(d: dict):
@@ -366,42 +379,20 @@ def main(params: Params, data_dir: str | Path | None = None, progress: bool | No
     io = StageIO.of(params, data_dir)
     out_dir = io.data_dir / "validate"
     df = io.read("augment")
-    result = run(df, params, io.data_dir, allowed_labels(params, io.data_dir), out_dir / "gx")
-    result["manifest_sha256"] = sha256_file(manifest.manifest_path(io.data_dir, "augment"))
-    write_text(out_dir / "result.json", json.dumps(result, indent=2, default=str) + "\n")
+    _, result = run(df, params, data_dir=io.data_dir, labels=allowed_labels(params, io.data_dir),
+                    docs_dir=out_dir / "gx")
+    result["manifest_sha256"] = manifest_digest(io.data_dir)
+    write_text(result_path(io.data_dir), json.dumps(result, indent=2, default=str) + "\n")
     metrics = {"success": result["success"], "failed_expectations": len(result["failures"]),
                "dataset_images": result["dataset_images"], "seconds": result["seconds"]}
-    write_text(io.data_dir / "metrics" / "validate.json", json.dumps(metrics, indent=2) + "\n")
+    io.write_metrics("validate", metrics)
     if not result["success"]:
         summary = format_failures(result["failures"])
         summary += f"\n  Data Docs: {result['data_docs']}"
-        write_text(out_dir / "summary.txt", summary + "\n")
+        write_text(summary_path(io.data_dir), summary + "\n")
         raise ValidationFailed(summary)
-    write_text(out_dir / "summary.txt", "validation passed\n")
+    write_text(summary_path(io.data_dir), "validation passed\n")
     logger.info("validate: passed (%d dataset images); Data Docs: %s", result["dataset_images"],
                 result["data_docs"])
     return metrics
 
-
-def passed_result(data_dir: str | Path) -> dict:
-    """The validation result, if it passed and is for the current augment manifest.
-
-    Export and publish both start here: neither may ship a dataset whose
-    validation failed, never ran, or ran on an augment manifest changed since.
-
-    Raises:
-        ValidationFailed: with the reason (and the failure summary, if any).
-    """
-    d = Path(data_dir)
-    path = d / "validate" / "result.json"
-    if not path.exists():
-        raise ValidationFailed("no validation result (run `gemcurate validate` or `dvc repro`)")
-    result = json.loads(path.read_text())
-    if not result.get("success"):
-        summary = d / "validate" / "summary.txt"
-        raise ValidationFailed("validation failed (see validate/summary.txt)\n"
-                               + (summary.read_text() if summary.exists() else ""))
-    if result.get("manifest_sha256") != sha256_file(manifest.manifest_path(d, "augment")):
-        raise ValidationFailed("validation is stale: the augment manifest changed since "
-                               "(run `gemcurate validate` or `dvc repro`)")
-    return result

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import augment, split
 from pipeline.config import load_params
-from tests.conftest import crop_manifest
+from tests.helpers import crop_manifest
 
 FILL = (200, 190, 180)
 
@@ -77,7 +77,7 @@ def test_extra_transforms_are_drawn_first_and_recorded():
 
 def split_manifest(tmp_path, **kw):
     df = crop_manifest(tmp_path / "data", **kw)
-    out, _, _, _ = split.run(df, load_params(None).split)
+    out, _, _, _ = split.assign_splits(df, load_params(None).split)
     out["parent_id"] = None
     out["transform"] = None
     return out
@@ -85,8 +85,8 @@ def split_manifest(tmp_path, **kw):
 
 def test_every_class_lands_exactly_on_the_target(tmp_path):
     df = split_manifest(tmp_path, classes=3, products=12, per_product=3)
-    p = load_params(None, {"augment": {"target_per_class": 100, "workers": 1}}).augment
-    out, m = augment.run(df, p, tmp_path / "data", progress=False)
+    p = load_params(None, {"augment": {"target_per_class": 100, "workers": 1}})
+    out, m = augment.run(df, p, data_dir=tmp_path / "data")
     train = out[out["split"] == "train"]
     assert train["label"].value_counts().to_dict() == {f"class{c:02d}": 100 for c in range(3)}
     assert m["variants"] == 300 - int((df["split"] == "train").sum())
@@ -117,8 +117,8 @@ def test_variants_copy_the_dataset_row_not_a_stale_twin(tmp_path):
     moved = "http://127.0.0.1:8001"  # the store's old address
     stale["source_url"] = stale["source_url"].str.replace("http://127.0.0.1:8000", moved, regex=False)
     df = pd.concat([stale, df], ignore_index=True)  # stale rows first
-    p = load_params(None, {"augment": {"target_per_class": 40, "workers": 1}}).augment
-    out, _ = augment.run(df, p, tmp_path / "data", progress=False)
+    p = load_params(None, {"augment": {"target_per_class": 40, "workers": 1}})
+    out, _ = augment.run(df, p, data_dir=tmp_path / "data")
     var = out[out["parent_id"].notna()]
     assert len(var) and var["excluded_reason"].isna().all()
     assert not var["source_url"].str.startswith(moved).any()
@@ -132,15 +132,15 @@ def test_classes_above_target_are_capped_and_short_classes_reported(tmp_path):
     c1 = df.index[(df["label"] == "class01") & (df["split"] == "train")]
     df.loc[c1[3:], ["split", "image_path"]] = None
     df.loc[c1[3:], "excluded_reason"] = "duplicate"
-    p = load_params(None, {"augment": {"target_per_class": 20, "workers": 1}}).augment
-    out, m = augment.run(df, p, tmp_path / "data", progress=False)
+    p = load_params(None, {"augment": {"target_per_class": 20, "workers": 1}})
+    out, m = augment.run(df, p, data_dir=tmp_path / "data")
     train = out[out["split"] == "train"]["label"].value_counts()
     assert train["class00"] == 20                      # capped by sampling
     assert (out["excluded_reason"] == "over_target").sum() == int(
         ((df["label"] == "class00") & (df["split"] == "train")).sum()) - 20
     assert train["class01"] == 20                      # 3 photos × up to 16 variants = 48 ≥ 20
-    p2 = load_params(None, {"augment": {"target_per_class": 60, "workers": 1}}).augment
-    _, m2 = augment.run(df, p2, tmp_path / "data", progress=False)
+    p2 = load_params(None, {"augment": {"target_per_class": 60, "workers": 1}})
+    _, m2 = augment.run(df, p2, data_dir=tmp_path / "data")
     assert m2["short_of_target"] == {"class01": 60 - 48}
     assert m["capped"] > 0
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from pipeline import decisions
+from pipeline.core import decisions
 
 
 def manifest_rows() -> pd.DataFrame:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.hashindex import HashIndex, block_layout, brute_force_pairs, brute_force_query, flip_masks
+from pipeline.core.hashindex import HashIndex, block_layout, brute_force_pairs, brute_force_query, flip_masks
 
 
 def planted(n: int, seed: int, clustered: bool = False) -> np.ndarray:

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import atomic
-from pipeline.imageio import ImageError, _decode_jpeg, encode_image, encode_png, fit, load_rgb, shrink
-from pipeline.store import gems, junk
-from pipeline.store.catalog import rng_for
+from pipeline.core import atomic
+from pipeline.core.imageio import ImageError, _decode_jpeg, encode_image, encode_png, fit, load_rgb, shrink
+from pipeline.storefront import gems, junk
+from pipeline.storefront.catalog import rng_for
+from tests.helpers import encode, gem_photo
 
 
 def photo(i: int = 0, width: int = 800, height: int = 600) -> np.ndarray:
@@ -174,3 +175,17 @@ def test_write_bytes_is_atomic_creates_folders_and_honours_the_umask(tmp_path):
         atomic.write_bytes(dest, "not bytes")  # type: ignore[arg-type]
     assert dest.read_bytes() == b"two"  # a failed write leaves the old file
     assert sorted(p.name for p in dest.parent.iterdir()) == ["x.png"]  # and no temporary
+
+
+def test_broken_files_are_image_errors():
+    data = encode(gem_photo(0)[0])
+    for bad in (data[: len(data) // 2], junk.HTML_ERROR, b"", junk.decompression_bomb(20000)):
+        with pytest.raises(ImageError):
+            load_rgb(bad)
+
+
+def test_reduced_decode_keeps_the_original_size():
+    img, _ = gem_photo(1, width=800, height=600)
+    loaded = load_rgb(encode(img), max_side=200)
+    assert loaded.orig_size == (800, 600)
+    assert 100 <= max(loaded.array.shape[:2]) <= 200

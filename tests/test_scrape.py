@@ -19,7 +19,7 @@ import yaml
 from pipeline.manifest import read_manifest
 from pipeline.scrape import scrape
 from pipeline.scrape.site import load_site
-from tests.conftest import JUNKY, REALDATA, ROOT, truth_for
+from tests.helpers import JUNKY, REALDATA, ROOT, truth_for
 
 BROKEN = {"corrupt": "corrupt", "html": "not_an_image", "oversized": "too_many_pixels"}
 

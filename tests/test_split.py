@@ -7,7 +7,7 @@ import pytest
 
 from pipeline import split
 from pipeline.config import load_params
-from tests.conftest import crop_manifest
+from tests.helpers import crop_manifest
 
 
 def params(**kw):
@@ -27,7 +27,7 @@ def test_products_and_duplicate_clusters_never_span_splits(tmp_path):
             a = df.index[(df["product_id"] == f"P{c:02d}-{p:03d}")][0]
             b = df.index[(df["product_id"] == f"P{c:02d}-{p + 1:03d}")][0]
             df.loc[b, "dup_cluster"] = df.loc[a, "dup_cluster"]
-    out, _, _, m = split.run(df, params())
+    out, _, _, m = split.assign_splits(df, params())
     per_product = out.groupby("product_id")["split"].nunique()
     assert (per_product == 1).all()
     per_cluster = out.groupby("dup_cluster")["split"].nunique()
@@ -39,7 +39,7 @@ def test_products_and_duplicate_clusters_never_span_splits(tmp_path):
 
 def test_stratified_ratios_per_class(tmp_path):
     df = crop_manifest(tmp_path, classes=5, products=40, per_product=3, write_images=False)
-    out, _, _, m = split.run(df, params())
+    out, _, _, m = split.assign_splits(df, params())
     table = split.class_table(out)
     share = table[["train", "val", "test"]].div(table["total"], axis=0)
     # groups are 3 images, so a class of 120 can be off by at most about one group
@@ -52,11 +52,11 @@ def test_stratified_ratios_per_class(tmp_path):
 def test_two_way_split_and_determinism(tmp_path):
     df = crop_manifest(tmp_path, classes=3, products=20, write_images=False)
     p = params(train=0.8, val=0.2, test=0.0)
-    a, _, _, _ = split.run(df, p)
-    b, _, _, _ = split.run(df.sample(frac=1, random_state=1), p)  # row order does not matter
+    a, _, _, _ = split.assign_splits(df, p)
+    b, _, _, _ = split.assign_splits(df.sample(frac=1, random_state=1), p)  # row order does not matter
     assert set(a["split"].dropna()) == {"train", "val"}
     assert splits_of(a) == splits_of(b)
-    c, _, _, _ = split.run(df, params(train=0.8, val=0.2, test=0.0, seed=43))
+    c, _, _, _ = split.assign_splits(df, params(train=0.8, val=0.2, test=0.0, seed=43))
     assert splits_of(a) != splits_of(c)
     assert (a["split"] == "train").mean() == pytest.approx(0.8, abs=0.02)
 
@@ -67,26 +67,26 @@ def test_small_classes_and_unfinished_images_are_left_out_with_a_reason(tmp_path
     df = df[~small | df["product_id"].isin(["P02-000", "P02-001"])].copy()  # 6 images
     df.loc[df.index[0], "needs_review"] = True
     df.loc[df.index[1], "crop_path"] = None
-    out, _, _, m = split.run(df, params(min_images=10))
+    out, _, _, m = split.assign_splits(df, params(min_images=10))
     assert (out.loc[out["label"] == "class02", "excluded_reason"] == "class_too_small").all()
     assert out.loc[df.index[0], "excluded_reason"] == "awaiting_review"
     assert out.loc[df.index[1], "excluded_reason"] == "no_crop"
     assert out.loc[out["excluded_reason"].notna(), "split"].isna().all()
     assert m["excluded"] == {"class_too_small": 6, "awaiting_review": 1, "no_crop": 1}
     # an annotator's accept clears needs_review upstream; with hold off they enter anyway
-    out2, _, _, _ = split.run(df, params(min_images=10, hold_needs_review=False))
+    out2, _, _, _ = split.assign_splits(df, params(min_images=10, hold_needs_review=False))
     assert out2.loc[df.index[0], "split"] in ("train", "val", "test")
 
 
 def test_refresh_keeps_every_known_image_in_its_split(tmp_path):
     base = crop_manifest(tmp_path, classes=4, products=50, write_images=False)
     p = params()
-    out1, ledger, images, _ = split.run(base, p)
+    out1, ledger, images, _ = split.assign_splits(base, p)
     # a refresh: 10% new products in every class, 5% of the old ones gone
     new = crop_manifest(tmp_path, classes=4, products=5, write_images=False, prefix="N", seed=1)
     gone = base["product_id"].isin(base["product_id"].drop_duplicates().sample(10, random_state=0))
     refreshed = pd.concat([base[~gone], new], ignore_index=True)
-    out2, _ledger2, _images2, m = split.run(refreshed, p, ledger, images)
+    out2, _ledger2, _images2, m = split.assign_splits(refreshed, p, ledger, images)
     before, after = splits_of(out1), splits_of(out2)
     common = set(before) & set(after)
     assert len(common) == int((~gone).sum())
@@ -96,14 +96,14 @@ def test_refresh_keeps_every_known_image_in_its_split(tmp_path):
     share = (out2["split"] == "train").sum() / out2["split"].notna().sum()
     assert share == pytest.approx(0.70, abs=0.02)
     # the same refresh from scratch would have moved images: the ledger is what keeps them
-    scratch, _, _, _ = split.run(refreshed, p)
+    scratch, _, _, _ = split.assign_splits(refreshed, p)
     moved = sum(splits_of(scratch)[i] != before[i] for i in common)
     assert moved > 0
 
 
 def test_groups_joined_by_a_refresh_take_the_most_held_out_split(tmp_path):
     df = crop_manifest(tmp_path, classes=1, products=40, write_images=False)
-    out1, ledger, images, _ = split.run(df, params())
+    out1, ledger, images, _ = split.assign_splits(df, params())
     s = splits_of(out1)
     by_product = out1.groupby("product_id")["split"].first()
     train_p = by_product[by_product == "train"].index[0]
@@ -113,7 +113,7 @@ def test_groups_joined_by_a_refresh_take_the_most_held_out_split(tmp_path):
     b = df.index[df["product_id"] == test_p][0]
     df2 = df.copy()
     df2.loc[a, "dup_cluster"] = df2.loc[b, "dup_cluster"]
-    out2, _, _, m = split.run(df2, params(), ledger, images)
+    out2, _, _, m = split.assign_splits(df2, params(), ledger, images)
     joined = out2[out2["product_id"].isin([train_p, test_p])]
     assert set(joined["split"]) == {"test"}
     assert m["joined_groups"] == 1
@@ -125,8 +125,9 @@ def test_groups_joined_by_a_refresh_take_the_most_held_out_split(tmp_path):
 def test_ledger_persists_and_resets_on_a_new_seed(tmp_path):
     df = crop_manifest(tmp_path, classes=2, products=20, write_images=False)
     led = split.Ledger(tmp_path)
-    _, ledger, images, _ = split.run(df, params())
-    led.save(ledger, images, params())
+    _, ledger, images, _ = split.assign_splits(df, params())
+    led.stage(ledger, images, params())
+    led.save()
     got, got_images = led.load(params())
     assert len(got) == len(ledger) and len(got_images) == len(images)
     fresh, none = led.load(params(seed=1))

@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import json
-import tarfile
 
 import cv2
 import pandas as pd
 import pytest
 
-from pipeline import augment, export, publish, split, validate
+from pipeline import export, publish, validate
 from pipeline.config import load_params
-from tests.conftest import crop_manifest
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """A small augmented dataset on disk (real crops, real variants) and its params."""
-    tmp = tmp_path_factory.mktemp("ds")
-    data = tmp / "data"
-    params = load_params(None, {"augment": {"target_per_class": 40, "workers": 1},
-                                "data": {"data_dir": str(data)}})
-    df = crop_manifest(data, classes=3, products=12, per_product=2)
-    sp, _, _, _ = split.run(df, params.split)
-    out, _ = augment.run(sp, params.augment, data, progress=False)
-    labels = sorted(split.class_table(sp).index)
-    return data, params, out, labels
 
 
 def check(df, data, params, labels):
-    return validate.run(df, params, data, labels)
+    return validate.run(df, params, data_dir=data, labels=labels)[1]
 
 
 def failed(res) -> set[tuple[str, str, str]]:
@@ -138,34 +122,3 @@ def test_cli_validate_stops_and_publish_refuses(dataset, tmp_path):
     m = export.main(p)
     assert m["images"] == int(df["split"].notna().sum())
     assert publish.verify_dir(d / "dataset", deep=True) == m["images"]
-
-
-def test_export_is_deterministic_and_sharded(dataset, tmp_path):
-    data, _params, df, _labels = dataset
-    p = load_params(None, {"export": {"shard_mb": 0.3}})
-    ok = {"success": True, "tables": {}}
-    a = tmp_path / "a"
-    b = tmp_path / "b"
-    for d in (a, b):
-        d.mkdir()
-        (d / "crops").symlink_to(data / "crops")
-        (d / "augment").symlink_to(data / "augment")
-        m = export.run(df, p, d, ok)
-    sums_a = (a / "dataset" / "SHA256SUMS").read_text()
-    assert sums_a == (b / "dataset" / "SHA256SUMS").read_text()
-    shards = sorted((a / "dataset" / "shards").glob("*.tar"))
-    assert m["shards"] == len(shards) > 3
-    assert all(s.stat().st_size < 0.3e6 + 64_000 for s in shards)
-    man = pd.read_parquet(a / "dataset" / "manifest.parquet")
-    with tarfile.open(a / "dataset" / man.iloc[0]["shard"]) as tar:
-        meta = json.loads(tar.extractfile(man.iloc[0]["image_id"] + ".json").read())
-    assert meta["label"] == man.iloc[0]["label"] and meta["split"] == man.iloc[0]["split"]
-    # a flipped byte is caught
-    s0 = shards[0]
-    raw = bytearray(s0.read_bytes())
-    raw[1000] ^= 0xFF
-    s0.write_bytes(bytes(raw))
-    with pytest.raises(publish.PublishError, match="checksum"):
-        publish.verify_dir(a / "dataset", deep=False)
-    with pytest.raises(export.ExportRefused):
-        export.run(df, p, a, {"success": False})

@@ -4,14 +4,19 @@ A check is a small class with a ``name`` and ``score(image) -> float``: 0 means
 "certainly fine", 1 "certainly junk of this kind". The filter stage turns
 scores into ``<check>_score`` / ``is_<check>`` columns with the threshold and
 uncertainty band from ``params.yaml`` (``filter.checks.<name>``), so tuning a
-check never needs a code change. Adding one is a class and a decorator:
+check never needs a code change. Adding one is a class and a decorator; it runs
+with its class defaults until ``params.yaml`` says otherwise:
 
 Example:
     >>> @register
     ... class Overexposed(Check):
     ...     name = "overexposed"
+    ...     threshold, review_band = 0.5, 0.1
     ...     def score(self, image: Image) -> float:
     ...         return float((image.gray > 250).mean())
+
+Registration order is the precedence of ``excluded_reason`` when several checks
+flag one image: junk (certificate, hand) before photo quality.
 """
 
 from __future__ import annotations
@@ -102,6 +107,10 @@ class Check:
     """Base class: subclasses set ``name`` and implement :meth:`score`."""
 
     name: str = ""
+    #: defaults for ``filter.checks.<name>`` in params.yaml
+    enabled: bool = True
+    threshold: float = 0.5
+    review_band: float = 0.1
     #: a hint in the file name / URL adds this to the score (never flags on its own)
     hint_pattern: str | None = None
     hint_weight: float = 0.15

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from pipeline.checks import Check, Image, ramp, register
-from pipeline.imageio import fit
+from pipeline.core.imageio import fit
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ class Certificate(Check):
     """A certificate, report, invoice or other document (see the module doc)."""
 
     name = "certificate"
+    review_band = 0.2
     hint_pattern = r"cert|report|gia|igi|grs|lab[-_]|invoice|receipt|document|scan"
 
     def score(self, image: Image) -> float:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from pipeline.checks import Check, Image, ramp, register
-from pipeline.imageio import fit
+from pipeline.core.imageio import fit
 
 SIDE = 128  # analysis size: shape cues do not need more, and texture is measured at a fixed scale
 
@@ -77,6 +77,7 @@ class Hand(Check):
     """A hand in the picture (see the module doc for the cues)."""
 
     name = "hand"
+    review_band = 0.2
     hint_pattern = r"hand|held|holding|finger|palm|worn|on[-_]?model"
 
     def score(self, image: Image) -> float:

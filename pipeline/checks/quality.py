@@ -12,19 +12,7 @@ import cv2
 import numpy as np
 
 from pipeline.checks import Check, Image, ramp, register
-from pipeline.imageio import fit
-
-
-@register
-class TooSmall(Check):
-    """The original's shorter side, against what a 224 px crop needs."""
-
-    name = "too_small"
-    min_side = 160   # score 1 at or below
-    ok_side = 224    # score 0 at or above
-
-    def score(self, image: Image) -> float:
-        return 1.0 - ramp(min(image.orig_size), self.min_side, self.ok_side)
+from pipeline.core.imageio import fit
 
 
 @register
@@ -47,6 +35,19 @@ class Blurry(Check):
         p = float(np.searchsorted(hist / max(1.0, float(hist[-1])), 0.995))
         image.cache["sharpness"] = p
         return 1.0 - ramp(p, self.blurred, self.sharp)
+
+
+@register
+class TooSmall(Check):
+    """The original's shorter side, against what a 224 px crop needs."""
+
+    name = "too_small"
+    review_band = 0.0  # the size is known exactly: nothing to review
+    min_side = 160   # score 1 at or below
+    ok_side = 224    # score 0 at or above
+
+    def score(self, image: Image) -> float:
+        return 1.0 - ramp(min(image.orig_size), self.min_side, self.ok_side)
 
 
 @register

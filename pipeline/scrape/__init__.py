@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import atomic, manifest
-from pipeline.blobstore import BlobStore, sha256_hex
+from pipeline import manifest
 from pipeline.config import Params
+from pipeline.core import atomic, decisions
+from pipeline.core.blobstore import BlobStore, sha256_hex
 from pipeline.scrape.crawler import Crawler, Stop
 from pipeline.scrape.site import SiteConfig, load_site
 from pipeline.scrape.state import CrawlState, connect, default_url
@@ -100,6 +101,10 @@ def scrape(params: Params, site: SiteConfig | None = None, base_url: str | None 
         stats.update(_manifest_stats(df, state, run_id))
         atomic.write_text(out.with_name("raw_summary.json"), json.dumps(stats, indent=1, default=str))
     state.finish_run(run_id, status, message, stats)
+    if params.data.review_db is None:
+        # the curation stages read the decisions database (a DVC dependency): it exists
+        # from the first scrape on, so `dvc repro` can follow a scrape directly
+        decisions.connect(decisions.review_url(params.data.data_dir)).dispose()
     return ScrapeResult(run_id, status, message, resumed, stats, out)
 
 

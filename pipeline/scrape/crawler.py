@@ -25,9 +25,9 @@ import aiohttp
 from parsel import Selector
 from tqdm import tqdm
 
-from pipeline.blobstore import BlobStore, sha256_hex
 from pipeline.config import ScrapeParams
-from pipeline.scrape.checks import EXT, check_image, sniff
+from pipeline.core.blobstore import BlobStore, sha256_hex
+from pipeline.scrape.downloads import EXT, check_image, sniff
 from pipeline.scrape.ratelimit import HostLimiter
 from pipeline.scrape.robots import Robots
 from pipeline.scrape.site import SiteConfig, first, select

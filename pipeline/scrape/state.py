@@ -12,10 +12,10 @@ import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
+
+from pipeline.core.db import make_engine, sqlite_url
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +102,7 @@ def now() -> datetime:
 
 def default_url(data_dir: str | Path) -> str:
     """``sqlite:///<data_dir>/state/crawl.sqlite``."""
-    path = Path(data_dir) / "state" / "crawl.sqlite"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    return sqlite_url(Path(data_dir) / "state" / "crawl.sqlite")
 
 
 def connect(url: str) -> sa.Engine:
@@ -114,20 +112,6 @@ def connect(url: str) -> sa.Engine:
     return engine
 
 
-def make_engine(url: str) -> sa.Engine:
-    """An engine for ``url``; SQLite gets WAL and a busy timeout (several processes share it)."""
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-    else:
-        engine = sa.create_engine(url, pool_pre_ping=True)
-    return engine
 
 
 class CrawlState:
@@ -171,11 +155,6 @@ class CrawlState:
                 finished_at=now() if status == "complete" else None))
             if status == "complete":
                 c.execute(frontier.delete().where(frontier.c.run_id == run_id))
-
-    def previous_complete_run(self, run_id: int) -> int | None:
-        with self.engine.connect() as c:
-            return c.execute(sa.select(sa.func.max(runs.c.id)).where(
-                runs.c.site == self.site, runs.c.status == "complete", runs.c.id < run_id)).scalar()
 
     def run_info(self, run_id: int) -> dict:
         with self.engine.connect() as c:

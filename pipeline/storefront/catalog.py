@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.store import junk
-from pipeline.store.gems import GEM_CLASSES, draw_gem, plan_gem, plan_stone
+from pipeline.storefront import junk
+from pipeline.storefront.gems import GEM_CLASSES, draw_gem, plan_gem, plan_stone
 
 logger = logging.getLogger(__name__)
 
@@ -273,12 +273,6 @@ class Catalog:
             return self.bbox(self.source_entry(e.source or ""))
         if e.kind == "dup_near":
             return junk.map_box(self.bbox(self.source_entry(e.source or "")), e.recipe or {})
-        return None
-
-    def size_of(self, e: ImageEntry) -> tuple[int, int] | None:
-        if e.kind == "photo":
-            p = self._photo_plan(e)
-            return p.width, p.height
         return None
 
     def render(self, e: ImageEntry) -> tuple[bytes, str]:

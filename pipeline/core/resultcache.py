@@ -10,10 +10,13 @@ hashes, so the same id is the same pixels).
 
 DVC declares the folder as a ``persist: true`` output so ``dvc repro`` keeps it.
 
+The stage's ``run()`` reads it (:func:`reuse`) and hands it the merged rows
+(:func:`combine`); ``main()`` writes them (:meth:`ResultCache.save`) with the outputs.
+
 Example:
-    >>> cache = ResultCache(data_dir / "crop", params.crop, [crop.__file__])
-    >>> old = cache.load()          # None, or a DataFrame with an image_id column
-    >>> cache.save(rows)
+    >>> cache = ResultCache(data_dir / "crop", params.crop, CODE)
+    >>> old, known = reuse(cache, wanted_ids)   # rows computed before, and their ids
+    >>> rows = combine(cache, old, fresh)       # staged for cache.save()
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.atomic import atomic_path, write_text
+from pipeline.core.atomic import atomic_path, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +44,16 @@ def params_key(params: object) -> dict:
 
 
 def code_key(files: Iterable[str | Path]) -> str:
-    """sha256 over the bytes of the source files (sorted by path)."""
+    """sha256 over the bytes of the source files, named relative to the package.
+
+    Names, not absolute paths, so the key is the same in any checkout or
+    installation of the same code.
+    """
+    root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for f in sorted(str(Path(p)) for p in files):
-        h.update(f.encode())
-        h.update(Path(f).read_bytes())
+    for f in sorted(Path(p).resolve() for p in files):
+        h.update(f.relative_to(root).as_posix().encode() if f.is_relative_to(root) else f.name.encode())
+        h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -57,6 +65,7 @@ class ResultCache:
         self.rows_path = self.folder / "results.parquet"
         self.key_path = self.folder / "key.json"
         self.key = {"params": params_key(params), "code": code_key(code)}
+        self._pending: pd.DataFrame | None = None
 
     def load(self) -> pd.DataFrame | None:
         """The cached rows, or None when absent, unreadable or made under another key."""
@@ -73,7 +82,15 @@ class ResultCache:
             return None
         return rows if "image_id" in rows.columns else None
 
-    def save(self, rows: pd.DataFrame) -> None:
+    def stage(self, rows: pd.DataFrame) -> None:
+        """Keep ``rows`` (one per image_id) until :meth:`save`."""
+        self._pending = rows
+
+    def save(self) -> None:
+        """Write the staged rows with their key (nothing when none were staged)."""
+        if self._pending is None:
+            return
+        rows = self._pending
         self.folder.mkdir(parents=True, exist_ok=True)
         self.key_path.unlink(missing_ok=True)  # rows without their key are never trusted
         with atomic_path(self.rows_path) as tmp:
@@ -92,7 +109,7 @@ def reuse(cache: ResultCache | None, wanted: Iterable[str]) -> tuple[pd.DataFram
 
 
 def combine(cache: ResultCache | None, old: pd.DataFrame | None, fresh: pd.DataFrame) -> pd.DataFrame:
-    """Reused rows plus freshly computed ones; saved to ``cache`` without the failed rows.
+    """Reused rows plus freshly computed ones; staged in ``cache`` without the failed rows.
 
     A row with an ``_error`` (an unreadable file) is returned, so the stage reports it,
     but never cached: the next run tries that image again.
@@ -101,5 +118,5 @@ def combine(cache: ResultCache | None, old: pd.DataFrame | None, fresh: pd.DataF
     rows = pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts[0] if parts else fresh)
     if cache is not None:
         ok = rows[rows["_error"].isna()] if "_error" in rows.columns else rows
-        cache.save(ok.drop(columns=["_error"], errors="ignore"))
+        cache.stage(ok.drop(columns=["_error"], errors="ignore"))
     return rows

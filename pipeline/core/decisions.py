@@ -31,8 +31,8 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from pipeline.core.db import make_engine, sqlite_url
 from pipeline.errors import UserError
-from pipeline.scrape.state import make_engine
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +64,7 @@ class DecisionError(UserError, ValueError):
 
 def review_url(data_dir: str | Path) -> str:
     """Default decisions database: ``sqlite:///<data_dir>/state/reviews.sqlite``."""
-    path = Path(data_dir) / "state" / "reviews.sqlite"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    return sqlite_url(Path(data_dir) / "state" / "reviews.sqlite")
 
 
 def connect(url: str) -> sa.Engine:

@@ -17,7 +17,7 @@ import logging
 import re
 from pathlib import Path
 
-from pipeline import atomic
+from pipeline.core import atomic
 
 logger = logging.getLogger(__name__)
 

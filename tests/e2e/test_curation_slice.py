@@ -10,12 +10,13 @@ import sys
 import pandas as pd
 import pytest
 
-from pipeline import crop, decisions, dedupe
+from pipeline import crop, dedupe
 from pipeline import filter as filt
-from pipeline.evaluate import curation_scores
+from pipeline.core import decisions
 from pipeline.manifest import manifest_path, read_manifest
 from pipeline.scrape import scrape
-from tests.conftest import JUNKY, ROOT, truth_for
+from pipeline.storefront.scoring import curation_scores
+from tests.helpers import JUNKY, ROOT, truth_for
 
 
 def gemcurate(*args: str) -> subprocess.CompletedProcess:
@@ -85,11 +86,10 @@ def test_refresh_computes_only_new_images(storefront, params_for, tmp_path):
     store.stop()
     scraped(storefront, params_for, "--epoch", "1")
     raw = read_manifest(manifest_path(data, "raw"))
-    inc, m1 = dedupe.run(raw, params.dedupe, data, data / "store", progress=False)
+    inc, m1 = dedupe.run(raw, params, store_root=data / "store", cache=dedupe.HashCache(data))
     assert m1["incremental"] and 0 < m1["fingerprinted"] < 0.3 * m0["fingerprinted"]
     # the incremental answer equals a from-scratch run
-    fresh_dir = tmp_path / "fresh"
-    scratch, _ = dedupe.run(raw, params.dedupe, fresh_dir, data / "store", progress=False)
+    scratch, _ = dedupe.run(raw, params, store_root=data / "store", cache=None)
     cols = ["source_url", "dup_cluster", "is_representative", "excluded_reason"]
     a = inc[cols].sort_values("source_url").reset_index(drop=True)
     b = scratch[cols].sort_values("source_url").reset_index(drop=True)

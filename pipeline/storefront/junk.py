@@ -19,9 +19,10 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from pipeline.store.gems import GEM_CLASSES, render_small_gem, rgb_of
+from pipeline.core.plots import font
+from pipeline.storefront.gems import GEM_CLASSES, render_small_gem, rgb_of
 
 LABS = ("International Gemological Institute", "Gem Research Laboratory",
         "Swiss Gemmological Bureau", "American Gem Testing Lab", "Colombo Gem Authority")
@@ -36,12 +37,6 @@ WORDS = tuple(
 # Skin tones from very light to very dark (RGB), the hand filter must handle all of them.
 SKIN_TONES = ((255, 219, 190), (241, 194, 155), (224, 172, 128), (198, 140, 96),
               (160, 105, 70), (120, 76, 50), (86, 55, 38))
-
-
-@lru_cache(maxsize=16)
-def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """Pillow's bundled scalable font (needs no system fonts)."""
-    return ImageFont.load_default(size=size)
 
 
 def render_certificate(rng: np.random.Generator, gem: str, product_id: str) -> np.ndarray:

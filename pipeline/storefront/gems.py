@@ -83,9 +83,6 @@ GEM_CLASSES: dict[str, dict] = {
                    origins=("Cambodia", "Sri Lanka", "Australia")),
 }
 
-CUTS = ("round", "oval", "cushion", "emerald", "princess", "pear", "marquise", "heart",
-        "trillion", "cabochon")
-
 
 def rgb_of(h_deg: float, s: float, v: float) -> tuple[float, float, float]:
     """0–255 RGB of an HSV colour given as (degrees, 0–1, 0–1)."""

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.scrape.checks import sniff
-from pipeline.store.catalog import Catalog, CatalogOptions, _pid
-from pipeline.store.gems import GEM_CLASSES
-from tests.conftest import JUNKY, catalog_options, truth_for
+from pipeline.scrape.downloads import sniff
+from pipeline.storefront.catalog import Catalog, CatalogOptions, _pid
+from pipeline.storefront.gems import GEM_CLASSES
+from tests.helpers import JUNKY, catalog_options, truth_for
 
 SMALL = CatalogOptions(seed=3, classes=3, products_per_class=6, junk_scale=4)
 

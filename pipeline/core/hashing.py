@@ -33,7 +33,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from pipeline.imageio import load_rgb, to_gray
+from pipeline.core.imageio import load_rgb, to_gray
 
 THUMB = 64
 COLOUR = 8  # side of the Lab colour thumbnail
@@ -69,7 +69,7 @@ def fingerprint(data: bytes, max_pixels: int = 64_000_000) -> Fingerprint:
     """Fingerprint encoded image bytes (one full decode; everything else from it).
 
     Raises:
-        pipeline.imageio.ImageError: The bytes do not decode.
+        pipeline.core.imageio.ImageError: The bytes do not decode.
     """
     loaded = load_rgb(data, max_pixels=max_pixels)
     rgb = loaded.array

@@ -1,6 +1,6 @@
 """The demo storefront: a real HTTP server that behaves like an online gem store.
 
-It serves a :class:`~pipeline.store.catalog.Catalog` as home → categories →
+It serves a :class:`~pipeline.storefront.catalog.Catalog` as home → categories →
 paginated listings → product pages → CDN image URLs, and does to scrapers what
 real stores do:
 
@@ -38,8 +38,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pipeline import atomic
-from pipeline.store.catalog import BASE_DATE, Catalog, CatalogOptions, ImageEntry
+from pipeline.core import atomic
+from pipeline.storefront.catalog import BASE_DATE, Catalog, CatalogOptions, ImageEntry
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,73 @@
+"""Where a stage reads and writes: one place for the paths and the output contract.
+
+Every stage has the same shape: a pure-ish ``run(manifest, params, **injected) ->
+(DataFrame, metrics)`` that computes (per-image files such as crops go to a folder
+it is given), and a thin ``main()`` that reads its input through :class:`StageIO`,
+injects caches, and writes the manifest, the metrics and the caches through
+:meth:`StageIO.write`.
+
+Example:
+    >>> io = StageIO.of(params)
+    >>> cache = ResultCache(io.data_dir / "filter", params.filter, CODE)
+    >>> out, metrics = run(io.read("dedupe"), params, store_root=io.store_root, cache=cache)
+    >>> io.write("filter", out, metrics, cache)   # conform, atomic parquet, metrics, cache
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from pipeline import manifest
+from pipeline.config import Params
+from pipeline.core import decisions
+from pipeline.core.atomic import write_text
+
+
+class Saves(Protocol):
+    """State a stage's ``run()`` updated in memory (a cache, a ledger), written by ``main()``."""
+
+    def save(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StageIO:
+    """Resolved locations of one run's data."""
+
+    data_dir: Path
+    store_root: Path
+    review_db: str | None
+
+    @classmethod
+    def of(cls, params: Params, data_dir: str | Path | None = None) -> StageIO:
+        d = Path(data_dir or params.data.data_dir)
+        return cls(d, Path(params.data.store_root or d / "store"), params.data.review_db)
+
+    def read(self, stage: str) -> pd.DataFrame:
+        """The manifest written by ``stage``."""
+        return manifest.read_manifest(manifest.manifest_path(self.data_dir, stage))
+
+    def decisions(self) -> pd.DataFrame:
+        """Annotator decisions in force."""
+        return decisions.load_latest(self.review_db, self.data_dir)
+
+    def write_metrics(self, stage: str, metrics: dict) -> None:
+        """``metrics/<stage>.json``, atomically."""
+        write_text(self.data_dir / "metrics" / f"{stage}.json", json.dumps(metrics, indent=2) + "\n")
+
+    def write(self, stage: str, df: pd.DataFrame, metrics: dict, *state: Saves) -> pd.DataFrame:
+        """Conform ``df`` to ``stage``'s contract, write it, ``metrics/<stage>.json`` and ``state``.
+
+        The manifest goes first: a process killed after it left at worst a cache behind
+        the manifest, which costs the next run time, never a result.
+        """
+        out = manifest.conform(df, stage)
+        manifest.write_manifest(out, manifest.manifest_path(self.data_dir, stage))
+        self.write_metrics(stage, metrics)
+        for s in state:
+            s.save()
+        return out

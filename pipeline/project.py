@@ -1,0 +1,257 @@
+"""A gemcurate project: start one (``gemcurate init``), keep its ``dvc.yaml`` and code lock.
+
+A project is a git + DVC repository holding ``params.yaml``, ``dvc.yaml``,
+``sites/<name>.yaml``, ``expectations/`` and ``data/``. DVC must rerun a stage
+when the code it runs changes. There are two ways to tell it, one per kind of
+project:
+
+* **files** — in a checkout of gemcurate itself (the package's source is inside
+  the project), every stage lists its import closure (:mod:`pipeline.codegraph`)
+  as file dependencies, so editing a helper makes ``dvc status`` name exactly the
+  stages that import it.
+* **lock** — in a project started with ``gemcurate init`` against an installed
+  wheel, the code is not in the repository. ``.gemcurate/code.yaml`` (committed)
+  records a digest of each stage's import closure, and every stage takes its own
+  key of that file as a DVC param. ``gemcurate scrape`` and ``snapshot`` refresh
+  the lock; a stage refuses to run, and ``publish`` to tag, while it is stale, so
+  an upgraded gemcurate can never build a dataset DVC thinks the old code made.
+
+Example:
+    $ gemcurate init ~/gems --site mystore --base-url https://shop.example.com
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from importlib import metadata, resources
+from pathlib import Path
+
+import yaml
+
+from pipeline import codegraph
+from pipeline.core.atomic import write_text
+from pipeline.core.paths import find_project_root
+from pipeline.errors import UserError
+from pipeline.stages import DVC_STAGES, Stage
+
+logger = logging.getLogger(__name__)
+
+LOCK = Path(".gemcurate") / "code.yaml"
+GIT_ID = ["-c", "user.name=gemcurate", "-c", "user.email=gemcurate@localhost"]
+SITE_NAME = r"[a-z0-9][a-z0-9_-]*"
+
+
+class ProjectError(UserError, RuntimeError):
+    """A project cannot be started or its code lock is stale; the message says what to do."""
+
+
+def version() -> str:
+    try:
+        return metadata.version("gemcurate")
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+source"
+
+
+def template(name: str) -> str:
+    """A file of ``pipeline/templates/`` (package data, present in an installed wheel)."""
+    return resources.files("pipeline").joinpath("templates", name).read_text(encoding="utf-8")
+
+
+def is_source_checkout(root: Path) -> bool:
+    """Whether ``root`` holds the very package that is running (gemcurate's own repository)."""
+    return (root / "pipeline").resolve() == codegraph.SRC
+
+
+# --------------------------------------------------------------------------- dvc.yaml
+
+
+def stage_code(stage: Stage) -> list[Path]:
+    return codegraph.closure(stage.module)
+
+
+def _dvc_stage(stage: Stage, mode: str) -> dict:
+    deps = [*(p.as_posix() for p in stage_code(stage))] if mode == "files" else []
+    params: list = list(stage.params)
+    if mode == "lock":
+        params.append({LOCK.as_posix(): [stage.name]})
+    d: dict = {"cmd": f"gemcurate {stage.name} --no-progress", "deps": [*deps, *stage.deps],
+               "params": params}
+    d["outs"] = [{k: v} if v else k for k, v in stage.outs.items()]
+    if stage.metrics:
+        d["metrics"] = [{m: {"cache": False}} for m in stage.metrics]
+    if stage.plots:
+        d["plots"] = [{k: v} for k, v in stage.plots.items()]
+    return d
+
+
+def render_dvc_yaml(mode: str) -> str:
+    """``dvc.yaml`` for a project of ``mode`` ``files`` or ``lock`` (see the module doc)."""
+    if mode not in ("files", "lock"):
+        raise ValueError(f"mode {mode!r}")
+    how = ("each stage lists every module it imports (pipeline/codegraph.py), so editing "
+           "a helper\n# reruns exactly the stages that use it"
+           if mode == "files" else
+           "each stage takes its key of .gemcurate/code.yaml (a digest of the code it "
+           "runs) as a\n# param, refreshed by `gemcurate scrape`, `snapshot` and `lock`")
+    head = (
+        "# gemcurate's DVC pipeline: raw snapshot → "
+        + " → ".join(s.name for s in DVC_STAGES) + ".\n"
+        "# Generated from pipeline/stages.py by `gemcurate dvc-yaml`; do not edit by hand.\n"
+        "#\n"
+        "# The raw snapshot (data/store, data/manifests/raw.parquet) comes from a scrape, which\n"
+        "# talks to a live store and so is not a reproducible stage; `gemcurate snapshot`\n"
+        "# tracks it with `dvc add`. params lists the exact keys a stage reads (workers and\n"
+        "# progress never change outputs). Code: " + how + ".\n")
+    body = {"stages": {s.name: _dvc_stage(s, mode) for s in DVC_STAGES}}
+    return head + yaml.safe_dump(body, sort_keys=False, width=100)
+
+
+def dvc_yaml_mode(root: Path) -> str:
+    return "files" if is_source_checkout(root) else "lock"
+
+
+# --------------------------------------------------------------------------- code lock
+
+
+def code_lock() -> dict:
+    """The lock of the running code: gemcurate's version and each DVC stage's digest."""
+    out: dict = {"gemcurate": version()}
+    for s in DVC_STAGES:
+        out[s.name] = codegraph.digest(stage_code(s))
+    return out
+
+
+def write_lock(root: Path) -> list[str]:
+    """Write ``.gemcurate/code.yaml``; returns the stages whose code changed since."""
+    path = root / LOCK
+    old = yaml.safe_load(path.read_text()) if path.exists() else {}
+    new = code_lock()
+    changed = [s.name for s in DVC_STAGES if (old or {}).get(s.name) != new[s.name]]
+    if changed or old.get("gemcurate") != new["gemcurate"]:
+        write_text(path, "# The code each stage runs (sha256 of its import closure); written by gemcurate,\n"
+                   "# a DVC param of each stage: commit it with dvc.lock.\n"
+                   + yaml.safe_dump(new, sort_keys=False))
+    return changed
+
+
+def stale_stages(root: Path) -> list[str]:
+    """Stages whose locked digest differs from the running code ([] outside lock mode)."""
+    path = root / LOCK
+    if not path.exists():
+        return []
+    old = yaml.safe_load(path.read_text()) or {}
+    new = code_lock()
+    return [s.name for s in DVC_STAGES if old.get(s.name) != new[s.name]]
+
+
+def refresh_lock(root: Path | None = None) -> None:
+    """Refresh a lock-mode project's code lock, saying which stages' code changed."""
+    root = root or find_project_root()
+    if root is None or not (root / LOCK).exists():
+        return
+    changed = write_lock(root)
+    if changed:
+        print(f"gemcurate {version()}: the code of {', '.join(changed)} changed; "
+              f"{LOCK} updated, so `dvc repro` reruns them")
+
+
+def require_current_lock(root: Path | None, stage: str | None = None) -> None:
+    """Refuse to run ``stage`` (or to publish) on code the lock does not describe."""
+    if root is None:
+        return
+    stale = stale_stages(root)
+    if stale and (stage is None or stage in stale):
+        raise ProjectError(
+            f"the installed gemcurate ({version()}) runs other code for {', '.join(stale)} than "
+            f"{LOCK} records; run `gemcurate lock` (then `dvc repro` reruns those stages)")
+
+
+# --------------------------------------------------------------------------- init
+
+
+def render_site(name: str, base_url: str) -> str:
+    """``sites/<name>.yaml``: the commented template of every key, for ``name`` at ``base_url``."""
+    return template("site.yaml").replace("{name}", name).replace("{base_url}", base_url)
+
+
+def render_params(site_file: str) -> str:
+    """``params.yaml`` with every section and its defaults, scraping ``site_file``."""
+    text = template("params.yaml")
+    return text.replace("site: sites/demo.yaml", f"site: {site_file}", 1)
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise ProjectError(f"`{' '.join(cmd)}` failed: {(res.stderr or res.stdout).strip()[-1500:]}")
+
+
+def _dvc() -> list[str]:
+    import sys
+
+    exe = Path(sys.executable).with_name("dvc")
+    return [str(exe)] if exe.exists() else ["dvc"]
+
+
+def init_project(dest: str | Path, site: str = "demo", base_url: str | None = None,
+                 git: bool = True) -> list[Path]:
+    """Scaffold a new curation project in ``dest`` (which must be empty or absent).
+
+    Args:
+        dest: The project folder.
+        site: The first store's name (``sites/<site>.yaml``); ``demo`` is the bundled
+            storefront's adapter.
+        base_url: The store's address (default: the demo storefront's).
+        git: Make it a git repository with a first commit (DVC needs git to version data).
+
+    Returns:
+        The files written.
+
+    Raises:
+        ProjectError: ``dest`` is not empty, the name is malformed, git or DVC failed.
+    """
+    import re
+
+    from pipeline.validate import write_suites
+
+    dest = Path(dest).resolve()
+    if not re.fullmatch(SITE_NAME, site):
+        raise ProjectError(f"--site {site!r}: a site name is lower case letters, digits, - and _")
+    if dest.exists() and any(dest.iterdir()):
+        raise ProjectError(f"{dest} exists and is not empty; `gemcurate init` starts a new project")
+    if git and shutil.which("git") is None:
+        raise ProjectError("git is not installed (DVC versions datasets in git); use --no-git")
+    url = base_url or "http://127.0.0.1:8000"
+    if not re.match(r"^https?://[^/]+", url):
+        raise ProjectError(f"--base-url {url!r} is not an http(s) URL")
+    dest.mkdir(parents=True, exist_ok=True)
+    files = {
+        "params.yaml": render_params(f"sites/{site}.yaml"),
+        f"sites/{site}.yaml": render_site(site, url),
+        "dvc.yaml": render_dvc_yaml("lock"),
+        ".gitignore": template("gitignore"),
+        ".dvcignore": template("dvcignore"),
+        "README.md": template("README.md").replace("{site}", site).replace("{base_url}", url),
+    }
+    written = []
+    for rel, text in files.items():
+        write_text(dest / rel, text)
+        written.append(dest / rel)
+    written += write_suites(dest / "expectations")
+    write_lock(dest)
+    written.append(dest / LOCK)
+    if git:
+        _run(["git", "init", "-q"], dest)
+    _run([*_dvc(), "init", "-q", *([] if git else ["--no-scm"])], dest)
+    _run([*_dvc(), "config", "core.autostage", "false"], dest)
+    _run([*_dvc(), "remote", "add", "-d", "local", "~/.cache/gemcurate/dvc-remote"], dest)
+    if git:
+        _run(["git", "add", "-A"], dest)
+        has_id = subprocess.run(["git", "config", "user.email"], cwd=dest,
+                                capture_output=True).returncode == 0
+        _run(["git", *([] if has_id else GIT_ID), "commit", "-q", "-m",
+              f"gemcurate init: a curation project for {site}"], dest)
+    logger.info("initialised %s", dest)
+    return written

@@ -1,0 +1,105 @@
+"""The stages, in order: one registry for the CLI, ``dvc.yaml`` and the docs.
+
+Each :class:`Stage` names its module (``pipeline/<name>.py``, which has
+``run()`` and ``main()``), its one-line help, and what DVC must know: the data it
+reads, the exact ``params.yaml`` keys that change its outputs (``workers`` and
+``progress`` never do), and what it writes. ``dvc.yaml`` is generated from this
+table plus each module's import closure (:mod:`pipeline.project`); a test keeps
+the committed file equal to it.
+
+Example:
+    >>> [s.name for s in DVC_STAGES]
+    ['dedupe', 'filter', 'crop', 'split', 'augment', 'validate', 'export']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+REVIEWS_DB = "data/state/reviews.sqlite"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One curation stage."""
+
+    name: str
+    help: str
+    #: data (not code) the stage reads: manifests, folders, the decisions database
+    deps: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+    #: path → DVC output options (``persist``, ``cache`` …)
+    outs: dict[str, dict] = field(default_factory=dict)
+    metrics: tuple[str, ...] = ()
+    #: path → DVC plot options
+    plots: dict[str, dict] = field(default_factory=dict)
+    #: a DVC stage (``report`` is run by hand: it changes no dataset)
+    dvc: bool = True
+
+    @property
+    def module(self) -> str:
+        return f"pipeline.{self.name}"
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("dedupe", "exact and near-duplicate clusters, one representative each",
+          deps=("data/manifests/raw.parquet", "data/store", REVIEWS_DB),
+          params=("dedupe.phash_radius", "dedupe.dhash_radius", "dedupe.min_similarity",
+                  "dedupe.certain_distance", "dedupe.max_colour_distance"),
+          outs={"data/manifests/dedupe.parquet": {},
+                # fingerprints and verified pairs: a refresh only hashes new images
+                "data/dedupe": {"persist": True, "cache": False}},
+          metrics=("data/metrics/dedupe.json",)),
+    Stage("filter", "certificate/hand/quality checks, review flags, annotator decisions",
+          deps=("data/manifests/dedupe.parquet", REVIEWS_DB),
+          params=("filter.analysis_side", "filter.ocr_second_opinion", "filter.ocr_min_boxes",
+                  "filter.use_url_hints", "filter.checks"),
+          outs={"data/manifests/filter.parquet": {},
+                # per-image scores: a refresh scores only new images
+                "data/filter": {"persist": True, "cache": False}},
+          metrics=("data/metrics/filter.json",)),
+    Stage("crop", "region-of-interest crop to square target-size images",
+          deps=("data/manifests/filter.parquet",),
+          params=("crop.target_size", "crop.margin", "crop.analysis_side", "crop.blur_sigma",
+                  "crop.canny_low", "crop.canny_high", "crop.background_tolerance",
+                  "crop.min_confidence", "crop.min_object_area", "crop.format"),
+          outs={"data/manifests/crop.parquet": {},
+                # per-image boxes and the content-addressed crops: a refresh crops only new images
+                "data/crop": {"persist": True, "cache": False},
+                "data/crops": {"persist": True}},
+          metrics=("data/metrics/crop.json",)),
+    Stage("report", "HTML curation report with contact sheets", dvc=False),
+    Stage("split", "group-aware, stratified, stable train/val/test split",
+          deps=("data/manifests/crop.parquet",),
+          params=("split.train", "split.val", "split.test", "split.seed", "split.min_images",
+                  "split.hold_needs_review"),
+          outs={"data/manifests/split.parquet": {},
+                # the assignment ledger: known groups keep their split on refreshes
+                "data/split": {"persist": True}},
+          metrics=("data/metrics/split.json",),
+          plots={"data/metrics/split_classes.csv": {"cache": False}}),
+    Stage("augment", "balance train classes with rotations and mirrors",
+          deps=("data/manifests/split.parquet", "data/crops"),
+          params=("augment", "crop.margin", "crop.target_size"),
+          outs={"data/manifests/augment.parquet": {}, "data/augment": {}},
+          metrics=("data/metrics/augment.json",),
+          plots={"data/plots/class_balance_long.csv": {"cache": False, "template": "bar_horizontal",
+                                                       "x": "images", "y": "label"},
+                 "data/plots/class_balance.png": {"cache": False}}),
+    Stage("validate", "Great Expectations gates; non-zero exit on failure",
+          deps=("expectations", "data/metrics/split_classes.csv", "data/manifests/augment.parquet",
+                "data/crops", "data/augment"),
+          params=("validate", "split.tolerance", "split.train", "split.val", "split.test",
+                  "augment.target_per_class", "augment.rotation_step", "augment.mirror",
+                  "crop.target_size"),
+          outs={"data/validate": {"cache": False}},
+          metrics=("data/metrics/validate.json",)),
+    Stage("export", "tar shards + manifest + dataset card in data/dataset",
+          deps=("data/manifests/augment.parquet", "data/validate", "data/crops", "data/augment"),
+          params=("export",),
+          outs={"data/dataset": {}},
+          metrics=("data/metrics/export.json",)),
+)
+
+BY_NAME = {s.name: s for s in STAGES}
+DVC_STAGES = tuple(s for s in STAGES if s.dvc)

@@ -1,0 +1,1 @@
+"""Pipeline slices and the whole main job, end to end."""

@@ -1,0 +1,115 @@
+"""Builders the tests share: paths, the junky catalog, its truth, synthetic images and
+a crop-stage manifest with real crops on disk. Fixtures live in ``conftest.py``; tests
+import plain helpers from here, never from ``conftest``."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from pipeline.config import load_params
+from pipeline.storefront.catalog import Catalog, CatalogOptions
+from pipeline.storefront.options import catalog_options_from_args
+
+ROOT = Path(__file__).resolve().parents[1]
+REALDATA = ROOT.parent / "shared" / "realdata"
+# A small catalog holding every kind of junk image (test_storefront checks that it does).
+JUNKY = ["--seed", "1", "--classes", "3", "--products-per-class", "8", "--junk-scale", "10"]
+
+
+def catalog_options(args: list[str]) -> CatalogOptions:
+    """The catalog ``gemcurate store serve ARGS`` serves (for computing its truth in-process)."""
+    return catalog_options_from_args(args)
+
+
+def truth_for(args: list[str]) -> dict:
+    return Catalog.build(catalog_options(args)).truth()
+
+
+def params(data_dir: str | Path | None = None, **sections: dict):
+    """Validated Params: the project's params.yaml, data under ``data_dir``, sections merged."""
+    over = {k: dict(v) for k, v in sections.items()}
+    if data_dir is not None:
+        over.setdefault("data", {})["data_dir"] = str(data_dir)
+    return load_params(ROOT / "params.yaml", over)
+
+
+def jpeg_bytes(w: int = 320, h: int = 240, seed: int = 0, fmt: str = "JPEG") -> bytes:
+    rng = np.random.default_rng(seed)
+    arr = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, fmt)
+    return buf.getvalue()
+
+
+def crop_manifest(data_dir: Path, classes: int = 4, products: int = 12, per_product: int = 3,
+                  seed: int = 0, size: int = 224, write_images: bool = True,
+                  prefix: str = "") -> pd.DataFrame:
+    """A crop-stage manifest with real square crops on disk (a disc on a plain background).
+
+    Image ids are sha256 hex of a name; every product has ``per_product`` photos;
+    ``dup_cluster`` is each image's own id (callers link products by editing it).
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(classes):
+        label = f"class{c:02d}"
+        for p in range(products):
+            pid = f"{prefix}P{c:02d}-{p:03d}"
+            for k in range(per_product):
+                iid = hashlib.sha256(f"{pid}/{k}".encode()).hexdigest()
+                rel = f"{iid[:2]}/{iid}.png"
+                bg = tuple(int(v) for v in rng.integers(200, 256, 3))
+                if write_images:
+                    img = np.empty((size, size, 3), np.uint8)
+                    img[:] = bg
+                    colour = tuple(int(v) for v in rng.integers(0, 160, 3))
+                    cv2.circle(img, (size // 2, size // 2), int(size * 0.4), colour, -1)
+                    dest = data_dir / "crops" / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    cv2.imwrite(str(dest), img[..., ::-1])
+                m = round(size * 0.08 / 1.16)
+                rows.append({
+                    "image_id": iid, "path": f"{iid[:2]}/{iid[2:4]}/{iid}.jpg", "label": label,
+                    "product_id": pid, "site": "demo", "source_url": f"http://127.0.0.1:8000/{pid}/{k}.jpg",
+                    "product_url": f"http://127.0.0.1:8000/{pid}", "image_index": k,
+                    "fetched_at": pd.Timestamp("2026-01-01", tz="UTC"), "width": size, "height": size,
+                    "format": "JPEG", "n_bytes": 1000, "content_type": "image/jpeg", "etag": None,
+                    "excluded_reason": None, "excluded_detail": None, "status": "active",
+                    "change": "added", "first_seen_run": 1, "last_seen_run": 1,
+                    "label_original": label, "dup_cluster": iid, "dup_size": 1,
+                    "is_representative": True, "dup_of": None, "pixel_sha256": iid, "phash": "0",
+                    "dhash": "0", "ocr_text_boxes": None, "decision": None, "decided_by": None,
+                    "decided_at": None, "crop_box": [0, 0, size, size],
+                    "object_box": [m, m, size - m, size - m], "crop_confidence": 0.9,
+                    "crop_issue": "none", "crop_path": rel, "background_rgb": list(bg),
+                    "needs_review": False, "review_reason": None,
+                    "is_certificate": False, "certificate_score": 0.0, "is_hand": False,
+                    "hand_score": 0.0,
+                })
+    return pd.DataFrame(rows)
+
+
+def gem_photo(i: int, **over):
+    """A generated product photo (RGB array) and its plan; ``over`` replaces plan fields."""
+    from pipeline.storefront import gems
+    from pipeline.storefront.catalog import rng_for
+
+    classes = list(gems.GEM_CLASSES)
+    plan = gems.plan_gem(rng_for(77, "unit", i), classes[i % len(classes)])
+    if over:
+        plan = gems.GemPlan(**{**plan.__dict__, **over})
+    return gems.draw_gem(plan), plan
+
+
+def encode(img: np.ndarray, fmt: str = "JPEG", q: int = 90) -> bytes:
+    from pipeline.storefront import junk
+
+    return junk.encode(img, fmt, q)

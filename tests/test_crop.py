@@ -1,0 +1,42 @@
+"""The crop: find_box and cut alone on generated photos with known boxes, then the stage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.config import CropParams
+from pipeline.crop import cut, find_box
+from pipeline.storefront.scoring import iou
+from tests.helpers import gem_photo
+
+
+@pytest.mark.parametrize("bg", ["white", "grey", "gradient", "radial"])
+def test_crop_finds_the_stone_despite_background_shadow_and_reflection(bg):
+    ious = []
+    for k in range(8):
+        img, plan = gem_photo(20 + k, bg_kind=bg, shadow=(0.1, 0.2, 0.4), reflection=0.3 if k % 2 else 0.0)
+        res = find_box(img, CropParams())
+        ious.append(iou(res.object_box, plan.bbox()))
+    assert np.median(ious) >= 0.85, ious
+
+
+def test_crop_flags_empty_cut_and_several():
+    p = CropParams()
+    assert find_box(np.full((300, 300, 3), 240, np.uint8), p).issue == "no_object"
+    img, _plan = gem_photo(40, width=600, height=600, cx=20.0, cy=300.0, radius=150.0, reflection=0.0)
+    assert find_box(img, p).issue == "cut_by_border"
+    a, _ = gem_photo(41, width=800, height=400, cx=180.0, cy=200.0, radius=110.0, reflection=0.0,
+               bg_kind="white", shadow=(0, 0, 0))
+    b, _ = gem_photo(42, width=800, height=400, cx=620.0, cy=200.0, radius=110.0, reflection=0.0,
+               bg_kind="white", shadow=(0, 0, 0))
+    two = np.minimum(a, b)
+    res = find_box(two, p)
+    assert res.issue == "several_objects" and res.confidence < p.min_confidence
+
+
+def test_cut_pads_with_the_background_colour():
+    img = np.zeros((100, 100, 3), np.uint8)
+    out = cut(img, [-50, -50, 150, 150], 64, (10, 20, 30))
+    assert out.shape == (64, 64, 3)
+    assert tuple(out[0, 0]) == (10, 20, 30) and tuple(out[32, 32]) == (0, 0, 0)
