@@ -70,10 +70,13 @@ def direct_imports(module: str) -> frozenset[str]:
                 base = ".".join(pkg + ([node.module] if node.module else []))
             else:
                 base = node.module or ""
-            found.add(base)
-            # ``from pipeline.core import atomic`` imports the submodule pipeline.core.atomic
-            found.update(f"{base}.{a.name}" for a in node.names
-                         if module_file(f"{base}.{a.name}") is not None)
+            # ``from pipeline.core import atomic`` imports the submodule pipeline.core.atomic;
+            # the package itself counts only for names that are not submodules (its
+            # __init__ runs either way: closure_modules adds every package on the path)
+            subs = {a.name for a in node.names if module_file(f"{base}.{a.name}") is not None}
+            found.update(f"{base}.{n}" for n in subs)
+            if len(subs) < len(node.names):
+                found.add(base)
     return frozenset(m for m in found if m.split(".")[0] == PACKAGE and module_file(m))
 
 

@@ -2,7 +2,6 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
 from pipeline.config import ConfigError, load_params
 from pipeline.scrape.site import load_site
 
@@ -81,18 +80,3 @@ def test_malformed_site_yaml(tmp_path, patch, message):
     with pytest.raises(ConfigError) as exc:
         load_site(f)
     assert message in str(exc.value) and str(f) in str(exc.value)
-
-
-def test_cli_reports_bad_params_with_exit_2(tmp_path, capsys):
-    f = tmp_path / "params.yaml"
-    f.write_text("scrape:\n  max_rate: -1\n")
-    code = main(["scrape", "--params", str(f), "--data-dir", str(tmp_path / "d")])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert "scrape.max_rate: -1.0 is below the minimum" in err
-    assert not (tmp_path / "d" / "manifests").exists()
-
-
-def test_cli_rejects_bad_store_flags(capsys):
-    assert main(["store", "truth", "--out", "/dev/null", "--junk", "selfie=/tmp"]) == 2
-    assert "expected certificate=PATH or hand=PATH" in capsys.readouterr().err

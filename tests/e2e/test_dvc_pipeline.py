@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 BIN = Path(sys.executable).parent
 STORE = ["--seed", "3", "--classes", "4", "--products-per-class", "10", "--rate-limit", "1000",
          "--burst", "200", "--faults", "0"]
@@ -99,6 +100,27 @@ def test_main_job_from_a_fresh_repository(repo):
 def test_second_repro_reruns_nothing(repo):
     res = dvc("repro", cwd=repo)
     assert ran_stages(res.stdout) == set(), res.stdout
+    assert "up to date" in dvc("status", cwd=repo).stdout
+
+
+@pytest.mark.parametrize("helper", ["pipeline/core/groups.py", "pipeline/core/flags.py",
+                                    "pipeline/core/plots.py", "pipeline/manifest.py"])
+def test_touching_a_shared_helper_makes_dvc_status_name_exactly_its_stages(repo, helper):
+    import json
+
+    from pipeline import project
+    from pipeline.stages import DVC_STAGES
+
+    users = {s.name for s in DVC_STAGES if Path(helper) in project.stage_code(s)}
+    assert users, helper
+    path = repo / helper
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\n# touched\n")
+        status = json.loads(dvc("status", "--json", cwd=repo).stdout or "{}")
+        assert set(status) == users, (helper, status)
+    finally:
+        path.write_bytes(original)
     assert "up to date" in dvc("status", cwd=repo).stdout
 
 

@@ -1,0 +1,97 @@
+"""As a new user would: a non-editable wheel in a fresh virtual environment, a project
+started with ``gemcurate init`` in a folder outside this repository, the bundled
+storefront, a scrape, ``dvc repro`` and a publish.
+
+The wheel and the venv are built here (pip's cache makes the install take about a
+minute); nothing of this checkout is on the venv's path.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.slow
+STORE = ["--seed", "3", "--classes", "4", "--products-per-class", "10", "--rate-limit", "1000",
+         "--burst", "200", "--faults", "0"]
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"),
+                    str(ROOT)], check=True, capture_output=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True, timeout=300)
+    wheel = next((tmp / "dist").glob("gemcurate-*.whl"))
+    res = subprocess.run([str(tmp / "venv" / "bin" / "pip"), "install", "-q", str(wheel)],
+                         capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return tmp / "venv" / "bin"
+
+
+def run(venv: Path, *cmd: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{venv}{os.pathsep}{env.get('PATH', '')}"
+    res = subprocess.run(list(cmd), cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check:
+        assert res.returncode == 0, f"{cmd} → {res.returncode}\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
+    return res
+
+
+def test_init_scrape_repro_publish_from_an_installed_wheel(venv, tmp_path):
+    home = tmp_path / "user"
+    home.mkdir()
+    where = run(venv, str(venv / "python"), "-c", "import pipeline; print(pipeline.__file__)", cwd=home)
+    assert str(venv.parent) in where.stdout and str(ROOT) not in where.stdout
+
+    # outside a project: one line that names `gemcurate init`
+    out = run(venv, "gemcurate", "scrape", cwd=home, check=False)
+    assert out.returncode == 2 and "gemcurate init" in out.stderr and "Traceback" not in out.stderr
+
+    run(venv, "gemcurate", "init", "gems", cwd=home)
+    proj = home / "gems"
+    p = yaml.safe_load((proj / "params.yaml").read_text())
+    p["scrape"].update(max_rate=500.0, default_rate=500.0, concurrency=8, progress=False)
+    p["augment"]["target_per_class"] = 60
+    (proj / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    run(venv, "git", "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qam",
+        "fast demo params", cwd=proj)
+    run(venv, "dvc", "remote", "modify", "--local", "local", "url", str(tmp_path / "remote"), cwd=proj)
+
+    port_file = tmp_path / "port"
+    store = subprocess.Popen([str(venv / "gemcurate"), "store", "serve", "--port", "0", "--port-file",
+                              str(port_file), "--cache-dir", str(tmp_path / "render"), *STORE],
+                             cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while not port_file.exists():
+            assert store.poll() is None and time.time() < deadline, "storefront did not start"
+            time.sleep(0.1)
+        base = f"http://127.0.0.1:{port_file.read_text().strip()}"
+        res = run(venv, "gemcurate", "scrape", "--base-url", base, cwd=proj)
+        assert "run 1 complete" in res.stdout
+    finally:
+        store.terminate()
+        store.wait(10)
+
+    # a scrape followed directly by `dvc repro` works (the decisions DB exists)
+    res = run(venv, "dvc", "repro", cwd=proj)
+    assert "Running stage 'export'" in res.stdout
+    ds = pd.read_parquet(proj / "data" / "dataset" / "manifest.parquet")
+    assert len(ds) and set(ds["split"]) == {"train", "val", "test"}
+    assert (ds[ds["split"] == "train"]["label"].value_counts() == 60).all()
+    assert "up to date" in run(venv, "dvc", "status", cwd=proj).stdout
+    run(venv, "gemcurate", "snapshot", cwd=proj)
+    run(venv, "dvc", "repro", cwd=proj)  # the snapshot changes no data: nothing reruns
+    pub = run(venv, "gemcurate", "publish", cwd=proj)
+    assert "published dataset/v" in pub.stdout
+    assert run(venv, "gemcurate", "lock", "--check", cwd=proj).returncode == 0

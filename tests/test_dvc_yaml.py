@@ -1,0 +1,76 @@
+"""dvc.yaml sees every line of code a stage runs: its deps cover the stage's import closure.
+
+The closure is computed from the source (pipeline/codegraph.py); a missing file here
+means ``dvc repro`` could call a dataset up to date that the current code would build
+differently. The end-to-end proof (touch a helper, ``dvc status`` names exactly its
+stages) is in tests/e2e/test_dvc_pipeline.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import codegraph, project
+from pipeline.stages import BY_NAME, DVC_STAGES
+from tests.helpers import ROOT
+
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+def covered(path: str, deps: list[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+@pytest.mark.parametrize("stage", [s.name for s in DVC_STAGES])
+def test_deps_cover_the_import_closure(stage):
+    deps = DVC["stages"][stage]["deps"]
+    missing = [p.as_posix() for p in codegraph.closure(BY_NAME[stage].module)
+               if not covered(p.as_posix(), deps)]
+    assert not missing, f"dvc.yaml stage {stage!r} does not list {missing} (run `gemcurate dvc-yaml`)"
+    # and lists no code it does not run (an edit there would rerun it for nothing)
+    code = {p.as_posix() for p in codegraph.closure(BY_NAME[stage].module)}
+    extra = [d for d in deps if d.startswith("pipeline/") and d not in code]
+    assert not extra, f"dvc.yaml stage {stage!r} lists {extra}, which it does not import"
+
+
+def test_dvc_yaml_is_the_generated_one():
+    assert (ROOT / "dvc.yaml").read_text() == project.render_dvc_yaml("files"), \
+        "dvc.yaml differs from pipeline/stages.py: run `gemcurate dvc-yaml`"
+
+
+def test_every_params_key_exists_and_no_stage_reads_workers_or_progress():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for s in DVC_STAGES:
+        for key in s.params:
+            node = params
+            for part in key.split("."):
+                assert part in node, f"{s.name}: params key {key} not in params.yaml"
+                node = node[part]
+            assert key.split(".")[-1] not in ("workers", "progress")
+
+
+def test_lock_mode_takes_the_code_digest_as_a_param():
+    dvc = yaml.safe_load(project.render_dvc_yaml("lock"))
+    for s in DVC_STAGES:
+        st = dvc["stages"][s.name]
+        assert {".gemcurate/code.yaml": [s.name]} in st["params"]
+        assert not any(d.startswith("pipeline/") for d in st["deps"])
+
+
+def test_a_digest_changes_with_the_code_and_only_for_the_stages_that_run_it(tmp_path, monkeypatch):
+    # a copy of the package where core/groups.py (split's union-find) is edited
+    import shutil
+
+    src = tmp_path / "pipeline"
+    shutil.copytree(codegraph.SRC, src, ignore=shutil.ignore_patterns("__pycache__"))
+    before = {s.name: codegraph.digest(project.stage_code(s)) for s in DVC_STAGES}
+    monkeypatch.setattr(codegraph, "BASE", tmp_path)
+    (src / "core" / "groups.py").write_text((src / "core" / "groups.py").read_text() + "\n# edited\n")
+    after = {s.name: codegraph.digest(project.stage_code(s)) for s in DVC_STAGES}
+    changed = {k for k in before if before[k] != after[k]}
+    users = {s.name for s in DVC_STAGES
+             if Path("pipeline/core/groups.py") in project.stage_code(s)}
+    assert changed == users == {"dedupe", "split", "augment"}
