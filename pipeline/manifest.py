@@ -128,31 +128,6 @@ COLUMNS: tuple[Column, ...] = (
 
 STAGE_ORDER = ("raw", "dedupe", "filter", "crop", "split", "augment")
 
-EXCLUDED_REASONS_RAW = (
-    "http_error",
-    "not_an_image",
-    "corrupt",
-    "too_large_bytes",
-    "too_many_pixels",
-    "too_small",
-    "too_big",
-    "unsupported_format",
-    "disallowed_by_robots",
-    "removed_from_catalog",
-)
-
-# why curation stages exclude an image (the row is kept)
-EXCLUDED_REASONS_CURATION = (
-    "undecodable",          # the stored bytes no longer decode
-    "duplicate",            # another row of its dup_cluster is the representative
-    "label_conflict",       # duplicates labelled differently: waits for an annotator
-    "rejected_by_annotator",
-    "no_crop",              # no trustworthy crop (the crop stage flagged it for review)
-    "awaiting_review",      # needs_review and no decision yet (split.hold_needs_review)
-    "class_too_small",      # fewer than split.min_images usable images in its class
-    "over_target",          # sampled out of a train class above augment.target_per_class
-)
-
 SPLITS = ("train", "val", "test")
 
 _CHECK_RE = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from pipeline import manifest
 from pipeline.config import load_params
 from pipeline.storefront.catalog import Catalog, CatalogOptions
 from pipeline.storefront.options import catalog_options_from_args
@@ -113,3 +114,36 @@ def encode(img: np.ndarray, fmt: str = "JPEG", q: int = 90) -> bytes:
     from pipeline.storefront import junk
 
     return junk.encode(img, fmt, q)
+
+
+def raw_manifest(rows: list[tuple[str, str, str, int]]) -> pd.DataFrame:
+    """Raw rows (image_id, label, product_id, width) with the other core columns filled in."""
+    out = []
+    for k, (iid, label, pid, w) in enumerate(rows):
+        out.append({"image_id": iid, "path": f"{iid[:2]}/{iid[2:4]}/{iid}.jpg", "label": label,
+                    "product_id": pid, "site": "demo", "source_url": f"http://127.0.0.1/{k}.jpg",
+                    "product_url": f"http://127.0.0.1/{pid}", "image_index": k,
+                    "fetched_at": pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(seconds=k),
+                    "width": w, "height": w, "format": "JPEG", "n_bytes": 1000,
+                    "content_type": "image/jpeg", "etag": None, "excluded_reason": None,
+                    "excluded_detail": None, "status": "active", "change": "added",
+                    "first_seen_run": 1, "last_seen_run": 1})
+    return manifest.conform(pd.DataFrame(out), "raw")
+
+
+def stored_photos(tmp_path: Path, n: int = 3) -> pd.DataFrame:
+    """``n`` generated photos and one truncated file in an image store, as a dedupe manifest."""
+    from pipeline.core.blobstore import BlobStore
+
+    store = BlobStore(tmp_path / "store")
+    rows = []
+    for k in range(n):
+        iid, _ = store.put(encode(gem_photo(k)[0]), "jpg")
+        rows.append((iid, "ruby", f"P{k}", 800))
+    data = encode(gem_photo(9)[0])
+    iid, _ = store.put(data[: len(data) // 3], "jpg")
+    rows.append((iid, "ruby", "PX", 800))
+    df = raw_manifest(rows)
+    df["needs_review"] = pd.array([False] * len(df), dtype="boolean")
+    df["review_reason"] = pd.array([None] * len(df), dtype="string")
+    return df

@@ -40,3 +40,29 @@ def test_cut_pads_with_the_background_colour():
     out = cut(img, [-50, -50, 150, 150], 64, (10, 20, 30))
     assert out.shape == (64, 64, 3)
     assert tuple(out[0, 0]) == (10, 20, 30) and tuple(out[32, 32]) == (0, 0, 0)
+
+
+def test_the_stage_writes_crops_flags_a_broken_file_and_reuses_its_cache(tmp_path):
+    import pandas as pd
+
+    from pipeline import crop
+    from pipeline.config import load_params
+    from pipeline.core.resultcache import ResultCache
+    from tests.helpers import stored_photos
+
+    df = stored_photos(tmp_path, n=3)
+    params = load_params(None, {"crop": {"workers": 1}})
+    crops = tmp_path / "crops"
+    cache = ResultCache(tmp_path / "crop", params.crop, crop.CODE)
+    out, m = crop.run(df, params, store_root=tmp_path / "store", crops_dir=crops, cache=cache)
+    by = out.set_index("product_id")
+    assert by.loc["PX", "crop_issue"] == "undecodable" and by.loc["PX", "needs_review"]
+    assert "crop_undecodable" in by.loc["PX", "review_reason"]
+    ok = by.drop("PX")
+    assert ok["crop_path"].notna().all() and all((crops / c).exists() for c in ok["crop_path"])
+    assert m["cropped"] == 3
+    cache.save()
+    again, m2 = crop.run(df, params, store_root=tmp_path / "store", crops_dir=crops,
+                         cache=ResultCache(tmp_path / "crop", params.crop, crop.CODE))
+    assert m2["images_reused"] == 3
+    pd.testing.assert_series_equal(out["crop_path"], again["crop_path"])

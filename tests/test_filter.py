@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from pipeline import filter as filt
 from pipeline.config import load_params
+from tests.helpers import stored_photos
 
 
 def test_junk_leaves_duplicate_clusters_and_label_conflicts():
@@ -29,3 +31,57 @@ def test_junk_leaves_duplicate_clusters_and_label_conflicts():
     assert out.loc["c2", "excluded_reason"] == "certificate"
     assert out.loc["c2", "review_reason"] == "hand" and out.loc["c2", "needs_review"]
     assert pd.isna(out.loc["ph", "excluded_reason"])
+
+
+def test_the_stage_scores_only_what_its_cache_lacks_and_writes_it_only_on_save(tmp_path):
+    from pipeline.core.resultcache import ResultCache
+
+    df = stored_photos(tmp_path)
+    params = load_params(None, {"filter": {"workers": 1}})
+    cache = ResultCache(tmp_path / "filter", params.filter, filt.CODE)
+    out, m = filt.run(df, params, store_root=tmp_path / "store", cache=cache)
+    assert m["images_scored"] == 4 and m["images_reused"] == 0
+    bad = out.set_index("product_id").loc["PX"]
+    assert bad["excluded_reason"] == "undecodable" and bad["excluded_detail"]
+    assert not cache.rows_path.exists()
+    cache.save()
+    again, m2 = filt.run(df, params, store_root=tmp_path / "store",
+                         cache=ResultCache(tmp_path / "filter", params.filter, filt.CODE))
+    # the broken file is never cached: it is tried again
+    assert m2["images_reused"] == 3 and m2["images_scored"] == 1
+    cols = ["image_id", "excluded_reason", "hand_score", "certificate_score", "blurry_score"]
+    pd.testing.assert_frame_equal(out[cols], again[cols])
+    # other thresholds: another cache key, every image scored again
+    other = load_params(None, {"filter": {"workers": 1, "checks": {"hand": {"threshold": 0.6}}}})
+    _, m3 = filt.run(df, other, store_root=tmp_path / "store",
+                     cache=ResultCache(tmp_path / "filter", other.filter, filt.CODE))
+    assert m3["images_reused"] == 0
+
+
+def test_a_new_check_is_one_class_and_runs_with_its_defaults():
+    import numpy as np
+
+    from pipeline import checks
+    from pipeline.config import ConfigError
+
+    @checks.register
+    class Overexposed(checks.Check):
+        name = "overexposed_test"
+        threshold, review_band = 0.7, 0.05
+
+        def score(self, image):
+            return float((image.gray > 250).mean())
+
+    try:
+        p = load_params(None).filter
+        got = p.enabled_checks(checks.REGISTRY)
+        assert list(got)[-1] == "overexposed_test"
+        assert (got["overexposed_test"].threshold, got["overexposed_test"].review_band) == (0.7, 0.05)
+        s = filt.score_image(np.full((300, 300, 3), 255, np.uint8), (300, 300), "x.jpg", p)
+        assert s["overexposed_test"] == 1.0
+        off = load_params(None, {"filter": {"checks": {"overexposed_test": {"enabled": False}}}})
+        assert "overexposed_test" not in off.filter.enabled_checks(checks.REGISTRY)
+    finally:
+        del checks.REGISTRY["overexposed_test"]
+    with pytest.raises(ConfigError, match="no such check"):
+        off.filter.enabled_checks(checks.REGISTRY)

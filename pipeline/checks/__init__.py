@@ -82,10 +82,6 @@ class Image:
         return cv2.cvtColor(self.rgb, cv2.COLOR_RGB2HSV)
 
     @cached_property
-    def ycrcb(self) -> np.ndarray:
-        return cv2.cvtColor(self.rgb, cv2.COLOR_RGB2YCrCb)
-
-    @cached_property
     def border(self) -> np.ndarray:
         """Pixels of a 4%-wide frame around the image (the background, usually)."""
         h, w = self.gray.shape

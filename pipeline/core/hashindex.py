@@ -191,7 +191,6 @@ class HashIndex:
         layout, radii = block_layout(len(self.hashes), radius)
         self._layout = layout
         self._plans: dict[int, tuple] = {}
-        self._radii_max = radii
         self.shifts = np.array([s for s, _ in layout], np.int64)
         self.bits = np.array([b for _, b in layout], np.int64)
         offsets, orders = [], []

@@ -23,9 +23,9 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import deflate
 import numpy as np
 import simplejpeg
-from isal import isal_zlib
 from PIL import Image, ImageFile
 
 logger = logging.getLogger(__name__)
@@ -265,8 +265,13 @@ def encode_png(rgb: np.ndarray) -> bytes:
     """Lossless 8-bit RGB PNG, about 3× faster than OpenCV's or PIL's fastest settings.
 
     Every row uses PNG's "up" filter (computed in numpy) and the stream is deflated
-    with ISA-L at level 1 (0.4 ms for a 224 px crop, against 1.5 ms for zlib at level
-    1) and is 10 % smaller than OpenCV's Huffman-only output. Any PNG reader decodes it.
+    with libdeflate at level 1 (0.66 ms for a 224 px crop, against 1.5 ms for zlib at
+    level 1), 13 % smaller than OpenCV's Huffman-only output. Any PNG reader decodes it.
+
+    The bytes are a pure function of the pixels (for one libdeflate version), so an
+    unchanged dataset has unchanged checksums. ISA-L, used before, is faster (0.35 ms)
+    but not deterministic: two runs of the default demo wrote 3 of 4,018 dataset
+    images with the same pixels and different bytes (intel/isa-l#140).
     """
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"encode_png wants uint8 H×W×3, got {rgb.dtype} {rgb.shape}")
@@ -278,7 +283,7 @@ def encode_png(rgb: np.ndarray) -> bytes:
     np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8 bit, truecolour, no interlace
     return b"".join((_PNG_SIGNATURE, _png_chunk(b"IHDR", header),
-                     _png_chunk(b"IDAT", isal_zlib.compress(raw, 1)), _png_chunk(b"IEND", b"")))
+                     _png_chunk(b"IDAT", deflate.zlib_compress(raw, 1)), _png_chunk(b"IEND", b"")))
 
 
 def encode_image(rgb: np.ndarray, fmt: str) -> bytes:

@@ -126,6 +126,8 @@ def _stats(cr: Crawler, elapsed: float, counts: dict) -> dict:
         "target_rate": round(cr.hosts[base_host][1].rate, 3) if base_host else None,
         "rate_share": round(achieved / store_rate, 4) if store_rate else None,
         "slowdowns": sum(lim.slowdowns for _, lim, _ in cr.hosts.values()),
+        # time the workers spent waiting for their host's rate limiter (the price of politeness)
+        "rate_limit_wait_s": round(sum(lim.waited for _, lim, _ in cr.hosts.values()), 1),
         "frontier": counts,
     }
 

@@ -156,11 +156,6 @@ class CrawlState:
             if status == "complete":
                 c.execute(frontier.delete().where(frontier.c.run_id == run_id))
 
-    def run_info(self, run_id: int) -> dict:
-        with self.engine.connect() as c:
-            row = c.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().first()
-            return dict(row) if row else {}
-
     # ------------------------------------------------------------------ frontier
     def add(self, run_id: int, items: list[tuple[str, str, dict | None]]) -> list[tuple]:
         """Add ``(url, kind, payload)`` items not yet in this run's frontier.

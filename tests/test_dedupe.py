@@ -1,0 +1,103 @@
+"""Dedupe: the decision rule and the clustering with known answers, then the stage on real
+files with its fingerprint cache (staged by run(), written by main() only)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import dedupe
+from pipeline.config import load_params
+from pipeline.core.blobstore import BlobStore
+from tests.helpers import encode, gem_photo, raw_manifest
+
+P = load_params(None).dedupe
+
+
+def sha(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def test_the_decision_rule():
+    pairs = pd.DataFrame({"phash_dist": [0, 6, 6, 6], "dhash_dist": [0, 5, 5, 5],
+                          "similarity": [np.nan, 0.95, 0.80, 0.95],
+                          "colour_dist": [1.0, 2.0, 2.0, 30.0]})
+    # certain by both hashes; confirmed by detail; too little detail; another colour
+    assert dedupe.is_duplicate(pairs, P).tolist() == [True, True, False, False]
+
+
+def test_clusters_representatives_and_label_conflicts_known_answer():
+    a, c, d, e, f, g = (sha(x) for x in "acdefg")
+    df = raw_manifest([(a, "ruby", "P1", 800), (a, "ruby", "P2", 800),   # the same bytes at two URLs
+              (c, "ruby", "P3", 1200),                          # the same pixels, larger file
+              (d, "ruby", "P4", 600),                           # a near copy of a
+              (e, "opal", "P5", 800), (f, "jade", "P6", 800),   # near copies, other labels
+              (g, "opal", "P7", 800)])                          # nothing like the others
+    hashes = pd.DataFrame({"image_id": [a, c, d, e, f, g],
+                           "pixel_sha256": ["pa", "pa", "pd", "pe", "pf", "pg"],
+                           "phash": [1, 1, 3, 4, 5, 6], "dhash": [1, 1, 3, 4, 5, 6],
+                           "width": 800, "height": 800, "thumb": b"", "colour": b"", "error": None})
+    pairs = pd.DataFrame({"a": [a, e], "b": [d, f], "phash_dist": [4, 4], "dhash_dist": [4, 4],
+                          "similarity": [0.97, 0.96], "colour_dist": [1.0, 1.0]})
+    out = dedupe.cluster(df, hashes, pairs, P)
+    by_pid = out.set_index("product_id")
+    assert by_pid.loc[["P1", "P2", "P3", "P4"], "dup_cluster"].nunique() == 1
+    assert by_pid.loc["P1", "dup_size"] == 4
+    # the representative: highest resolution
+    assert by_pid.loc["P3", "is_representative"] and not by_pid.loc["P1", "is_representative"]
+    assert by_pid.loc[["P1", "P2", "P4"], "excluded_reason"].eq("duplicate").all()
+    assert by_pid.loc["P1", "excluded_detail"].startswith("identical pixels of ")
+    assert by_pid.loc["P4", "excluded_detail"].startswith("near duplicate of ")
+    # differently labelled duplicates wait for a person, both of them
+    assert by_pid.loc[["P5", "P6"], "excluded_reason"].eq("label_conflict").all()
+    assert by_pid.loc[["P5", "P6"], "needs_review"].all()
+    assert by_pid.loc["P5", "excluded_detail"] == "duplicates labelled jade / opal"
+    assert pd.isna(by_pid.loc["P7", "excluded_reason"]) and by_pid.loc["P7", "is_representative"]
+    # the cluster id is stable: the smallest image_id in it
+    assert by_pid.loc["P1", "dup_cluster"] == min(a, c, d)
+
+
+def test_an_undecodable_file_keeps_its_row_with_the_reason():
+    a, b = sha("a"), sha("b")
+    df = raw_manifest([(a, "ruby", "P1", 800), (b, "ruby", "P2", 800)])
+    hashes = pd.DataFrame({"image_id": [a, b], "pixel_sha256": ["pa", None], "phash": [1, None],
+                           "dhash": [1, None], "width": [800, None], "height": [800, None],
+                           "thumb": [b"", None], "colour": [b"", None],
+                           "error": [None, "cannot identify image file"]})
+    out = dedupe.cluster(df, hashes.astype({"phash": "Int64", "dhash": "Int64"}),
+                         pd.DataFrame(columns=dedupe.PAIR_COLUMNS), P).set_index("product_id")
+    assert out.loc["P2", "excluded_reason"] == "undecodable"
+    assert "cannot identify" in out.loc["P2", "excluded_detail"] and len(out) == 2
+
+
+@pytest.fixture
+def stored(tmp_path):
+    """Four real photos in an image store: two copies of one (re-encoded) and two others."""
+    store = BlobStore(tmp_path / "store")
+    img0, _ = gem_photo(0)
+    img1, _ = gem_photo(5)
+    img2, _ = gem_photo(9)
+    rows = []
+    for k, (data, label) in enumerate([(encode(img0, q=92), "ruby"), (encode(img0, q=80), "ruby"),
+                                       (encode(img1), "opal"), (encode(img2), "jade")]):
+        iid, _ = store.put(data, "jpg")  # stored at ab/cd/<sha>.jpg, as raw_manifest() names it
+        rows.append((iid, label, f"P{k}", 0))
+    return raw_manifest(rows), tmp_path
+
+
+def test_the_stage_finds_the_copy_and_writes_its_cache_only_when_main_saves(stored):
+    df, tmp = stored
+    params = load_params(None, {"dedupe": {"workers": 1}})
+    cache = dedupe.HashCache(tmp / "data")
+    out, m = dedupe.run(df, params, store_root=tmp / "store", cache=cache)
+    assert m["fingerprinted"] == 4 and m["excluded_duplicates"] == 1
+    assert out.set_index("product_id").loc[["P0", "P1"], "dup_cluster"].nunique() == 1
+    assert not cache.hashes_path.exists()  # run() computes; only save() writes
+    cache.save()
+    again, m2 = dedupe.run(df, params, store_root=tmp / "store", cache=dedupe.HashCache(tmp / "data"))
+    assert m2["fingerprinted"] == 0 and m2["new_candidate_pairs"] == 0
+    cols = ["image_id", "dup_cluster", "is_representative", "excluded_reason"]
+    pd.testing.assert_frame_equal(out[cols], again[cols])
