@@ -52,7 +52,7 @@ from pipeline.core.hashing import (
 )
 from pipeline.core.imageio import ImageError
 from pipeline.core.parallel import map_items
-from pipeline.core.stageio import StageIO
+from pipeline.core.stageio import Staged, StageIO
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def cluster(df: pd.DataFrame, hashes: pd.DataFrame, pairs: pd.DataFrame, p: Dedu
     return out
 
 
-class HashCache:
+class HashCache(Staged):
     """Fingerprints and verified pairs persisted under ``<data_dir>/dedupe/``.
 
     :func:`run` reads it and hands it the updated tables (:meth:`stage`); ``main()``
@@ -232,7 +232,6 @@ class HashCache:
         self.hashes_path = self.dir / "hashes.parquet"
         self.pairs_path = self.dir / "pairs.parquet"
         self.meta_path = self.dir / "index.json"
-        self._pending: tuple[pd.DataFrame, pd.DataFrame, DedupeParams] | None = None
 
     def load(self, p: DedupeParams) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
         """Cached fingerprints (None if absent/stale) and pairs (None if searched differently)."""
@@ -253,15 +252,8 @@ class HashCache:
         pairs = manifest.read_manifest(self.pairs_path) if same_search else None
         return hashes, pairs
 
-    def stage(self, hashes: pd.DataFrame, pairs: pd.DataFrame, p: DedupeParams) -> None:
-        """Keep the tables of this run until :meth:`save`."""
-        self._pending = (hashes, pairs, p)
-
-    def save(self) -> None:
-        """Write what :meth:`stage` was given (nothing when it was not called)."""
-        if self._pending is None:
-            return
-        hashes, pairs, p = self._pending
+    def write(self, hashes: pd.DataFrame, pairs: pd.DataFrame, p: DedupeParams) -> None:
+        """Write the fingerprints and pairs of a run (``main()`` calls :meth:`save`)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         manifest.write_manifest(hashes, self.hashes_path)
         manifest.write_manifest(pairs, self.pairs_path)

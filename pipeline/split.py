@@ -40,7 +40,7 @@ from pipeline import manifest
 from pipeline.config import Params, SplitParams
 from pipeline.core.atomic import write_text
 from pipeline.core.groups import UnionFind, unit_hash
-from pipeline.core.stageio import StageIO
+from pipeline.core.stageio import Staged, StageIO
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def assign(groups: pd.DataFrame, ratios: dict[str, float], seed: int,
     return out
 
 
-class Ledger:
+class Ledger(Staged):
     """Group → split assignments that survive refreshes (``<data_dir>/split/ledger.parquet``).
 
     :func:`run` reads it and hands it the updated assignments (:meth:`stage`);
@@ -141,7 +141,6 @@ class Ledger:
         self.path = self.dir / "ledger.parquet"
         self.images_path = self.dir / "images.parquet"
         self.meta_path = self.dir / "ledger.json"
-        self._pending: tuple[pd.DataFrame, pd.DataFrame, SplitParams] | None = None
 
     def load(self, p: SplitParams) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """The ledger and image assignments, or empty ones for a new seed / new ratios."""
@@ -156,15 +155,8 @@ class Ledger:
         images = manifest.read_manifest(self.images_path) if self.images_path.exists() else None
         return manifest.read_manifest(self.path), images
 
-    def stage(self, ledger: pd.DataFrame, images: pd.DataFrame, p: SplitParams) -> None:
-        """Keep this run's assignments until :meth:`save`."""
-        self._pending = (ledger, images, p)
-
-    def save(self) -> None:
-        """Write what :meth:`stage` was given (nothing when it was not called)."""
-        if self._pending is None:
-            return
-        ledger, images, p = self._pending
+    def write(self, ledger: pd.DataFrame, images: pd.DataFrame, p: SplitParams) -> None:
+        """Write a run's assignments (``main()`` calls :meth:`save`)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         manifest.write_manifest(ledger.reset_index(drop=True), self.path)
         manifest.write_manifest(images, self.images_path)

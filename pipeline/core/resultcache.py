@@ -31,6 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.core.atomic import atomic_path, write_text
+from pipeline.core.stageio import Staged
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def code_key(files: Iterable[str | Path]) -> str:
     return h.hexdigest()[:16]
 
 
-class ResultCache:
+class ResultCache(Staged):
     """``results.parquet`` + ``key.json`` in a stage's folder."""
 
     def __init__(self, folder: str | Path, params: object, code: Iterable[str | Path]) -> None:
@@ -65,7 +66,6 @@ class ResultCache:
         self.rows_path = self.folder / "results.parquet"
         self.key_path = self.folder / "key.json"
         self.key = {"params": params_key(params), "code": code_key(code)}
-        self._pending: pd.DataFrame | None = None
 
     def load(self) -> pd.DataFrame | None:
         """The cached rows, or None when absent, unreadable or made under another key."""
@@ -82,15 +82,8 @@ class ResultCache:
             return None
         return rows if "image_id" in rows.columns else None
 
-    def stage(self, rows: pd.DataFrame) -> None:
-        """Keep ``rows`` (one per image_id) until :meth:`save`."""
-        self._pending = rows
-
-    def save(self) -> None:
-        """Write the staged rows with their key (nothing when none were staged)."""
-        if self._pending is None:
-            return
-        rows = self._pending
+    def write(self, rows: pd.DataFrame) -> None:
+        """Write ``rows`` (one per image_id) with their key (``main()`` calls :meth:`save`)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self.key_path.unlink(missing_ok=True)  # rows without their key are never trusted
         with atomic_path(self.rows_path) as tmp:

@@ -34,6 +34,28 @@ class Saves(Protocol):
     def save(self) -> None: ...
 
 
+class Staged:
+    """Base of a cache or ledger: ``run()`` calls :meth:`stage`, ``main()`` :meth:`save`.
+
+    Subclasses implement :meth:`write` with the arguments :meth:`stage` was given.
+    """
+
+    _pending: tuple | None = None
+
+    def stage(self, *what: object) -> None:
+        """Keep ``what`` until :meth:`save` (the last call wins)."""
+        self._pending = what
+
+    def save(self) -> None:
+        """Write what :meth:`stage` was given (nothing when it was not called)."""
+        if self._pending is not None:
+            self.write(*self._pending)
+            self._pending = None
+
+    def write(self, *what: object) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
 class StageIO:
     """Resolved locations of one run's data."""

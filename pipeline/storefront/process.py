@@ -74,7 +74,7 @@ class RunningStorefront:
 
 def start(args: list[str] | None = None, port: int = 0, log: str | Path | None = None,
           cache_dir: str | Path | None = None, cwd: str | Path | None = None,
-          timeout: float = 120) -> RunningStorefront:
+          timeout: float = 120, command: list[str] | None = None) -> RunningStorefront:
     """Start ``gemcurate store serve ARGS`` on ``port`` (0: a free one) and wait for it.
 
     Args:
@@ -84,6 +84,8 @@ def start(args: list[str] | None = None, port: int = 0, log: str | Path | None =
         cache_dir: The rendered-image cache (default: the storefront's own default).
         cwd: Its working directory.
         timeout: Seconds to wait for it to listen.
+        command: How to run gemcurate (default: this interpreter's ``-m pipeline.cli``;
+            e.g. ``[".../venv/bin/gemcurate"]`` for another installation).
 
     Raises:
         StorefrontError: It exited or did not listen in time (the message holds its log).
@@ -92,7 +94,7 @@ def start(args: list[str] | None = None, port: int = 0, log: str | Path | None =
     tmp = Path(tempfile.mkdtemp(prefix="gemcurate-store-"))
     port_file = tmp / "port"
     log_path = Path(log) if log else tmp / "store.log"
-    cmd = [sys.executable, "-m", "pipeline.cli", "store", "serve", "--port", str(port),
+    cmd = [*(command or [sys.executable, "-m", "pipeline.cli"]), "store", "serve", "--port", str(port),
            "--port-file", str(port_file), *(["--cache-dir", str(cache_dir)] if cache_dir else []),
            *args]
     with open(log_path, "w") as out:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from pipeline.storefront import process
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow
@@ -67,21 +67,10 @@ def test_init_scrape_repro_publish_from_an_installed_wheel(venv, tmp_path):
         "fast demo params", cwd=proj)
     run(venv, "dvc", "remote", "modify", "--local", "local", "url", str(tmp_path / "remote"), cwd=proj)
 
-    port_file = tmp_path / "port"
-    store = subprocess.Popen([str(venv / "gemcurate"), "store", "serve", "--port", "0", "--port-file",
-                              str(port_file), "--cache-dir", str(tmp_path / "render"), *STORE],
-                             cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 120
-        while not port_file.exists():
-            assert store.poll() is None and time.time() < deadline, "storefront did not start"
-            time.sleep(0.1)
-        base = f"http://127.0.0.1:{port_file.read_text().strip()}"
-        res = run(venv, "gemcurate", "scrape", "--base-url", base, cwd=proj)
+    with process.storefront(STORE, cache_dir=tmp_path / "render", cwd=home,
+                            command=[str(venv / "gemcurate")]) as store:
+        res = run(venv, "gemcurate", "scrape", "--base-url", store.base_url, cwd=proj)
         assert "run 1 complete" in res.stdout
-    finally:
-        store.terminate()
-        store.wait(10)
 
     # a scrape followed directly by `dvc repro` works (the decisions DB exists)
     res = run(venv, "dvc", "repro", cwd=proj)
