@@ -28,7 +28,7 @@ from pipeline.scrape.state import CrawlState, connect, default_url
 
 logger = logging.getLogger(__name__)
 
-EXIT_CODES = {"complete": 0, "banned": 3, "incomplete": 4, "stopped": 5}
+EXIT_CODES = {"complete": 0, "banned": 3, "incomplete": 4, "stopped": 5, "disallowed": 6}
 
 
 @dataclass
@@ -64,7 +64,9 @@ def scrape(params: Params, site: SiteConfig | None = None, base_url: str | None 
         base_url: Overrides the adapter's ``base_url``.
 
     Returns:
-        A :class:`ScrapeResult`; ``status`` is complete, banned, incomplete or stopped.
+        A :class:`ScrapeResult`; ``status`` is complete, banned, incomplete, stopped or
+        disallowed (robots.txt forbids the start URLs). Only a complete crawl writes the
+        manifest and marks what it did not see as removed.
     """
     site = site or load_site(params.scrape.site, base_url or params.scrape.base_url)
     engine = connect(state_url(params))
@@ -83,6 +85,14 @@ def scrape(params: Params, site: SiteConfig | None = None, base_url: str | None 
     counts = state.frontier_counts(run_id)
     if crawler.stop_reason:
         status, message = crawler.stop_status, crawler.stop_reason
+    elif crawler.start_disallowed and crawler.start_disallowed == len(site.start_urls):
+        status = "disallowed"
+        message = ("robots.txt disallows the start URL(s): nothing crawled, nothing marked "
+                   "removed (the last complete crawl's manifest stands)")
+    elif crawler.blind_pages:
+        status = "incomplete"
+        message = (f"robots.txt now disallows {crawler.blind_pages} catalog page(s) an earlier crawl "
+                   "read: what they list was not seen, so nothing is marked removed")
     elif counts.get("pending") or crawler.failed_pages or counts.get("failed"):
         failed = counts.get("failed", 0)
         status = "incomplete"

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import aiohttp
+from multidict import CIMultiDict
 from parsel import Selector
 from tqdm import tqdm
 
@@ -44,12 +45,23 @@ class TooLarge(Exception):
     """A body exceeded ``max_bytes``."""
 
 
+MAX_REDIRECTS = 5
+PAGE_KINDS = ("home", "category", "product")
+
+
+class BrokenBody(Exception):
+    """The headers came, the whole body did not (reset, stall, drip past the timeout)."""
+
+
 @dataclass
 class Fetched:
-    """An HTTP outcome after retries."""
+    """An HTTP outcome after retries: the outcome of the *whole* body, never of its headers.
+
+    ``headers`` is case-insensitive (``headers.get("ETag")`` finds an ``Etag``).
+    """
 
     status: int | None
-    headers: dict = field(default_factory=dict)
+    headers: CIMultiDict = field(default_factory=CIMultiDict)
     body: bytes = b""
     error: str | None = None
     attempts: int = 1
@@ -122,10 +134,15 @@ class Crawler:
         self.consecutive_403 = 0
         self.products_seen = 0
         self.failed_pages = 0
+        # catalog pages robots.txt now keeps us from (known from earlier runs, or the start)
+        self.blind_pages = 0
+        self.start_disallowed = 0
         self.rng = random.Random()
         self.bar: tqdm | None = None
         base = urlsplit(site.base_url)
-        self.allowed_hosts = {base.netloc.lower(), *(h.lower() for h in site.allowed_hosts)}
+        self.base_host = base.netloc.lower()
+        # pages live on the store's host; images may also come from the CDN hosts it names
+        self.image_hosts = {self.base_host, *(h.lower() for h in site.allowed_hosts)}
 
     # ------------------------------------------------------------------ politeness
     async def host(self, url: str) -> tuple[Robots, HostLimiter, float | None]:
@@ -149,7 +166,15 @@ class Crawler:
         p = urlsplit(url)
         robots_url = urlunsplit((p.scheme, p.netloc, "/robots.txt", "", ""))
         limiter = HostLimiter(min(self.p.default_rate, self.p.max_rate), 0.0)
-        res = await self._request(robots_url, limiter, {}, page=True)
+        res = await self._request(robots_url, limiter, {}, page=False)  # an empty one is fine
+        hops = 0
+        while res.status in (301, 302, 303, 307, 308) and hops < MAX_REDIRECTS:
+            # RFC 9309 follows redirects; gemcurate only within the host it is about
+            target = normalize(urljoin(robots_url, res.headers.get("Location") or ""))
+            if urlsplit(target).netloc.lower() != p.netloc.lower():
+                break
+            hops += 1
+            res = await self._request(target, limiter, {}, page=False)
         if res.status == 200:
             robots = Robots.parse(res.body.decode("utf-8", "replace"))
             return robots, robots.crawl_delay(self.p.user_agent)
@@ -159,9 +184,41 @@ class Crawler:
                    "RFC 9309 says to assume full disallow. Rerun later.")
 
     # ------------------------------------------------------------------ HTTP
+    async def _fetch(self, url: str, limiter: HostLimiter, headers: dict, kind: str) -> Fetched:
+        """GET ``url``, following redirects only within the crawl's scope.
+
+        Every hop is checked like a link: a page may move only on the store's host, an
+        image to the store's host or a CDN host the site names; robots.txt and the rate
+        limit of the hop's host apply; a loop or more than :data:`MAX_REDIRECTS` hops is a
+        failure, never retried.
+        """
+        seen = {url}
+        res = await self._request(url, limiter, headers, page=kind != "image")
+        while res.status is not None and 300 <= res.status < 400 and res.status != 304:
+            location = res.headers.get("Location")
+            if not location:
+                return Fetched(res.status, res.headers, b"", f"HTTP {res.status} without Location",
+                               res.attempts)
+            target = normalize(urljoin(url, location))
+            if not self._in_scope(target, kind):
+                return Fetched(res.status, res.headers, b"",
+                               f"redirect to another host refused: {target[:200]}", res.attempts)
+            if target in seen or len(seen) > MAX_REDIRECTS:
+                return Fetched(res.status, res.headers, b"",
+                               f"redirect loop or more than {MAX_REDIRECTS} redirects at {target[:200]}",
+                               res.attempts)
+            seen.add(target)
+            robots, hop_limiter, _ = await self.host(target)
+            if not robots.allowed(target, self.p.user_agent):
+                return Fetched(res.status, res.headers, b"",
+                               f"redirect into a path robots.txt disallows: {target[:200]}", res.attempts)
+            url = target
+            res = await self._request(url, hop_limiter, headers, page=kind != "image")
+        return res
+
     async def _request(self, url: str, limiter: HostLimiter, headers: dict,
                        page: bool) -> Fetched:
-        """GET with politeness, backoff and ban detection."""
+        """One URL, no redirects followed: GET with politeness, backoff and ban detection."""
         attempts = 0
         n429 = 0
         while True:
@@ -175,25 +232,36 @@ class Crawler:
             t = time.time()
             self.c.first_request = self.c.first_request or t
             self.c.last_request = t
-            status, hdrs, body, error = None, {}, b"", None
+            status, hdrs, body, error = None, CIMultiDict(), b"", None
             try:
-                async with self.session.get(url, headers=headers) as r:
-                    status, hdrs = r.status, dict(r.headers)
-                    if status == 200:
+                async with self.session.get(url, headers=headers, allow_redirects=False) as r:
+                    code, got = r.status, r.headers.copy()
+                    if code == 200:
                         declared = r.content_length
                         if declared is not None and declared > self.p.max_bytes:
                             raise TooLarge(f"Content-Length {declared} > max_bytes")
                         chunks, n = [], 0
-                        async for chunk in r.content.iter_chunked(1 << 16):
-                            n += len(chunk)
-                            if n > self.p.max_bytes:
-                                raise TooLarge(f"body over max_bytes {self.p.max_bytes}")
-                            chunks.append(chunk)
+                        try:
+                            async for chunk in r.content.iter_chunked(1 << 16):
+                                n += len(chunk)
+                                if n > self.p.max_bytes:
+                                    raise TooLarge(f"body over max_bytes {self.p.max_bytes}")
+                                chunks.append(chunk)
+                        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+                            raise BrokenBody(f"body broke off after {n} bytes "
+                                             f"({type(exc).__name__}: {exc})".replace(": )", ")")) from exc
+                        if declared is not None and n != declared:
+                            raise BrokenBody(f"body of {n} bytes, Content-Length said {declared}")
                         body = b"".join(chunks)
                     else:
-                        body = await r.content.read(4096)
+                        with contextlib.suppress(TimeoutError, aiohttp.ClientError, ConnectionError):
+                            body = await r.content.read(4096)
+                    # the outcome is known only once the whole body is in
+                    status, hdrs = code, got
             except TooLarge as exc:
                 return Fetched(200, hdrs, b"", f"too_large_bytes: {exc}", attempts)
+            except BrokenBody as exc:
+                error = str(exc)  # a transient failure: retried like a reset before the headers
             except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
                 error = f"{type(exc).__name__}: {exc}".strip(": ")
             self.c.last_request = time.time()
@@ -201,6 +269,10 @@ class Crawler:
                 self.c.by_status[status] += 1
             if status in (200, 304) or (status is not None and 300 <= status < 400):
                 self.consecutive_403 = 0
+                if status == 200 and page and not body:
+                    # an HTML page is never empty: a store that sends nothing has not
+                    # shown the catalog (it must not read as a category with no products)
+                    return Fetched(None, hdrs, b"", "empty page", attempts)
                 return Fetched(status, hdrs, body, None, attempts)
             ra = parse_retry_after(hdrs.get("Retry-After"))
             if status == 429:
@@ -250,15 +322,17 @@ class Crawler:
             logger.warning("stopping: %s", reason)
 
     # ------------------------------------------------------------------ items
-    def _in_scope(self, url: str) -> bool:
+    def _in_scope(self, url: str, kind: str) -> bool:
+        """Pages on the store's host only; images there or on a CDN host the site names."""
         p = urlsplit(url)
-        return p.scheme in ("http", "https") and p.netloc.lower() in self.allowed_hosts
+        hosts = self.image_hosts if kind == "image" else {self.base_host}
+        return p.scheme in ("http", "https") and p.netloc.lower() in hosts
 
-    def _abs(self, base: str, links: list[str]) -> list[str]:
+    def _abs(self, base: str, links: list[str], kind: str) -> list[str]:
         out = []
         for link in links:
             u = normalize(urljoin(base, link))
-            if self._in_scope(u):
+            if self._in_scope(u, kind):
                 out.append(u)
         return out
 
@@ -270,6 +344,14 @@ class Crawler:
                 self.state.save_image(run_id, url, self._img_meta(payload),
                                       {"excluded_reason": "disallowed_by_robots",
                                        "detail": "robots.txt disallows this URL"}, 0)
+            elif kind == "home" or (kind in PAGE_KINDS and self.state.page(url) is not None):
+                # a start URL, or a page an earlier crawl read: what it lists is unseen now,
+                # not gone. Failed, so the crawl is not complete (nothing is marked removed)
+                # and a rerun tries it again; a link never read before (cart, search) is
+                # merely skipped
+                self.blind_pages += 1
+                self.start_disallowed += kind == "home"
+                self.state.mark(run_id, url, "failed", "robots.txt now disallows this catalog page")
             else:
                 self.state.mark(run_id, url, "done", "disallowed by robots.txt")
             return []
@@ -287,7 +369,7 @@ class Crawler:
                 headers["If-None-Match"] = old["etag"]
             if old.get("last_modified"):
                 headers["If-Modified-Since"] = old["last_modified"]
-        res = await self._request(url, limiter, headers, page=True)
+        res = await self._fetch(url, limiter, headers, kind)
         if res.status == 304 and old:
             self.c.pages_304 += 1
             extracted = json.loads(old["extracted"])
@@ -328,10 +410,10 @@ class Crawler:
         s = self.site
         out: dict = {}
         if kind == "home":
-            out["categories"] = self._abs(url, select(sel, s.category_links))
+            out["categories"] = self._abs(url, select(sel, s.category_links), "category")
         if kind in ("home", "category"):
-            out["products"] = self._abs(url, select(sel, s.product_links))
-            out["next"] = self._abs(url, select(sel, s.next_page))
+            out["products"] = self._abs(url, select(sel, s.product_links), "product")
+            out["next"] = self._abs(url, select(sel, s.next_page), "category")
         if kind == "product":
             ps = s.product
             pid = first(sel, ps.id, ps.id_pattern) or urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
@@ -345,7 +427,7 @@ class Crawler:
                 imgs = [re.sub(rw.pattern, rw.replace, u) for u in imgs]
             attrs = {k: first(sel, v) for k, v in ps.attributes.items()}
             out["product"] = {"product_id": pid, "label": label,
-                              "images": list(dict.fromkeys(self._abs(url, imgs))),
+                              "images": list(dict.fromkeys(self._abs(url, imgs, "image"))),
                               "attrs": {k: v for k, v in attrs.items() if v is not None}}
         return out
 
@@ -359,12 +441,15 @@ class Crawler:
         meta = self._img_meta(payload)
         old = self.state.image(url)
         headers = {}
-        if old and old.get("path") and self.store.exists(old["path"]):
+        # conditional only for a good copy: a file stored empty or broken is fetched again
+        # (a 304 must not keep it broken for good)
+        broken = old is not None and old.get("excluded_reason") in ("corrupt", "not_an_image")
+        if old and old.get("path") and not broken and self.store.exists(old["path"]):
             if old.get("etag"):
                 headers["If-None-Match"] = old["etag"]
             if old.get("last_modified"):
                 headers["If-Modified-Since"] = old["last_modified"]
-        res = await self._request(url, limiter, headers, page=False)
+        res = await self._fetch(url, limiter, headers, "image")
         if res.status == 304 and old:
             self.c.images_304 += 1
             self.state.save_image(run_id, url, meta, {}, res.attempts)
