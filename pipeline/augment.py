@@ -44,6 +44,7 @@ from pipeline.config import AugmentParams, ExtraTransforms, Params
 from pipeline.core.atomic import write_bytes, write_text
 from pipeline.core.groups import unit_hash
 from pipeline.core.imageio import ImageError, encode_image
+from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
 from pipeline.core.plots import pyplot, save_figure
 from pipeline.core.stageio import StageIO
@@ -273,6 +274,7 @@ def run(df: pd.DataFrame, params: Params, *, data_dir: str | Path, progress: boo
     return out, metrics
 
 
+@locks_data_dir("gemcurate augment")
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Read ``split.parquet``, augment, write ``augment.parquet`` and ``metrics/augment.json``."""
     io = StageIO.of(params, data_dir)

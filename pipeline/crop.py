@@ -49,6 +49,7 @@ from pipeline.config import CropParams, Params
 from pipeline.core.atomic import write_bytes
 from pipeline.core.flags import add_review
 from pipeline.core.imageio import ImageError, Loaded, block_mean, encode_image, fit, load_rgb, shrink
+from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
 from pipeline.core.resultcache import ResultCache, combine, reuse
 from pipeline.core.stageio import StageIO
@@ -417,6 +418,7 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path, crops_dir: 
     return out, metrics
 
 
+@locks_data_dir("gemcurate crop")
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Read ``filter.parquet``, crop, write ``crop.parquet``, crops and ``metrics/crop.json``."""
     io = StageIO.of(params, data_dir)

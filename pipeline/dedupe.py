@@ -51,6 +51,7 @@ from pipeline.core.hashing import (
     to_signed,
 )
 from pipeline.core.imageio import ImageError
+from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
 from pipeline.core.stageio import Staged, StageIO
 
@@ -336,6 +337,7 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
     return out, metrics
 
 
+@locks_data_dir("gemcurate dedupe")
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Read ``raw.parquet``, dedupe, write ``dedupe.parquet`` and ``metrics/dedupe.json``."""
     io = StageIO.of(params, data_dir)

@@ -37,6 +37,7 @@ from pipeline import manifest
 from pipeline.config import Params, to_dict
 from pipeline.core.atomic import atomic_path, write_text
 from pipeline.core.blobstore import sha256_file, sha256_hex
+from pipeline.core.lock import locks_data_dir
 from pipeline.core.plots import pyplot, save_figure
 from pipeline.core.stageio import StageIO
 from pipeline.core.validation import ValidationFailed, passed_result
@@ -204,6 +205,7 @@ def _card(params: Params, ds: pd.DataFrame, counts: pd.DataFrame, validation: di
     ])
 
 
+@locks_data_dir("gemcurate export")
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Read ``augment.parquet`` and ``validate/result.json``; write ``dataset/``."""
     io = StageIO.of(params, data_dir)

@@ -29,6 +29,7 @@ from pipeline.config import FilterParams, Params
 from pipeline.core import decisions
 from pipeline.core.flags import add_review, drop_review_reason, ensure_review_columns
 from pipeline.core.imageio import ImageError, load_rgb
+from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
 from pipeline.core.resultcache import ResultCache, combine, reuse
 from pipeline.core.stageio import StageIO
@@ -195,6 +196,7 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
     return out, metrics
 
 
+@locks_data_dir("gemcurate filter")
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Read ``dedupe.parquet``, filter, write ``filter.parquet`` and ``metrics/filter.json``."""
     io = StageIO.of(params, data_dir)

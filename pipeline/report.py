@@ -23,6 +23,7 @@ from pipeline import manifest
 from pipeline.config import Params
 from pipeline.core.atomic import atomic_path, write_text
 from pipeline.core.imageio import ImageError, load_rgb
+from pipeline.core.lock import locks_data_dir
 from pipeline.core.plots import font, pyplot, save_figure
 from pipeline.core.stageio import StageIO
 
@@ -166,6 +167,7 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path, crops_dir: 
                                   "needs_review": int(df["needs_review"].fillna(False).sum())}
 
 
+@locks_data_dir("gemcurate report")
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Report on the latest curation manifest (crop, else filter, else dedupe)."""
     io = StageIO.of(params, data_dir)

@@ -40,6 +40,7 @@ from pipeline import manifest
 from pipeline.config import Params, SplitParams
 from pipeline.core.atomic import write_text
 from pipeline.core.groups import UnionFind, unit_hash
+from pipeline.core.lock import locks_data_dir
 from pipeline.core.stageio import Staged, StageIO
 
 logger = logging.getLogger(__name__)
@@ -280,6 +281,7 @@ def class_table(df: pd.DataFrame) -> pd.DataFrame:
     return t.astype(int)
 
 
+@locks_data_dir("gemcurate split")
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None,
          reset: bool = False) -> dict:
     """Read ``crop.parquet``, split, write ``split.parquet``, the ledger and ``metrics/split.json``."""

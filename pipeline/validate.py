@@ -40,6 +40,7 @@ import pandas as pd
 from pipeline import manifest
 from pipeline.config import Params
 from pipeline.core.atomic import write_text
+from pipeline.core.lock import locks_data_dir
 from pipeline.core.paths import project_root
 from pipeline.core.stageio import StageIO
 from pipeline.core.validation import ValidationFailed, manifest_digest, result_path, summary_path
@@ -374,6 +375,7 @@ def _expectation(d: dict):
     return cls(**d["kwargs"], meta=d.get("meta"))
 
 
+@locks_data_dir("gemcurate validate")
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Validate ``augment.parquet``; write ``validate/result.json``; raise on failure."""
     io = StageIO.of(params, data_dir)

@@ -171,6 +171,7 @@ def test_refresh_after_an_epoch_change_is_incremental(storefront, params_for, tm
     stats = s1.stats()
     assert stats["images_served"] == len(new) + len(changed)  # only new or changed bytes
     assert r1.stats["images_304"] == len(unchanged)
+    assert r1.stats["pages_304"] > 0  # ETags are kept (the header is case-insensitive)
     df = by_path(read_manifest(r1.manifest_path))
     assert {u for u in df.index if df.loc[u, "change"] == "added"} == new
     changed_rows = {u for u in df.index if df.loc[u, "change"] == "changed"}

@@ -109,11 +109,19 @@ def first_manifest(fast):
     return manifest_path(fast().data.data_dir, "raw")
 
 
-def test_an_empty_image_body_is_downloaded_again_next_time(fast):
+def test_an_empty_body_is_a_failed_request_not_a_file_to_revalidate(fast):
+    """An empty 200 (with the real file's ETag) once became a stored empty blob that every
+    later 304 kept; now it is retried, stored nowhere, and fetched whole next time."""
     with Hostile() as store:
         store.behave("/cdn/r-2-0.jpg", "empty")
+        store.behave("/product/O-1", "empty")
         first = scrape(fast(), base_url=store.base_url)
-        assert rows(first).loc["/cdn/r-2-0.jpg", "excluded_reason"] == "corrupt"
+        assert store.hits["/cdn/r-2-0.jpg"] >= 2 and first.status == "incomplete"
+        store.behave("/product/O-1", "ok")
+        first = scrape(fast(), base_url=store.base_url)  # the resume reads the product page
+        r = rows(first).loc["/cdn/r-2-0.jpg"]
+        assert r["excluded_reason"] == "http_error" and "empty body" in r["excluded_detail"]
+        assert pd.isna(r["path"]) and pd.isna(r["etag"])
         store.behave("/cdn/r-2-0.jpg", "ok")
         res = scrape(fast(), base_url=store.base_url)
     r = rows(res).loc["/cdn/r-2-0.jpg"]

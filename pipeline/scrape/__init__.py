@@ -22,6 +22,7 @@ from pipeline import manifest
 from pipeline.config import Params
 from pipeline.core import atomic, decisions
 from pipeline.core.blobstore import BlobStore, sha256_hex
+from pipeline.core.lock import data_dir_lock
 from pipeline.scrape.crawler import Crawler, Stop
 from pipeline.scrape.site import SiteConfig, load_site
 from pipeline.scrape.state import CrawlState, connect, default_url
@@ -69,6 +70,11 @@ def scrape(params: Params, site: SiteConfig | None = None, base_url: str | None 
         manifest and marks what it did not see as removed.
     """
     site = site or load_site(params.scrape.site, base_url or params.scrape.base_url)
+    with data_dir_lock(params.data.data_dir, f"gemcurate scrape ({site.name})"):
+        return _scrape(params, site)
+
+
+def _scrape(params: Params, site: SiteConfig) -> ScrapeResult:
     engine = connect(state_url(params))
     state = CrawlState(engine, site.name)
     store = BlobStore(store_root(params))

@@ -88,6 +88,23 @@ class Counters:
     last_request: float | None = None
 
 
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def _is_storage_error(exc: BaseException) -> bool:
+    """Disk full or read-only, in the image store (OSError) or the state database."""
+    import errno
+
+    import sqlalchemy.exc
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, sqlalchemy.exc.OperationalError) and (
+        "disk is full" in text or "disk i/o error" in text or "readonly" in text)
+
+
 def normalize(url: str) -> str:
     """Drop the fragment and lowercase scheme and host."""
     p = urlsplit(url)
@@ -166,7 +183,7 @@ class Crawler:
         p = urlsplit(url)
         robots_url = urlunsplit((p.scheme, p.netloc, "/robots.txt", "", ""))
         limiter = HostLimiter(min(self.p.default_rate, self.p.max_rate), 0.0)
-        res = await self._request(robots_url, limiter, {}, page=False)  # an empty one is fine
+        res = await self._request(robots_url, limiter, {}, page=True, allow_empty=True)
         hops = 0
         while res.status in (301, 302, 303, 307, 308) and hops < MAX_REDIRECTS:
             # RFC 9309 follows redirects; gemcurate only within the host it is about
@@ -174,7 +191,7 @@ class Crawler:
             if urlsplit(target).netloc.lower() != p.netloc.lower():
                 break
             hops += 1
-            res = await self._request(target, limiter, {}, page=False)
+            res = await self._request(target, limiter, {}, page=True, allow_empty=True)
         if res.status == 200:
             robots = Robots.parse(res.body.decode("utf-8", "replace"))
             return robots, robots.crawl_delay(self.p.user_agent)
@@ -217,7 +234,7 @@ class Crawler:
         return res
 
     async def _request(self, url: str, limiter: HostLimiter, headers: dict,
-                       page: bool) -> Fetched:
+                       page: bool, allow_empty: bool = False) -> Fetched:
         """One URL, no redirects followed: GET with politeness, backoff and ban detection."""
         attempts = 0
         n429 = 0
@@ -248,10 +265,10 @@ class Crawler:
                                     raise TooLarge(f"body over max_bytes {self.p.max_bytes}")
                                 chunks.append(chunk)
                         except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+                            # aiohttp raises here when a connection closes before the
+                            # Content-Length (or the last chunk) arrived, and on timeouts
                             raise BrokenBody(f"body broke off after {n} bytes "
-                                             f"({type(exc).__name__}: {exc})".replace(": )", ")")) from exc
-                        if declared is not None and n != declared:
-                            raise BrokenBody(f"body of {n} bytes, Content-Length said {declared}")
+                                             f"({_short(exc)})") from exc
                         body = b"".join(chunks)
                     else:
                         with contextlib.suppress(TimeoutError, aiohttp.ClientError, ConnectionError):
@@ -269,11 +286,14 @@ class Crawler:
                 self.c.by_status[status] += 1
             if status in (200, 304) or (status is not None and 300 <= status < 400):
                 self.consecutive_403 = 0
-                if status == 200 and page and not body:
-                    # an HTML page is never empty: a store that sends nothing has not
-                    # shown the catalog (it must not read as a category with no products)
-                    return Fetched(None, hdrs, b"", "empty page", attempts)
-                return Fetched(status, hdrs, body, None, attempts)
+                if status == 200 and not body and not allow_empty:
+                    # no page or image is empty: a store that sends nothing has shown
+                    # nothing (not a category without products, not a file to keep, with
+                    # an ETag that would revalidate it for good); retried like a reset
+                    error = "empty body"
+                    status = None
+                else:
+                    return Fetched(status, hdrs, body, None, attempts)
             ra = parse_retry_after(hdrs.get("Retry-After"))
             if status == 429:
                 self.c.rate_limited += 1
@@ -441,10 +461,7 @@ class Crawler:
         meta = self._img_meta(payload)
         old = self.state.image(url)
         headers = {}
-        # conditional only for a good copy: a file stored empty or broken is fetched again
-        # (a 304 must not keep it broken for good)
-        broken = old is not None and old.get("excluded_reason") in ("corrupt", "not_an_image")
-        if old and old.get("path") and not broken and self.store.exists(old["path"]):
+        if old and old.get("path") and self.store.exists(old["path"]):
             if old.get("etag"):
                 headers["If-None-Match"] = old["etag"]
             if old.get("last_modified"):
@@ -485,6 +502,27 @@ class Crawler:
         self.state.set_check(url, {"width": verdict.width, "height": verdict.height,
                                    "format": verdict.format, "excluded_reason": verdict.reason,
                                    "detail": None if verdict.ok else verdict.detail})
+
+    def _fail(self, run_id: int, url: str, kind: str, exc: Exception) -> None:
+        """An error no retry fixes: record the URL as failed; stop when the state cannot be written.
+
+        Out of disk space (or any failure to write the crawl state or the image store)
+        stops the crawl with a message instead of failing every URL after it; what was
+        committed before stays, and a rerun resumes there.
+        """
+        if _is_storage_error(exc):
+            self._stop(f"cannot write the crawl state or the image store ({_short(exc)}); "
+                       "is the disk full? Free space and rerun to resume (state saved)", "stopped")
+            return
+        logger.exception("unexpected error on %s", url)
+        try:
+            self.state.mark(run_id, url, "failed", f"internal error: {_short(exc)}")
+        except Exception as again:  # the state itself cannot be written
+            self._stop(f"cannot write the crawl state ({_short(again)}); is the disk full? "
+                       "Free space and rerun to resume", "stopped")
+            return
+        if kind != "image":
+            self.failed_pages += 1
 
     # ------------------------------------------------------------------ main loop
     async def crawl(self, run_id: int, resumed: bool) -> None:
@@ -530,11 +568,8 @@ class Crawler:
                                 self.bar.update(1)
                     except Stop:
                         pass
-                    except Exception:
-                        logger.exception("unexpected error on %s", url)
-                        self.state.mark(run_id, url, "failed", "internal error")
-                        if kind != "image":
-                            self.failed_pages += 1
+                    except Exception as exc:
+                        self._fail(run_id, url, kind, exc)
                     finally:
                         queue.task_done()
 
@@ -545,6 +580,10 @@ class Crawler:
                     while not joiner.done():
                         await asyncio.wait([joiner], timeout=0.2)
                         if self.stop_reason:
+                            break
+                        if all(w.done() for w in workers):  # never wait on workers that died
+                            self._stop("every crawl worker ended unexpectedly; state saved, rerun "
+                                       "to resume", "stopped")
                             break
                     if self.stop_reason or joiner.done():
                         joiner.cancel()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from parsel import Selector
 from parsel.csstranslator import HTMLTranslator
@@ -102,6 +103,16 @@ class SiteConfig:
                 _check_css(getattr(self, key), key)
         if not self.start_urls:
             raise ConfigError("start_urls: at least one start URL is needed")
+        base = urlsplit(self.base_url)
+        for i, u in enumerate(self.start_urls):
+            p = urlsplit(u)
+            if (p.scheme or p.netloc) and (p.scheme not in ("http", "https")
+                                           or p.netloc.lower() != base.netloc.lower()):
+                raise ConfigError(f"start_urls[{i}]: {u!r} is not on {base.netloc} (base_url); "
+                                  "a crawl stays on its store's host: give paths such as /shop")
+        for i, h in enumerate(self.allowed_hosts):
+            if not re.fullmatch(r"[a-z0-9.-]+(:\d{1,5})?", h.lower()):
+                raise ConfigError(f"allowed_hosts[{i}]: {h!r} is not a host name (host or host:port)")
 
 
 def load_site(path: str | Path, base_url: str | None = None) -> SiteConfig:
