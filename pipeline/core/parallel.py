@@ -18,6 +18,27 @@ from typing import Any
 from tqdm import tqdm
 
 SERIAL_BELOW = 64  # starting processes costs more than it saves on small batches
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Worker initializer: the kernel kills this worker when the stage process dies.
+
+    Without it, ``kill -9`` of a stage left its pool workers running as orphans (about
+    175 MB each) until they finished their chunk or forever. Linux only; elsewhere a
+    no-op (the pool's own shutdown still covers a normal exit).
+    """
+    import ctypes
+    import os
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the call: follow it now
+        os._exit(1)
 
 
 @contextlib.contextmanager
@@ -52,7 +73,8 @@ def map_items(fn: Callable[[Any], Any], items: Sequence[Any], workers: int = 0, 
                 out.append(fn(it))
                 bar.update()
         else:
-            with _single_threaded_opencv(), ProcessPoolExecutor(workers or None) as pool:
+            with _single_threaded_opencv(), \
+                    ProcessPoolExecutor(workers or None, initializer=_die_with_parent) as pool:
                 for r in pool.map(fn, items, chunksize=chunksize):
                     out.append(r)
                     bar.update()
