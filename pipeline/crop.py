@@ -36,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -47,6 +48,7 @@ import pandas as pd
 
 from pipeline.config import CropParams, Params
 from pipeline.core.atomic import write_bytes
+from pipeline.core.blobstore import BlobProblem, raise_if_damaged, read_verified
 from pipeline.core.flags import add_review
 from pipeline.core.imageio import ImageError, Loaded, block_mean, encode_image, fit, load_rgb, shrink
 from pipeline.core.lock import locks_data_dir
@@ -300,14 +302,14 @@ def cut(rgb: np.ndarray, box: list[int], size: int, fill: tuple[int, int, int]) 
     return cv2.resize(out, (size, size), interpolation=cv2.INTER_CUBIC)
 
 
-def cut_from(loaded: Loaded, path: str | Path, box: list[int], size: int,
+def cut_from(loaded: Loaded, path: str | Path | bytes, box: list[int], size: int,
              fill: tuple[int, int, int]) -> np.ndarray:
     """Cut ``box`` (original pixels) at ``size`` px, decoding no more than the output needs.
 
     The box's side maps to ``size`` output pixels, so the image only has to be
     decoded at ``size / side`` of its resolution. ``loaded`` (the decode the
-    box was found in) is used when it is sharp enough; otherwise ``path`` is
-    decoded again at the needed scale (JPEG: a 1/2, 1/4 or 1/8 DCT decode).
+    box was found in) is used when it is sharp enough; otherwise ``path`` (a file or
+    its bytes) is decoded again at the needed scale (JPEG: a 1/2, 1/4 or 1/8 DCT decode).
     """
     w0 = loaded.orig_size[0]
     side = max(box[2] - box[0], box[3] - box[1], 1)
@@ -337,12 +339,15 @@ def analysis_image(rgb: np.ndarray, side: int) -> np.ndarray:
 def crop_file(args: tuple[str, str, str, CropParams]) -> dict:
     """Find the box in one stored image and write its crop (worker entry point)."""
     image_id, path, out_dir, p = args
+    if not re.fullmatch(r"[0-9a-f]{64}", image_id):  # the crop's name comes from it
+        raise ValueError(f"not an image id: {image_id[:80]!r}")
     try:
+        data = read_verified(path, image_id)  # the bytes that enter the dataset are the id's
         # one decode, at the smallest free JPEG scale that serves both the analysis and
         # the cut of an object filling half the frame (800 px: the full image, which
         # costs less than a 1/2 decode plus a second full one for the 43 % of photos
         # whose box is under 448 px); the box is found in a resized copy
-        loaded = load_rgb(path, max_side=max(p.analysis_side, 2 * p.target_size), exact=False)
+        loaded = load_rgb(data, max_side=max(p.analysis_side, 2 * p.target_size), exact=False)
         small = analysis_image(loaded.array, p.analysis_side)
         res = find_box(small, p)
         f = small.shape[1] / loaded.orig_size[0]
@@ -350,11 +355,13 @@ def crop_file(args: tuple[str, str, str, CropParams]) -> dict:
                "crop_box": scale_box(res.box, f), "crop_confidence": res.confidence,
                "crop_issue": res.issue, "background_rgb": list(res.background), "crop_path": None}
         if res.box is not None and res.issue in ("none", "low_contrast"):
-            img = cut_from(loaded, path, row["crop_box"], p.target_size, res.background)
+            img = cut_from(loaded, data, row["crop_box"], p.target_size, res.background)
             rel = f"{image_id[:2]}/{image_id}.{p.format}"
             write_bytes(Path(out_dir) / rel, encode_image(img, p.format))
             row["crop_path"] = rel
         return row
+    except BlobProblem as exc:
+        return {"image_id": image_id, "_damaged": str(exc)}
     except (ImageError, OSError) as exc:
         return {"image_id": image_id, "crop_issue": "undecodable", "crop_confidence": 0.0,
                 "_error": str(exc)[:200]}
@@ -391,6 +398,7 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path, crops_dir: 
     args = [(i, str(Path(store_root) / pth), str(crops_dir), p)
             for i, pth in zip(live["image_id"], live["path"], strict=True) if i not in known]
     rows = map_items(crop_file, args, p.workers, "crop", progress)
+    raise_if_damaged(rows, store_root)
     t_crop = time.perf_counter() - t0
     res = combine(cache, old, pd.DataFrame(rows))
     out = df.copy()

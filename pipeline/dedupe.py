@@ -39,6 +39,7 @@ from pipeline import manifest
 from pipeline.config import DedupeParams, Params
 from pipeline.core import decisions
 from pipeline.core.atomic import write_text
+from pipeline.core.blobstore import BlobProblem, raise_if_damaged, read_verified
 from pipeline.core.flags import ensure_review_columns
 from pipeline.core.groups import UnionFind
 from pipeline.core.hashindex import HashIndex
@@ -65,7 +66,9 @@ PAIR_COLUMNS = ["a", "b", "phash_dist", "dhash_dist", "similarity", "colour_dist
 def _fingerprint_file(args: tuple[str, str]) -> dict:
     image_id, path = args
     try:
-        f = fingerprint(Path(path).read_bytes())
+        f = fingerprint(read_verified(path, image_id))
+    except BlobProblem as exc:
+        return {"image_id": image_id, "_damaged": str(exc)}
     except (ImageError, OSError) as exc:
         return {"image_id": image_id, "error": str(exc)[:200]}
     return {"image_id": image_id, "pixel_sha256": f.pixel_sha256, "phash": to_signed(f.phash),
@@ -81,6 +84,7 @@ def fingerprint_all(items: list[tuple[str, str]], workers: int = 0, progress: bo
         One row per item with :data:`HASH_COLUMNS` (``error`` set for broken files).
     """
     rows = map_items(_fingerprint_file, items, workers, "fingerprint", progress)
+    raise_if_damaged(rows, Path(items[0][1]).parents[2] if items else "")
     df = pd.DataFrame(rows, columns=HASH_COLUMNS)
     return df.astype({"phash": "Int64", "dhash": "Int64", "width": "Int64", "height": "Int64"})
 

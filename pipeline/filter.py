@@ -27,6 +27,7 @@ import pandas as pd
 from pipeline import checks, manifest
 from pipeline.config import FilterParams, Params
 from pipeline.core import decisions
+from pipeline.core.blobstore import BlobProblem, raise_if_damaged, read_verified
 from pipeline.core.flags import add_review, drop_review_reason, ensure_review_columns
 from pipeline.core.imageio import ImageError, load_rgb
 from pipeline.core.lock import locks_data_dir
@@ -68,12 +69,15 @@ def score_image(rgb: np.ndarray, orig_size: tuple[int, int], url: str, p: Filter
 def _score_file(args: tuple[str, str, str, FilterParams]) -> dict:
     image_id, path, url, p = args
     try:
-        loaded = load_rgb(path, max_side=p.analysis_side)
+        data = read_verified(path, image_id)
+        loaded = load_rgb(data, max_side=p.analysis_side)
+    except BlobProblem as exc:
+        return {"image_id": image_id, "_damaged": str(exc)}
     except (ImageError, OSError) as exc:
         return {"image_id": image_id, "_error": str(exc)[:200]}
 
     def reload(side: int) -> np.ndarray:
-        return load_rgb(path, max_side=side).array
+        return load_rgb(data, max_side=side).array
 
     try:
         return {"image_id": image_id, **score_image(loaded.array, loaded.orig_size, url, p, reload)}
@@ -84,6 +88,7 @@ def _score_file(args: tuple[str, str, str, FilterParams]) -> dict:
 def score_all(items: list[tuple[str, str, str]], p: FilterParams, progress: bool) -> pd.DataFrame:
     """Score ``(image_id, path, url)`` items in parallel processes."""
     rows = map_items(_score_file, [(*it, p) for it in items], p.workers, "filter", progress)
+    raise_if_damaged(rows, Path(items[0][1]).parents[2] if items else "")
     return pd.DataFrame(rows)
 
 

@@ -176,6 +176,71 @@ class ManifestError(UserError, ValueError):
     """A manifest breaks the contract."""
 
 
+SHA256_RE = r"[0-9a-f]{64}"
+EXT_RE = r"[a-z0-9]{1,5}"
+
+
+def check_identity(df: pd.DataFrame) -> None:
+    """Refuse a manifest whose ids or paths a hostile or broken file could have chosen.
+
+    Every path a stage reads or writes is derived from a validated ``image_id`` (the
+    sha256 of the bytes), so a row on disk can never point outside the image store or
+    the data dir: ``image_id`` is 64 hex digits; ``path`` is the content-addressed
+    ``ab/cd/<sha>.<ext>`` of the image (of its parent, for an augmented variant);
+    ``crop_path`` is ``ab/<sha>.<ext>`` of the same; ``image_path`` is
+    ``crops/<crop_path>`` or ``augment/ab/<image_id>.<ext>``.
+
+    Raises:
+        ManifestError: Naming the column, the first offending row and its value.
+    """
+    if "image_id" not in df.columns or not len(df):
+        return
+    ids = df["image_id"].astype("string")
+    bad = ~ids.fillna("").str.fullmatch(SHA256_RE)
+    if bad.any():
+        raise ManifestError(f"column image_id: {int(bad.sum())} value(s) are not a sha256 hex digest, "
+                            f"e.g. {str(ids[bad].iloc[0])[:80]!r}")
+    # a variant shares its parent's stored photo and crop: its paths may name either id
+    sources = [ids]
+    if "parent_id" in df.columns:
+        parent = df["parent_id"].astype("string")
+        if parent.notna().any():
+            bad = parent.notna() & ~parent.fillna("").str.fullmatch(SHA256_RE)
+            if bad.any():
+                raise ManifestError(f"column parent_id: {int(bad.sum())} value(s) are not a sha256 "
+                                    f"hex digest, e.g. {str(parent[bad].iloc[0])[:80]!r}")
+            sources.append(parent.where(parent.notna(), ids))
+    shapes = {"path": (lambda x: x.str[:2] + "/" + x.str[2:4] + "/" + x + "."),
+              "crop_path": (lambda x: x.str[:2] + "/" + x + ".")}
+    for col, shape in shapes.items():
+        if col not in df.columns:
+            continue
+        v = df[col].astype("string")
+        ext = v.str.rsplit(".", n=1).str[-1].fillna("")
+        ok = pd.Series(False, index=df.index)
+        for src in sources:
+            ok |= (v == shape(src) + ext).fillna(False)
+        wrong = v.notna() & ~(ok & ext.str.fullmatch(EXT_RE).fillna(False))
+        if wrong.any():
+            i = wrong.to_numpy().nonzero()[0][0]
+            raise ManifestError(
+                f"column {col}: row {i} (image_id {ids.iloc[i][:12]}…) holds {str(v.iloc[i])[:120]!r}, "
+                f"not the content-addressed path of its image; a manifest may not choose which "
+                f"files are read or written")
+    if "image_path" in df.columns:
+        v = df["image_path"].astype("string")
+        crop = "crops/" + df["crop_path"].astype("string") if "crop_path" in df.columns else None
+        ext = v.str.rsplit(".", n=1).str[-1].fillna("")
+        ok = (v == "augment/" + ids.str[:2] + "/" + ids + "." + ext) & ext.str.fullmatch(EXT_RE)
+        if crop is not None:
+            ok = ok | (v == crop)
+        wrong = v.notna() & ~ok.fillna(False)
+        if wrong.any():
+            i = wrong.to_numpy().nonzero()[0][0]
+            raise ManifestError(f"column image_path: row {i} (image_id {ids.iloc[i][:12]}…) holds "
+                                f"{str(v.iloc[i])[:120]!r}, not its crop or variant file")
+
+
 def conform(df: pd.DataFrame, stage: str) -> pd.DataFrame:
     """Cast declared columns to their declared dtypes and check the contract.
 
@@ -207,6 +272,7 @@ def conform(df: pd.DataFrame, stage: str) -> pd.DataFrame:
         if not col.nullable and out[name].isna().any():
             n = int(out[name].isna().sum())
             raise ManifestError(f"column {name}: {n} null value(s) in a non-nullable column")
+    check_identity(out)
     declared = [c for c in required_columns(stage) if c in out.columns]
     rest = [c for c in out.columns if c not in declared]
     return out[declared + sorted(rest)].reset_index(drop=True)

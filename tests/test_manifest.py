@@ -7,7 +7,9 @@ from pipeline import manifest as m
 
 
 def raw_row(**kw):
-    row = dict(image_id="a" * 64, path="aa/aa/x.jpg", label="ruby", product_id="P1", site="demo",
+    iid = kw.get("image_id", "a" * 64)
+    row = dict(image_id=iid, path=f"{iid[:2]}/{iid[2:4]}/{iid}.jpg", label="ruby", product_id="P1",
+               site="demo",
                source_url="http://127.0.0.1/x.jpg", product_url="http://127.0.0.1/p/P1",
                image_index=0, fetched_at="2026-01-01T00:00:00Z", width=10, height=12,
                format="JPEG", n_bytes=100, content_type="image/jpeg", etag='"e"',
@@ -67,3 +69,38 @@ def test_failed_write_keeps_the_old_file(tmp_path):
 def test_missing_manifest_message(tmp_path):
     with pytest.raises(m.ManifestError, match="has the previous stage run"):
         m.read_manifest(tmp_path / "nope.parquet")
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("path", "../../outside.jpg", "column path: row 0"),
+    ("path", "/etc/passwd", "column path: row 0"),
+    ("path", "aa/aa/" + "b" * 64 + ".jpg", "column path: row 0"),   # another image's bytes
+    ("path", "aa/aa/" + "a" * 64 + ".j/../../x", "column path: row 0"),
+    ("image_id", "/../../../../any/dir/x", "column image_id: 1 value"),
+    ("image_id", "A" * 64, "column image_id: 1 value"),
+])
+def test_a_crafted_manifest_cannot_choose_paths(field, value, message):
+    row = raw_row()
+    row[field] = value
+    if field == "image_id":
+        row["path"] = None
+    df = pd.DataFrame([row])
+    with pytest.raises(m.ManifestError, match=message):
+        m.check_identity(df)
+    with pytest.raises(m.ManifestError):
+        m.conform(df, "raw")
+
+
+def test_crop_and_dataset_paths_follow_the_image_id():
+    a, b = "a" * 64, "b" * 64
+    ok = pd.DataFrame({"image_id": [a, b], "parent_id": [None, a],
+                       "path": [f"aa/aa/{a}.jpg", f"aa/aa/{a}.jpg"],   # a variant: its parent's photo
+                       "crop_path": [f"aa/{a}.png", f"aa/{a}.png"],
+                       "image_path": [f"crops/aa/{a}.png", f"augment/bb/{b}.png"]})
+    m.check_identity(ok)
+    for col, value in (("crop_path", "../../../tmp/x.png"), ("image_path", "augment/../../x.png"),
+                       ("image_path", f"crops/bb/{b}.png"), ("parent_id", "../x")):
+        bad = ok.copy()
+        bad.loc[1, col] = value
+        with pytest.raises(m.ManifestError, match=f"column {col}"):
+            m.check_identity(bad)

@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 from pipeline.core import atomic
+from pipeline.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -82,3 +83,42 @@ class BlobStore:
 
     def get(self, relpath: str) -> bytes:
         return (self.root / relpath).read_bytes()
+
+
+class BlobProblem(OSError):
+    """A stored file is missing or its bytes are not the image its id names."""
+
+
+class StoreDamaged(UserError, RuntimeError):
+    """The image store lacks files the manifest lists, or holds other bytes under their names."""
+
+
+def read_verified(path: str | Path, image_id: str) -> bytes:
+    """The bytes at ``path``, checked against ``image_id`` (their sha256).
+
+    Raises:
+        BlobProblem: The file is missing, or its bytes hash to something else.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise BlobProblem(f"{path}: missing from the image store") from None
+    digest = sha256_hex(data)
+    if digest != image_id:
+        raise BlobProblem(f"{path}: holds other bytes than image {image_id[:12]}… "
+                          f"(sha256 {digest[:12]}…)")
+    return data
+
+
+def raise_if_damaged(rows: list[dict], root: str | Path) -> None:
+    """Stop a stage whose workers found missing or altered files (``_damaged`` in a row).
+
+    A missing blob once became ``excluded_reason=undecodable`` and the dataset quietly
+    lost the image; now the stage stops and says how to get the files back.
+    """
+    problems = [r["_damaged"] for r in rows if r.get("_damaged")]
+    if problems:
+        raise StoreDamaged(
+            f"the image store {root} is damaged: {len(problems)} file(s) listed in the manifest "
+            f"are missing or altered (e.g. {problems[0]}); restore it (`dvc checkout data/store`) "
+            "or run `gemcurate scrape`, which fetches missing files again")

@@ -70,8 +70,10 @@ class StageIO:
         return cls(d, Path(params.data.store_root or d / "store"), params.data.review_db)
 
     def read(self, stage: str) -> pd.DataFrame:
-        """The manifest written by ``stage``."""
-        return manifest.read_manifest(manifest.manifest_path(self.data_dir, stage))
+        """The manifest written by ``stage``, its ids and paths checked (a file on disk is input)."""
+        df = manifest.read_manifest(manifest.manifest_path(self.data_dir, stage))
+        manifest.check_identity(df)
+        return df
 
     def decisions(self) -> pd.DataFrame:
         """Annotator decisions in force."""
