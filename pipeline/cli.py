@@ -192,6 +192,7 @@ def cmd_dvc_yaml(a: argparse.Namespace) -> int:
 
 def cmd_decide(a: argparse.Namespace) -> int:
     from pipeline.core import decisions
+    from pipeline.manifest import manifest_path, read_manifest
 
     params = _params(a, {"data": {"data_dir": a.data_dir}} if a.data_dir else {})
     db = decisions.Decisions(decisions.connect(
@@ -200,14 +201,18 @@ def cmd_decide(a: argparse.Namespace) -> int:
         df = db.history() if a.all else db.latest()
         print(df.to_string(index=False) if len(df) else "no decisions yet")
         return 0
+    raw = manifest_path(params.data.data_dir, "raw")
+    if not raw.exists():
+        raise decisions.DecisionError(f"{raw} missing: decisions name images of a scrape; scrape first")
+    known = decisions.Known.of_manifest(read_manifest(raw))
+    earlier = set(db.history()["label"].dropna())  # classes earlier relabels created
+    known = decisions.Known(known.image_ids, known.labels | earlier)
     if a.decisions_cmd == "import":
-        import pandas as pd
-
-        rows = pd.read_csv(a.csv, dtype=str, keep_default_na=False).to_dict("records")
-        n = db.record_many(rows)
+        n = db.record_many(decisions.read_csv(a.csv), known, new_class=a.new_class)
         print(f"imported {n} decision(s) from {a.csv}")
         return 0
-    db.record(a.image_id, a.decision, a.by, label=a.label, reason=a.reason, note=a.note)
+    db.record(a.image_id, a.decision, a.by, label=a.label, reason=a.reason, note=a.note,
+              known=known, new_class=a.new_class)
     print(f"{a.image_id}: {a.decision}{' → ' + a.label if a.label else ''} by {a.by}")
     return 0
 
@@ -341,7 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     de = sub.add_parser("decide", help="record an annotator decision for one image")
     de.add_argument("image_id")
     de.add_argument("decision", choices=["accept", "reject", "relabel"])
-    de.add_argument("--label", help="new label (relabel only)")
+    de.add_argument("--label", help="new label (relabel only): a class of the project")
+    de.add_argument("--new-class", action="store_true",
+                    help="let --label name a class the project does not have yet")
     de.add_argument("--by", required=True, help="who decided")
     de.add_argument("--reason", help="the review_reason this answers")
     de.add_argument("--note")
@@ -354,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     di = dsub.add_parser("import", help="append decisions from a CSV "
                          "(image_id,decision,label,reviewer[,decided_at,reason,note])")
     di.add_argument("csv")
+    di.add_argument("--new-class", action="store_true",
+                    help="let relabels name classes the project does not have yet")
     for x in (dl, di):
         _project(x)
         x.set_defaults(func=cmd_decide)
@@ -390,6 +399,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except UserError as exc:
         print(f"gemcurate: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("gemcurate: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for people; the traceback with -v
+        if a.verbose:
+            raise
+        text = " ".join(str(exc).split())[:500]
+        print(f"gemcurate: {type(exc).__name__}: {text} (run with -v for the traceback)",
+              file=sys.stderr)
         return 1
 
 

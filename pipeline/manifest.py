@@ -176,6 +176,26 @@ class ManifestError(UserError, ValueError):
     """A manifest breaks the contract."""
 
 
+def text_problem(value: str) -> str | None:
+    """Why ``value`` may not be a label or a reviewer's name (None when it may).
+
+    Store category names and annotator input both become labels.
+
+    Labels end up in CSV tables people open in spreadsheets and in folder-like ids: no
+    control characters, no path separators, and no leading ``= + - @`` (a formula).
+    """
+    if not value or value != value.strip():
+        return "empty or padded with spaces"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "has control characters"
+    if value[0] in "=+-@":
+        return f"starts with {value[0]!r} (a spreadsheet would run it as a formula)"
+    if "/" in value or "\\" in value or value in (".", ".."):
+        return "looks like a path"
+    return None
+
+
+
 SHA256_RE = r"[0-9a-f]{64}"
 EXT_RE = r"[a-z0-9]{1,5}"
 

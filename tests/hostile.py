@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import html
 import io
 import threading
 from collections import Counter
@@ -57,6 +58,7 @@ class Hostile:
         self.behaviour: dict[str, str] = {}
         self.robots = "User-agent: *\nAllow: /\n"
         self.hits: Counter[str] = Counter()
+        self.labels: dict[str, str] = {}  # product id → the label its page shows instead
         self.port = 0
         pids = [p for ps in PRODUCTS.values() for p in ps]
         self.images = {f"/cdn/{p.lower()}-{k}.jpg": jpeg(10 * i + k)
@@ -84,8 +86,9 @@ class Hostile:
             return f"<html><div class='product-grid'>{cards}</div></html>".encode()
         if path.startswith("/product/"):
             pid = path.rsplit("/", 1)[1]
-            label = next((c for c, ps in PRODUCTS.items() if pid in ps), "evil")
+            label = self.labels.get(pid) or next((c for c, ps in PRODUCTS.items() if pid in ps), "evil")
             gallery = "".join(f"<a class='zoom' href='/cdn/{pid.lower()}-{k}.jpg'>x</a>" for k in range(2))
+            label = html.escape(label, quote=True)
             return (f"<html><nav class='breadcrumb'><a class='category' href='/category/{label}'>"
                     f"{label}</a></nav><dl><dd itemprop='sku'>{pid}</dd></dl>"
                     f"<div class='gallery'>{gallery}</div></html>").encode()

@@ -78,3 +78,32 @@ def test_relative_paths_keep_their_meaning_when_the_cli_moves_to_the_root(tmp_pa
     assert run_cli("decisions", "list", "--data-dir", "d", cwd=tmp_path / "sub").returncode == 0
     assert (tmp_path / "sub" / "d" / "state" / "reviews.sqlite").exists()
     assert not (tmp_path / "d").exists()
+
+
+def test_an_unexpected_error_is_one_line_and_the_traceback_needs_v(tmp_path):
+    (tmp_path / "params.yaml").write_text("data: {data_dir: data}\n")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "data" / "manifests").mkdir(parents=True)
+    (tmp_path / "data" / "manifests" / "raw.parquet").write_bytes(b"PAR1 not really parquet")
+    res = run_cli("dedupe", cwd=tmp_path)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "run with -v" in res.stderr
+    assert "Traceback" in run_cli("-v", "dedupe", cwd=tmp_path).stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["decide", "../../evil", "accept", "--by", "ana"],
+    ["decide", "a" * 64, "relabel", "--label", "=HYPERLINK(1)", "--by", "ana"],
+    ["decisions", "import", "missing.csv"],
+])
+def test_bad_decisions_are_one_line_errors(tmp_path, args):
+    (tmp_path / "params.yaml").write_text("data: {data_dir: data}\n")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    from pipeline.manifest import write_manifest
+    from tests.helpers import raw_manifest
+
+    write_manifest(raw_manifest([("a" * 64, "ruby", "P1", 100)]),
+                   tmp_path / "data" / "manifests" / "raw.parquet")
+    res = run_cli(*args, cwd=tmp_path)
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "Traceback" not in res.stderr

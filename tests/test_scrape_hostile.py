@@ -126,3 +126,13 @@ def test_an_empty_body_is_a_failed_request_not_a_file_to_revalidate(fast):
         res = scrape(fast(), base_url=store.base_url)
     r = rows(res).loc["/cdn/r-2-0.jpg"]
     assert pd.isna(r["excluded_reason"]) and pd.notna(r["path"])
+
+
+@pytest.mark.parametrize("label", ["=HYPERLINK(\"http://127.0.0.1/\")", "..", "@SUM(1)"])
+def test_a_label_that_would_be_a_formula_or_a_path_is_not_a_class(fast, label):
+    with Hostile() as store:
+        store.labels["R-2"] = label
+        res = scrape(fast(), base_url=store.base_url)
+    df = rows(res)
+    assert label not in set(df["label"]) and "R-2" not in set(df["product_id"])
+    assert res.stats["rejected"].get("unsafe_label") == 1 and len(df) == 6

@@ -23,7 +23,10 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import logging
+import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from pipeline import manifest
 from pipeline.core.db import make_engine, sqlite_url
 from pipeline.errors import UserError
 
@@ -74,7 +78,40 @@ def connect(url: str) -> sa.Engine:
     return engine
 
 
-def validate(decision: str, label: str | None, reviewer: str, image_id: str) -> None:
+CSV_REQUIRED = ("image_id", "decision", "reviewer")
+CSV_OPTIONAL = ("label", "decided_at", "reason", "note")
+NEW_CLASS_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+IMAGE_ID_RE = re.compile(r"[0-9a-f]{64}")
+LIMITS = {"reviewer": 64, "reason": 128, "note": 2000, "label": 128}
+
+
+@dataclass(frozen=True)
+class Known:
+    """What a decision may name: the project's image ids and class labels."""
+
+    image_ids: frozenset[str]
+    labels: frozenset[str]
+
+    @classmethod
+    def of_manifest(cls, df: pd.DataFrame) -> Known:
+        labels = set(df["label"].dropna().astype(str))
+        if "label_original" in df.columns:
+            labels |= set(df["label_original"].dropna().astype(str))
+        return cls(frozenset(df["image_id"].astype(str)), frozenset(labels))
+
+
+def validate(decision: str, label: str | None, reviewer: str, image_id: str,
+             known: Known | None = None, new_class: bool = False, reason: str | None = None,
+             note: str | None = None) -> None:
+    """Refuse a malformed decision, naming the field.
+
+    Args:
+        known: The project's ids and labels; an unknown image id is refused, and a relabel
+            must name a known class unless ``new_class`` (then a slug, ``[a-z0-9_-]``).
+    """
+    if not isinstance(image_id, str) or not IMAGE_ID_RE.fullmatch(image_id):
+        raise DecisionError(f"image_id {str(image_id)[:80]!r}: not an image id (64 hex digits, "
+                            "the sha256 gemcurate gives every image)")
     if decision not in KINDS:
         raise DecisionError(f"decision {decision!r}: expected one of {', '.join(KINDS)}")
     if decision == "relabel" and not label:
@@ -83,8 +120,74 @@ def validate(decision: str, label: str | None, reviewer: str, image_id: str) -> 
         raise DecisionError(f"{image_id}: only relabel takes a label")
     if not reviewer or not reviewer.strip():
         raise DecisionError(f"{image_id}: who decided? (reviewer is required)")
-    if not image_id or len(image_id) > 64:
-        raise DecisionError(f"bad image_id {image_id!r}")
+    for name, value in (("reviewer", reviewer), ("label", label), ("reason", reason), ("note", note)):
+        if value is not None and len(value) > LIMITS[name]:
+            raise DecisionError(f"{image_id}: {name} is longer than {LIMITS[name]} characters")
+    for name, value in (("reviewer", reviewer.strip()), ("label", label)):
+        why = manifest.text_problem(value) if value else None
+        if why:
+            raise DecisionError(f"{image_id}: {name} {value[:60]!r} {why}")
+    if known is not None:
+        if image_id not in known.image_ids:
+            raise DecisionError(f"{image_id}: no such image in this project's manifest "
+                                "(decisions are refused for ids gemcurate has not seen)")
+        if label and label not in known.labels:
+            if not new_class:
+                close = difflib.get_close_matches(label, sorted(known.labels), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise DecisionError(f"{image_id}: {label!r} is not a class of this project{hint}; "
+                                    "pass --new-class to create it")
+            if not NEW_CLASS_RE.fullmatch(label):
+                raise DecisionError(f"{image_id}: a new class name is lower case letters, digits, "
+                                    f"- and _ (got {label[:60]!r})")
+
+
+def read_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Decision rows of a CSV file, validated as a whole before anything is written.
+
+    Raises:
+        DecisionError: Naming the line: not UTF-8, no header or no rows, unknown or
+            missing columns, a date that does not parse.
+    """
+    import csv
+    import io
+
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise DecisionError(f"{path}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise DecisionError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    if not header:
+        raise DecisionError(f"{path}: empty file; expected a header "
+                            f"{','.join(CSV_REQUIRED + CSV_OPTIONAL)}")
+    unknown = [h for h in header if h not in CSV_REQUIRED + CSV_OPTIONAL]
+    missing = [h for h in CSV_REQUIRED if h not in header]
+    if unknown or missing:
+        raise DecisionError(f"{path}: header {','.join(header)[:200]!r}: "
+                            + (f"unknown column(s) {', '.join(unknown)}; " if unknown else "")
+                            + (f"missing {', '.join(missing)}; " if missing else "")
+                            + f"expected {','.join(CSV_REQUIRED)}[,{','.join(CSV_OPTIONAL)}]")
+    rows = []
+    for line, r in enumerate(reader, start=2):
+        if None in r or any(v is None for v in r.values()):
+            raise DecisionError(f"{path}, line {line}: {len(header)} fields expected")
+        at = (r.get("decided_at") or "").strip()
+        if at:
+            try:
+                r["decided_at"] = pd.Timestamp(at).tz_localize("UTC") if pd.Timestamp(at).tzinfo is None \
+                    else pd.Timestamp(at).tz_convert("UTC")
+            except (ValueError, TypeError):
+                raise DecisionError(f"{path}, line {line}: decided_at {at[:40]!r} is not a date "
+                                    "(use ISO 8601, e.g. 2026-12-01T10:30:00Z)") from None
+            if pd.isna(r["decided_at"]):
+                raise DecisionError(f"{path}, line {line}: decided_at {at[:40]!r} is not a date")
+        rows.append({k: (v if v != "" else None) for k, v in r.items()} | {"_line": line})
+    if not rows:
+        raise DecisionError(f"{path}: a header and no decisions")
+    return rows
 
 
 class Decisions:
@@ -95,20 +198,27 @@ class Decisions:
 
     def record(self, image_id: str, decision: str, reviewer: str, label: str | None = None,
                reason: str | None = None, note: str | None = None,
-               decided_at: datetime | None = None) -> None:
-        """Append one decision (earlier ones are kept as history)."""
-        validate(decision, label, reviewer, image_id)
+               decided_at: datetime | None = None, known: Known | None = None,
+               new_class: bool = False) -> None:
+        """Append one decision (earlier ones are kept as history); see :func:`validate`."""
+        validate(decision, label, reviewer, image_id, known, new_class, reason, note)
         with self.engine.begin() as conn:
             conn.execute(decisions_table.insert().values(
                 image_id=image_id, decision=decision, label=label, reviewer=reviewer.strip(),
                 decided_at=decided_at or datetime.now(UTC), reason=reason, note=note))
 
-    def record_many(self, rows: list[dict[str, Any]]) -> int:
-        """Append many decisions in one transaction; all or nothing."""
+    def record_many(self, rows: list[dict[str, Any]], known: Known | None = None,
+                    new_class: bool = False) -> int:
+        """Append many decisions in one transaction, all validated first: all or nothing."""
         clean = []
         for r in rows:
             label = r.get("label") or None
-            validate(r.get("decision", ""), label, r.get("reviewer", ""), r.get("image_id", ""))
+            try:
+                validate(r.get("decision") or "", label, r.get("reviewer") or "",
+                         r.get("image_id") or "", known, new_class, r.get("reason"), r.get("note"))
+            except DecisionError as exc:
+                where = f"line {r['_line']}: " if "_line" in r else ""
+                raise DecisionError(f"{where}{exc}; nothing was imported") from None
             at = r.get("decided_at")
             at = pd.Timestamp(at).to_pydatetime() if at not in (None, "") else datetime.now(UTC)
             clean.append({"image_id": r["image_id"], "decision": r["decision"], "label": label,

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from pipeline.config import ScrapeParams
 from pipeline.core.blobstore import BlobStore, sha256_hex
+from pipeline.manifest import text_problem
 from pipeline.scrape.downloads import EXT, check_image, sniff
 from pipeline.scrape.ratelimit import HostLimiter
 from pipeline.scrape.robots import Robots
@@ -442,6 +443,12 @@ class Crawler:
                 logger.warning("no label on %s; product skipped (check product.label)", url)
                 return out
             label = s.label_map.get(label, label)
+            why = text_problem(label)
+            if why or len(label) > 128:
+                self.c.rejected["unsafe_label"] += 1
+                logger.warning("product %s skipped: its label %r %s", url, label[:60],
+                               why or "is longer than 128 characters")
+                return out
             imgs = select(sel, ps.images)
             for rw in s.image_url_rewrite:
                 imgs = [re.sub(rw.pattern, rw.replace, u) for u in imgs]

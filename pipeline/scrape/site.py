@@ -29,6 +29,7 @@ from parsel import Selector
 from parsel.csstranslator import HTMLTranslator
 
 from pipeline.config import ConfigError, from_dict, read_yaml
+from pipeline.manifest import text_problem
 
 _CSS = HTMLTranslator()
 
@@ -110,6 +111,10 @@ class SiteConfig:
                                            or p.netloc.lower() != base.netloc.lower()):
                 raise ConfigError(f"start_urls[{i}]: {u!r} is not on {base.netloc} (base_url); "
                                   "a crawl stays on its store's host: give paths such as /shop")
+        for k, label in self.label_map.items():
+            why = text_problem(label)
+            if why:
+                raise ConfigError(f"label_map.{k}: {label!r} {why}")
         for i, h in enumerate(self.allowed_hosts):
             if not re.fullmatch(r"[a-z0-9.-]+(:\d{1,5})?", h.lower()):
                 raise ConfigError(f"allowed_hosts[{i}]: {h!r} is not a host name (host or host:port)")
