@@ -210,7 +210,8 @@ class ScrapeParams:
 
     site: str = "sites/demo.yaml"
     base_url: str | None = None
-    user_agent: str = "gemcurate/0.1 (dataset curation; contact: data-team)"
+    user_agent: str = field(default="gemcurate/0.1 (dataset curation; contact: data-team)", metadata={
+        "pattern": r"[\x20-\x7e]{1,200}", "doc": "printable ASCII: it is an HTTP header"})
     respect_robots: bool = True
     max_rate: float = field(default=20.0, metadata={"min": 0.01, "max": 1000})
     default_rate: float = field(default=1.0, metadata={"min": 0.01, "max": 1000})
@@ -440,16 +441,19 @@ class ExportParams:
     """Shards, manifest and dataset card (pipeline/export.py)."""
 
     shard_mb: float = field(default=100.0, metadata={"min": 0.01, "max": 100_000.0})
-    name: str = "gemcurate-gems"
-    description: str = "Gemstone product photos curated by gemcurate"
+    name: str = field(default="gemcurate-gems", metadata={"pattern": r"[^\x00-\x1f\x7f]{1,100}"})
+    description: str = field(default="Gemstone product photos curated by gemcurate",
+                             metadata={"pattern": r"[^\x00-\x08\x0b-\x1f\x7f]{0,2000}"})
 
 
 @dataclass(frozen=True)
 class PublishParams:
     """Dataset versions: git tags plus a DVC remote (pipeline/publish.py)."""
 
-    tag_prefix: str = "dataset/v"
-    remote: str = field(default="local", metadata={"doc": "DVC remote name (.dvc/config)"})
+    tag_prefix: str = field(default="dataset/v", metadata={
+        "pattern": r"[A-Za-z0-9][A-Za-z0-9._/-]{0,60}", "doc": "git tags: letters, digits . _ / -"})
+    remote: str = field(default="local", metadata={"pattern": r"[A-Za-z0-9][A-Za-z0-9._-]{0,60}",
+                                                   "doc": "DVC remote name (.dvc/config)"})
     push: bool = True
 
 

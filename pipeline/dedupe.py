@@ -242,11 +242,17 @@ class HashCache(Staged):
         """Cached fingerprints (None if absent/stale) and pairs (None if searched differently)."""
         if not self.hashes_path.exists() or not self.meta_path.exists():
             return None, None
-        meta = json.loads(self.meta_path.read_text())
-        if meta.get("feature_version") != FEATURE_VERSION:
-            logger.info("fingerprint version changed: recomputing all")
+        try:
+            meta = json.loads(self.meta_path.read_text())
+            if meta.get("feature_version") != FEATURE_VERSION:
+                logger.info("fingerprint version changed: recomputing all")
+                return None, None
+            hashes = manifest.read_manifest(self.hashes_path)
+            if not set(HASH_COLUMNS) <= set(hashes.columns):
+                raise ValueError("columns missing")
+        except (OSError, ValueError, AttributeError) as exc:  # a damaged cache costs time only
+            logger.warning("%s: ignoring an unreadable fingerprint cache (%s)", self.dir, exc)
             return None, None
-        hashes = manifest.read_manifest(self.hashes_path)
         same_search = (meta.get("phash_radius") == p.phash_radius
                        and meta.get("dhash_radius") == p.dhash_radius
                        and meta.get("verify_version") == VERIFY_VERSION
@@ -254,7 +260,11 @@ class HashCache(Staged):
                        # needs them verified
                        and meta.get("max_colour_distance", float("inf")) >= p.max_colour_distance
                        and self.pairs_path.exists())
-        pairs = manifest.read_manifest(self.pairs_path) if same_search else None
+        try:
+            pairs = manifest.read_manifest(self.pairs_path) if same_search else None
+        except (OSError, ValueError) as exc:
+            logger.warning("%s: ignoring unreadable verified pairs (%s)", self.pairs_path, exc)
+            pairs = None
         return hashes, pairs
 
     def write(self, hashes: pd.DataFrame, pairs: pd.DataFrame, p: DedupeParams) -> None:

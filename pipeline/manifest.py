@@ -321,7 +321,10 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"{path}: manifest not found (has the previous stage run?)")
-    return pq.read_table(path).to_pandas()
+    try:
+        return pq.read_table(path).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise ManifestError(f"{path}: not a readable parquet file ({str(exc)[:200]})") from None
 
 
 def manifest_path(data_dir: str | Path, stage: str) -> Path:

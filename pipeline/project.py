@@ -126,7 +126,12 @@ def code_lock() -> dict:
 def write_lock(root: Path) -> list[str]:
     """Write ``.gemcurate/code.yaml``; returns the stages whose code changed since."""
     path = root / LOCK
-    old = yaml.safe_load(path.read_text()) if path.exists() else {}
+    try:
+        old = (yaml.safe_load(path.read_text()) if path.exists() else {}) or {}
+    except (OSError, yaml.YAMLError):
+        old = {}
+    if not isinstance(old, dict):
+        old = {}
     new = code_lock()
     changed = [s.name for s in DVC_STAGES if (old or {}).get(s.name) != new[s.name]]
     if changed or old.get("gemcurate") != new["gemcurate"]:
@@ -141,7 +146,12 @@ def stale_stages(root: Path) -> list[str]:
     path = root / LOCK
     if not path.exists():
         return []
-    old = yaml.safe_load(path.read_text()) or {}
+    try:
+        old = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(old, dict):
+            raise ValueError("not a mapping")
+    except (OSError, ValueError, yaml.YAMLError):
+        old = {}  # unreadable: every stage counts as stale until `gemcurate lock`
     new = code_lock()
     return [s.name for s in DVC_STAGES if old.get(s.name) != new[s.name]]
 

@@ -42,6 +42,7 @@ from pipeline.core.atomic import write_text
 from pipeline.core.groups import UnionFind, unit_hash
 from pipeline.core.lock import locks_data_dir
 from pipeline.core.stageio import Staged, StageIO
+from pipeline.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,10 @@ def assign(groups: pd.DataFrame, ratios: dict[str, float], seed: int,
     return out
 
 
+class LedgerDamaged(UserError, RuntimeError):
+    """The split ledger exists but cannot be read."""
+
+
 class Ledger(Staged):
     """Group → split assignments that survive refreshes (``<data_dir>/split/ledger.parquet``).
 
@@ -146,15 +151,29 @@ class Ledger(Staged):
     def load(self, p: SplitParams) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """The ledger and image assignments, or empty ones for a new seed / new ratios."""
         empty = pd.DataFrame(columns=LEDGER_COLUMNS)
-        if not self.path.exists() or not self.meta_path.exists():
+        if not self.path.exists() and not self.meta_path.exists():
             return empty, None
-        meta = json.loads(self.meta_path.read_text())
-        if meta.get("seed") != p.seed or meta.get("ratios") != p.ratios():
-            logger.warning("split: seed or ratios changed (%s → seed %d, %s): starting a new ledger",
-                           meta, p.seed, p.ratios())
-            return empty, None
-        images = manifest.read_manifest(self.images_path) if self.images_path.exists() else None
-        return manifest.read_manifest(self.path), images
+        # the ledger is memory, not a cache: starting over would move images between splits
+        # (test into train), so a damaged one stops the stage instead of being ignored
+        try:
+            meta = json.loads(self.meta_path.read_text())
+            if meta.get("seed") != p.seed or meta.get("ratios") != p.ratios():
+                logger.warning("split: seed or ratios changed (%s → seed %d, %s): starting a new "
+                               "ledger", meta, p.seed, p.ratios())
+                return empty, None
+            ledger = manifest.read_manifest(self.path)
+            images = manifest.read_manifest(self.images_path) if self.images_path.exists() else None
+            if not set(LEDGER_COLUMNS) <= set(ledger.columns) or (
+                    images is not None and not {"image_id", "split"} <= set(images.columns)):
+                raise ValueError("columns missing")
+            if not set(ledger["split"].dropna()) <= set(manifest.SPLITS):
+                raise ValueError(f"unknown splits {sorted(set(ledger['split'].dropna()))[:5]}")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise LedgerDamaged(
+                f"{self.dir} is unreadable ({type(exc).__name__}: {str(exc)[:200]}): restore it "
+                "(`dvc checkout data/split`), or start a new split with `gemcurate split --reset` "
+                "(images may change splits)") from None
+        return ledger, images
 
     def write(self, ledger: pd.DataFrame, images: pd.DataFrame, p: SplitParams) -> None:
         """Write a run's assignments (``main()`` calls :meth:`save`)."""

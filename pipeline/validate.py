@@ -144,7 +144,17 @@ def load_suites(directory: Path | None = None) -> dict[str, dict]:
     if missing:
         raise ValidationFailed(f"{directory / missing[0]}.json missing; run "
                                "`gemcurate validate --write-suites`")
-    return {t: json.loads((directory / f"{t}.json").read_text()) for t in TABLES}
+    out = {}
+    for t in TABLES:
+        try:
+            suite = json.loads((directory / f"{t}.json").read_text())
+            if not isinstance(suite, dict) or not isinstance(suite.get("expectations"), list):
+                raise ValueError("not a suite (no list of expectations)")
+        except (OSError, ValueError) as exc:
+            raise ValidationFailed(f"{directory / t}.json is not a readable suite ({exc}); "
+                                   "regenerate it with `gemcurate validate --write-suites`") from None
+        out[t] = suite
+    return out
 
 
 def dataset_rows(df: pd.DataFrame) -> pd.DataFrame:

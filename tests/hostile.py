@@ -12,7 +12,10 @@ set by the test:
 * ``stall`` — headers, a few bytes, then nothing for a minute;
 * ``drip`` — the whole body, one byte every 0.5 s;
 * ``empty`` — ``200`` with ``Content-Length: 0`` (and the real file's ETag);
-* ``status:<n>`` — that status with a short body.
+* ``status:<n>`` — that status with a short body;
+* ``badgzip`` — ``Content-Encoding: gzip`` over bytes that are not gzip;
+* ``gzipbomb`` — 1 MB of gzip that inflates to 200 MB;
+* ``bigheader`` — a 200 KB header line.
 
 Images carry an ETag (of the real file) and answer a matching ``If-None-Match`` with 304.
 ``robots`` is the robots.txt text, changeable between crawls. Every request is counted
@@ -49,6 +52,12 @@ def jpeg(seed: int, size: int = 256) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, "JPEG", quality=90)
     return buf.getvalue()
+
+
+def _gzip_bomb() -> bytes:
+    import gzip
+
+    return gzip.compress(b"\0" * 200_000_000, compresslevel=9)
 
 
 class Hostile:
@@ -125,7 +134,15 @@ class Hostile:
             if how.startswith("redirect:"):
                 await self._send(writer, 302, b"", "text/plain", [("Location", how[9:])])
             elif how.startswith("status:"):
-                await self._send(writer, int(how[7:]), b"no", "text/plain")
+                code = int(how[7:])
+                await self._send(writer, code, b"" if code in (204, 304) else b"no", "text/plain")
+            elif how == "badgzip":
+                await self._send(writer, 200, b"\x1f\x8bnot gzip at all" * 50, ctype,
+                                 [("Content-Encoding", "gzip")])
+            elif how == "gzipbomb":
+                await self._send(writer, 200, _gzip_bomb(), ctype, [("Content-Encoding", "gzip")])
+            elif how == "bigheader":
+                await self._send(writer, 200, body, ctype, [("X-Filler", "x" * 200_000)])
             elif how == "empty":
                 etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
                 await self._send(writer, 200, b"", ctype, [("ETag", etag)])

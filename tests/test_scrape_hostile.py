@@ -136,3 +136,36 @@ def test_a_label_that_would_be_a_formula_or_a_path_is_not_a_class(fast, label):
     df = rows(res)
     assert label not in set(df["label"]) and "R-2" not in set(df["product_id"])
     assert res.stats["rejected"].get("unsafe_label") == 1 and len(df) == 6
+
+
+@pytest.mark.parametrize(("how", "retried"), [
+    ("status:500", True), ("status:502", True), ("status:503", True), ("status:504", True),
+    ("status:404", False), ("status:410", False), ("status:401", False), ("status:204", False),
+    ("status:206", False), ("status:301", False), ("badgzip", True), ("bigheader", True),
+])
+def test_every_http_outcome_of_an_image_is_recorded_and_retried_only_when_transient(fast, how, retried):
+    with Hostile() as store:
+        store.behave("/cdn/o-1-1.jpg", how)
+        res = scrape(fast(), base_url=store.base_url)
+        tries = store.hits["/cdn/o-1-1.jpg"]
+    assert res.status == "complete"  # a failed image is recorded, the catalog was seen
+    r = rows(res).loc["/cdn/o-1-1.jpg"]
+    assert r["excluded_reason"] == "http_error" and r["excluded_detail"], r.to_dict()
+    assert pd.isna(r["path"])
+    assert (tries == 3) if retried else (tries == 1), (how, tries)  # max_retries 2
+
+
+@pytest.mark.parametrize("how", ["status:404", "status:500", "badgzip", "reset"])
+def test_a_listing_page_that_fails_leaves_the_crawl_incomplete(fast, how):
+    with Hostile() as store:
+        store.behave("/category/opal", how)
+        res = scrape(fast(), base_url=store.base_url)
+    assert res.status == "incomplete" and res.manifest_path is None
+
+
+def test_a_gzip_bomb_is_refused_while_streaming(fast):
+    with Hostile() as store:
+        store.behave("/cdn/o-2-0.jpg", "gzipbomb")
+        res = scrape(fast(max_bytes=5_000_000), base_url=store.base_url)
+    r = rows(res).loc["/cdn/o-2-0.jpg"]
+    assert r["excluded_reason"] == "too_large_bytes" and pd.isna(r["path"])

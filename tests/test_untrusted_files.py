@@ -81,3 +81,48 @@ def test_other_bytes_under_an_image_id_never_enter_the_dataset(scraped):
         dst.write(other)
     with pytest.raises(StoreDamaged, match="holds other bytes than image"):
         crop.main(params, progress=False)
+
+
+def test_damaged_files_of_a_data_dir_get_a_clear_answer(scraped, tmp_path):
+    """Caches are rebuilt; memory (the split ledger) and gates (validation) are not guessed."""
+    from pipeline import split, validate
+    from pipeline.core.validation import ValidationFailed, passed_result
+
+    params, _ = scraped
+    d = tmp_path / "data"
+    m1 = dedupe.main(params, progress=False)
+    (d / "dedupe" / "index.json").write_text("{not json")
+    m2 = dedupe.main(params, progress=False)                       # a damaged cache: recomputed
+    assert m2["fingerprinted"] == m1["fingerprinted"] > 0
+    (d / "dedupe" / "hashes.parquet").write_bytes(b"garbage")
+    assert dedupe.main(params, progress=False)["fingerprinted"] == m1["fingerprinted"]
+
+    (d / "split").mkdir()
+    import json
+
+    (d / "split" / "ledger.json").write_text(json.dumps({"seed": params.split.seed,
+                                                         "ratios": params.split.ratios()}))
+    (d / "split" / "ledger.parquet").write_bytes(b"PAR1 broken")
+    with pytest.raises(split.LedgerDamaged, match="dvc checkout data/split"):
+        split.Ledger(d).load(params.split)
+
+    (d / "validate").mkdir()
+    (d / "validate" / "result.json").write_text("[1, 2")
+    with pytest.raises(ValidationFailed, match="unreadable"):
+        passed_result(d)
+    bad = tmp_path / "suites"
+    bad.mkdir()
+    for t in validate.TABLES:
+        (bad / f"{t}.json").write_text('{"name": "x"}')
+    with pytest.raises(ValidationFailed, match="not a readable suite"):
+        validate.load_suites(bad)
+
+    raw = manifest_path(d, "raw")
+    raw.write_bytes(b"PAR1 not really")
+    with pytest.raises(ManifestError, match="not a readable parquet file"):
+        dedupe.main(params, progress=False)
+    import pandas as pd
+
+    write_manifest(pd.DataFrame({"image_id": ["a" * 64]}), raw)
+    with pytest.raises(ManifestError, match="lacks column"):
+        dedupe.main(params, progress=False)

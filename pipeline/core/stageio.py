@@ -71,7 +71,12 @@ class StageIO:
 
     def read(self, stage: str) -> pd.DataFrame:
         """The manifest written by ``stage``, its ids and paths checked (a file on disk is input)."""
-        df = manifest.read_manifest(manifest.manifest_path(self.data_dir, stage))
+        path = manifest.manifest_path(self.data_dir, stage)
+        df = manifest.read_manifest(path)
+        missing = [c for c in manifest.required_columns(stage) if c not in df.columns]
+        if missing:
+            raise manifest.ManifestError(f"{path} lacks column(s) {', '.join(missing[:8])}: not a "
+                                         f"{stage} manifest (rerun `gemcurate {stage}`)")
         manifest.check_identity(df)
         return df
 

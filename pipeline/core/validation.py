@@ -42,7 +42,12 @@ def passed_result(data_dir: str | Path) -> dict:
     path = result_path(data_dir)
     if not path.exists():
         raise ValidationFailed("no validation result (run `gemcurate validate` or `dvc repro`)")
-    result = json.loads(path.read_text())
+    try:
+        result = json.loads(path.read_text())
+        if not isinstance(result, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise ValidationFailed(f"{path} is unreadable ({exc}); run `gemcurate validate` again") from None
     if not result.get("success"):
         summary = summary_path(data_dir)
         raise ValidationFailed("validation failed (see validate/summary.txt)\n"
