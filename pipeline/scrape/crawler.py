@@ -66,6 +66,7 @@ class Fetched:
     body: bytes = b""
     error: str | None = None
     attempts: int = 1
+    url: str | None = None  # where the body came from, after redirects
 
 
 @dataclass
@@ -232,6 +233,7 @@ class Crawler:
                                f"redirect into a path robots.txt disallows: {target[:200]}", res.attempts)
             url = target
             res = await self._request(url, hop_limiter, headers, page=kind != "image")
+        res.url = url
         return res
 
     async def _request(self, url: str, limiter: HostLimiter, headers: dict,
@@ -398,7 +400,8 @@ class Crawler:
         elif res.status == 200:
             self.c.pages += 1
             self.c.bytes += len(res.body)
-            extracted = self._extract(url, kind, res.body)
+            # relative links resolve against where the page really is (after redirects)
+            extracted = self._extract(res.url or url, kind, res.body)
             self.state.save_page(run_id, url, kind, res.headers.get("ETag"),
                                  res.headers.get("Last-Modified"), extracted, res.attempts, True)
         else:
