@@ -83,12 +83,13 @@ def test_relative_paths_keep_their_meaning_when_the_cli_moves_to_the_root(tmp_pa
 def test_an_unexpected_error_is_one_line_and_the_traceback_needs_v(tmp_path):
     (tmp_path / "params.yaml").write_text("data: {data_dir: data}\n")
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    (tmp_path / "data" / "manifests").mkdir(parents=True)
-    (tmp_path / "data" / "manifests" / "raw.parquet").write_bytes(b"PAR1 not really parquet")
-    res = run_cli("dedupe", cwd=tmp_path)
+    (tmp_path / "data" / "state").mkdir(parents=True)
+    (tmp_path / "data" / "state" / "reviews.sqlite").write_bytes(b"not a database" * 100)
+    res = run_cli("decisions", "list", cwd=tmp_path)
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "run with -v" in res.stderr
-    assert "Traceback" in run_cli("-v", "dedupe", cwd=tmp_path).stderr
+    assert "DatabaseError" in res.stderr
+    assert "Traceback" in run_cli("-v", "decisions", "list", cwd=tmp_path).stderr
 
 
 @pytest.mark.parametrize("args", [

@@ -23,7 +23,7 @@ from pipeline.config import Params
 from pipeline.core import atomic, decisions
 from pipeline.core.blobstore import BlobStore, sha256_hex
 from pipeline.core.lock import data_dir_lock
-from pipeline.scrape.crawler import Crawler, Stop
+from pipeline.scrape.crawler import Crawler, Stop, is_storage_error, short
 from pipeline.scrape.site import SiteConfig, load_site
 from pipeline.scrape.state import CrawlState, connect, default_url
 
@@ -75,6 +75,19 @@ def scrape(params: Params, site: SiteConfig | None = None, base_url: str | None 
 
 
 def _scrape(params: Params, site: SiteConfig) -> ScrapeResult:
+    """:func:`_crawl`, turning a full disk anywhere (state, store, manifest) into a stop."""
+    try:
+        return _crawl(params, site)
+    except Exception as exc:
+        if not is_storage_error(exc):
+            raise
+        message = (f"cannot write the crawl state, the image store or the manifest ({short(exc)}); "
+                   "is the disk full? Free space and rerun to resume (what was committed is kept)")
+        logger.warning("stopping: %s", message)
+        return ScrapeResult(0, "stopped", message, False, {})
+
+
+def _crawl(params: Params, site: SiteConfig) -> ScrapeResult:
     engine = connect(state_url(params))
     state = CrawlState(engine, site.name)
     store = BlobStore(store_root(params))
@@ -87,6 +100,11 @@ def _scrape(params: Params, site: SiteConfig) -> ScrapeResult:
         asyncio.run(crawler.crawl(run_id, resumed))
     except Stop as exc:
         crawler._stop(str(exc), crawler.stop_status)
+    except Exception as exc:  # a full disk before or after the workers ran
+        if not is_storage_error(exc):
+            raise
+        crawler._stop(f"cannot write the crawl state or the image store ({short(exc)}); is the "
+                      "disk full? Free space and rerun to resume (state saved)", "stopped")
     elapsed = time.time() - t0
     counts = state.frontier_counts(run_id)
     if crawler.stop_reason:

@@ -90,11 +90,11 @@ class Counters:
     last_request: float | None = None
 
 
-def _short(exc: BaseException) -> str:
+def short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
 
 
-def _is_storage_error(exc: BaseException) -> bool:
+def is_storage_error(exc: BaseException) -> bool:
     """Disk full or read-only, in the image store (OSError) or the state database."""
     import errno
 
@@ -271,7 +271,7 @@ class Crawler:
                             # aiohttp raises here when a connection closes before the
                             # Content-Length (or the last chunk) arrived, and on timeouts
                             raise BrokenBody(f"body broke off after {n} bytes "
-                                             f"({_short(exc)})") from exc
+                                             f"({short(exc)})") from exc
                         body = b"".join(chunks)
                     else:
                         with contextlib.suppress(TimeoutError, aiohttp.ClientError, ConnectionError):
@@ -520,15 +520,15 @@ class Crawler:
         stops the crawl with a message instead of failing every URL after it; what was
         committed before stays, and a rerun resumes there.
         """
-        if _is_storage_error(exc):
-            self._stop(f"cannot write the crawl state or the image store ({_short(exc)}); "
+        if is_storage_error(exc):
+            self._stop(f"cannot write the crawl state or the image store ({short(exc)}); "
                        "is the disk full? Free space and rerun to resume (state saved)", "stopped")
             return
         logger.exception("unexpected error on %s", url)
         try:
-            self.state.mark(run_id, url, "failed", f"internal error: {_short(exc)}")
+            self.state.mark(run_id, url, "failed", f"internal error: {short(exc)}")
         except Exception as again:  # the state itself cannot be written
-            self._stop(f"cannot write the crawl state ({_short(again)}); is the disk full? "
+            self._stop(f"cannot write the crawl state ({short(again)}); is the disk full? "
                        "Free space and rerun to resume", "stopped")
             return
         if kind != "image":
