@@ -150,7 +150,7 @@ def test_a_really_full_disk_stops_and_resumes_after_space_is_freed(storefront, t
                              cwd=ROOT)
         assert res.stdout.count("\n") >= 2, res.stdout + res.stderr[-3000:]
         status, message = res.stdout.strip().splitlines()[:2]
-        assert status == "stopped" and "disk full" in message, res.stdout + res.stderr[-2000:]
+        assert status == "stopped" and "is the disk full?" in message, res.stdout + res.stderr[-2000:]
         subprocess.run(["mount", "-o", "remount,size=400m", str(mnt)], check=True)
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                              cwd=ROOT)

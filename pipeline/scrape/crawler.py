@@ -91,7 +91,9 @@ class Counters:
 
 
 def short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:300]
+    """One line naming an exception (SQLAlchemy's messages span several)."""
+    text = str(getattr(exc, "orig", None) or exc).split("(Background on this error")[0]
+    return f"{type(exc).__name__}: {' '.join(text.split())}"[:300]
 
 
 def is_storage_error(exc: BaseException) -> bool:
