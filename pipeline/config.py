@@ -447,6 +447,46 @@ class ExportParams:
 
 
 @dataclass(frozen=True)
+class TrainParams:
+    """Training a classifier on the exported dataset (pipeline/train.py)."""
+
+    model: str = field(default="efficientnet_lite0", metadata={"choices": [
+        "efficientnet_lite0", "gemnet", "mobilenet_v2", "resnet50", "vgg16", "efficientnet_b2"]})
+    weights_file: str | None = field(default=None, metadata={
+        "doc": "local pretrained weights (never downloaded); efficientnet_lite0 has its own"})
+    image_size: int = field(default=224, metadata={"min": 32, "max": 1024})
+    batch_size: int = field(default=32, metadata={"min": 1, "max": 4096})
+    head_epochs: int = field(default=15, metadata={"min": 0, "max": 1000,
+                                                   "doc": "backbone frozen (gemnet: the whole net)"})
+    head_lr: float = field(default=1e-3, metadata={"min": 1e-7, "max": 1.0})
+    finetune_epochs: int = field(default=0, metadata={"min": 0, "max": 1000})
+    finetune_lr: float = field(default=1e-5, metadata={"min": 1e-8, "max": 1.0})
+    unfreeze: str = field(default="all", metadata={"choices": ["all", "top"],
+                                                   "doc": "fine-tune everything or the top third"})
+    patience: int = field(default=3, metadata={"min": 1, "max": 1000,
+                                               "doc": "early stopping on validation loss"})
+    dropout: float = field(default=0.2, metadata={"min": 0.0, "max": 0.9})
+    l2: float = field(default=1e-4, metadata={"min": 0.0, "max": 1.0, "doc": "gemnet weight decay"})
+    class_weights: bool = True
+    mixed_precision: bool = field(default=True, metadata={"doc": "mixed_float16 when a GPU is present"})
+    cache_features: bool = field(default=True, metadata={
+        "doc": "frozen phase: compute the backbone once per image, train the head on its features"})
+    seed: int = field(default=42, metadata={"min": 0})
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """Evaluating the trained model on the test split (pipeline/evaluate.py)."""
+
+    split: str = field(default="test", metadata={"choices": ["test", "val"]})
+    top_k: list[int] = field(default_factory=lambda: (1, 3, 5))
+    report_classes: int = field(default=10, metadata={"min": 1, "max": 1000,
+                                                      "doc": "highest/lowest precision classes shown"})
+    contact_sheet: int = field(default=60, metadata={"min": 0, "max": 10000,
+                                                     "doc": "misclassified test images shown"})
+
+
+@dataclass(frozen=True)
 class PublishParams:
     """Dataset versions: git tags plus a DVC remote (pipeline/publish.py)."""
 
@@ -471,6 +511,8 @@ class Params:
     validate: ValidateParams = field(default_factory=ValidateParams)
     export: ExportParams = field(default_factory=ExportParams)
     publish: PublishParams = field(default_factory=PublishParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
 
 def load_params(path: str | Path | None = "params.yaml", overrides: dict | None = None) -> Params:

@@ -9,7 +9,7 @@ the committed file equal to it.
 
 Example:
     >>> [s.name for s in DVC_STAGES]
-    ['dedupe', 'filter', 'crop', 'split', 'augment', 'validate', 'export']
+    ['dedupe', 'filter', 'crop', 'split', 'augment', 'validate', 'export', 'train', 'evaluate']
 """
 
 from __future__ import annotations
@@ -99,6 +99,23 @@ STAGES: tuple[Stage, ...] = (
           params=("export",),
           outs={"data/dataset": {}},
           metrics=("data/metrics/export.json",)),
+    Stage("train", "train a classifier on the exported dataset (Keras 3, offline weights)",
+          deps=("data/dataset",),
+          params=("train.model", "train.weights_file", "train.image_size", "train.batch_size",
+                  "train.head_epochs", "train.head_lr", "train.finetune_epochs", "train.finetune_lr",
+                  "train.unfreeze", "train.patience", "train.dropout", "train.l2",
+                  "train.class_weights", "train.mixed_precision", "train.cache_features", "train.seed"),
+          outs={"models/model.keras": {}, "models/labels.json": {},
+                "data/train/history.csv": {"cache": False}},
+          metrics=("data/metrics/train.json",),
+          plots={"data/train/live/plots/metrics": {"cache": False, "x": "step"}}),
+    Stage("evaluate", "top-1/3/5, per-class precision/recall/F1, confusion, embeddings, model card",
+          deps=("data/dataset", "models/model.keras", "models/labels.json"),
+          params=("evaluate", "train"),
+          outs={"data/evaluate": {}, "models/MODEL_CARD.md": {"cache": False}},
+          metrics=("data/metrics/evaluate.json",),
+          plots={"data/plots/confusion.csv": {"cache": False, "template": "confusion",
+                                              "x": "predicted", "y": "actual"}}),
 )
 
 BY_NAME = {s.name: s for s in STAGES}

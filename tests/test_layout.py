@@ -15,7 +15,10 @@ from pipeline.stages import STAGES
 SHARED = ("pipeline.core", "pipeline.config", "pipeline.manifest", "pipeline.errors")
 STAGE_MODULES = [s.module for s in STAGES] + ["pipeline.scrape", "pipeline.publish"]
 # a stage's own parts: its subpackage, and the filter's check registry
-OWN = {"pipeline.scrape": ("pipeline.scrape",), "pipeline.filter": ("pipeline.checks",)}
+OWN = {"pipeline.scrape": ("pipeline.scrape",), "pipeline.filter": ("pipeline.checks",),
+       # the model stages: the zoo, and the dataset reader trainers use outside gemcurate too
+       "pipeline.train": ("pipeline.models", "pipeline.dataset"),
+       "pipeline.evaluate": ("pipeline.models", "pipeline.dataset")}
 
 
 def _within(module: str, prefixes: tuple[str, ...]) -> bool:

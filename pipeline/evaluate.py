@@ -1,0 +1,384 @@
+"""Evaluate stage: the trained model on the held-out split, in the published projects' terms.
+
+* top-1/3/5 accuracy; macro and per-class precision, recall, F1; per-class false-positive
+  and false-negative rates (the jewelry project);
+* the ``report_classes`` highest- and lowest-precision classes (a plot, as in the gemstone
+  report) and its misclassification table: for each class, the share most often predicted
+  as another class and the second ("Blue Topaz: 71.0% as Swiss Blue Topaz, 7.9% as London
+  Blue Topaz");
+* the confusion matrix as a DVC plot (``actual,predicted`` rows, ``template: confusion``)
+  and as a row-normalised PNG, and a contact sheet of misclassified images with their top-3;
+* the penultimate-layer embedding of every dataset image (``embeddings.parquet``, what
+  ``gemcurate similar`` searches) and the mean cosine similarity within and between classes
+  (the jewelry project's "≥ 0.92 within a class", measured);
+* ``data/metrics/evaluate.json`` and a model card, ``models/MODEL_CARD.md``.
+
+Example:
+    $ gemcurate evaluate        # after gemcurate train
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import dataset
+from pipeline.config import Params
+from pipeline.core.atomic import write_text
+from pipeline.core.lock import locks_data_dir
+from pipeline.core.plots import font, pyplot, save_figure
+from pipeline.core.stageio import StageIO
+
+logger = logging.getLogger(__name__)
+
+MODEL_DIR = Path("models")
+
+
+# --------------------------------------------------------------------------- metrics (pure)
+
+
+def top_k_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Share of rows whose label is among the ``k`` highest probabilities."""
+    if not len(labels):
+        return float("nan")
+    k = min(k, probs.shape[1])
+    top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+    return float((top == labels[:, None]).any(axis=1).mean())
+
+
+def confusion(labels: np.ndarray, pred: np.ndarray, classes: int) -> np.ndarray:
+    """``m[actual, predicted]`` counts."""
+    m = np.zeros((classes, classes), np.int64)
+    np.add.at(m, (labels, pred), 1)
+    return m
+
+
+def per_class(cm: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """Precision, recall, F1, false-positive and false-negative rate and support per class.
+
+    A class never predicted has precision NaN (not 0: it made no claim to be wrong about).
+    """
+    tp = np.diag(cm).astype(float)
+    support = cm.sum(1).astype(float)
+    predicted = cm.sum(0).astype(float)
+    n = cm.sum()
+    fp, fn = predicted - tp, support - tp
+    tn = n - tp - fp - fn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, np.nan)
+        recall = np.where(support > 0, tp / support, np.nan)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+        fpr = np.where(fp + tn > 0, fp / (fp + tn), np.nan)
+        fnr = np.where(support > 0, fn / support, np.nan)
+    return pd.DataFrame({"label": names, "precision": precision, "recall": recall, "f1": f1,
+                         "fpr": fpr, "fnr": fnr, "support": support.astype(int)})
+
+
+def misclassification_table(cm: np.ndarray, names: list[str], top: int = 2) -> pd.DataFrame:
+    """Per class with errors: the classes it is most often taken for, as shares of its images."""
+    rows = []
+    for i, name in enumerate(names):
+        total = cm[i].sum()
+        wrong = [(j, cm[i, j]) for j in np.argsort(-cm[i]) if j != i and cm[i, j] > 0][:top]
+        if total == 0 or not wrong:
+            continue
+        row = {"label": name, "images": int(total), "correct": round(cm[i, i] / total, 4),
+               "error": round(1 - cm[i, i] / total, 4)}
+        for r, (j, c) in enumerate(wrong, start=1):
+            row[f"as_{r}"], row[f"share_{r}"] = names[j], round(c / total, 4)
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    return out.sort_values("error", ascending=False, ignore_index=True) if len(out) else out
+
+
+def describe_errors(table: pd.DataFrame, limit: int = 10) -> list[str]:
+    """The gemstone report's sentences: ``Blue Topaz: 71.0% as Swiss Blue Topaz, 7.9% as …``."""
+    lines = []
+    for r in table.head(limit).itertuples(index=False):
+        parts = [f"{getattr(r, f'share_{k}') * 100:.1f}% as {getattr(r, f'as_{k}')}"
+                 for k in (1, 2) if isinstance(getattr(r, f"as_{k}", None), str)]
+        lines.append(f"{r.label}: {', '.join(parts)}")
+    return lines
+
+
+def cosine_stats(emb: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Mean cosine similarity over all pairs in the same class and in different classes.
+
+    Exact and linear in the number of images: for unit vectors, the similarities of all
+    pairs within a set sum to ``(|Σx|² − n) / 2``, so class sums give every mean without
+    forming a single pair.
+    """
+    if len(emb) < 2:
+        return {"within_class": float("nan"), "between_class": float("nan")}
+    x = emb.astype(np.float64)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    n = len(x)
+    total = (float(np.square(x.sum(0)).sum()) - n) / 2
+    within, pairs_within = 0.0, 0
+    for c in np.unique(labels):
+        xc = x[labels == c]
+        within += (float(np.square(xc.sum(0)).sum()) - len(xc)) / 2
+        pairs_within += len(xc) * (len(xc) - 1) // 2
+    pairs_between = n * (n - 1) // 2 - pairs_within
+    return {"within_class": round(within / pairs_within, 4) if pairs_within else float("nan"),
+            "between_class": round((total - within) / pairs_between, 4) if pairs_between else float("nan")}
+
+
+def nearest(query: np.ndarray, emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine nearest neighbours: indices and similarities, best first."""
+    q = query / max(float(np.linalg.norm(query)), 1e-12)
+    x = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    sims = x @ q
+    k = min(k, len(sims))
+    idx = np.argpartition(-sims, k - 1)[:k] if k else np.zeros(0, int)
+    idx = idx[np.argsort(-sims[idx], kind="stable")]
+    return idx, sims[idx]
+
+
+# --------------------------------------------------------------------------- model
+
+
+def load_model(model_dir: str | Path):
+    """The saved classifier, its labels.json, and its embedding and head parts."""
+    import keras
+
+    model_dir = Path(model_dir)
+    info = json.loads((model_dir / "labels.json").read_text())
+    model = keras.saving.load_model(model_dir / "model.keras", compile=False, safe_mode=True)
+    backbone, head = model.get_layer(info["backbone"]), model.get_layer(info["head"])
+    return model, info, backbone, head
+
+
+def embed_all(backbone, directory: Path, size: int, batch: int = 64) -> tuple[np.ndarray, list[str]]:
+    """The penultimate-layer embedding of every image of the dataset (all splits)."""
+    feats, ids = [], []
+    for split in ("train", "val", "test"):
+        ds = dataset.load(directory, split, batch_size=batch, image_size=size, shuffle=False,
+                          with_ids=True)
+        for x, _, i in ds.as_numpy_iterator():
+            feats.append(np.asarray(backbone.predict_on_batch(x), np.float32))
+            ids += [v.decode() for v in i]
+    return (np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)), ids
+
+
+# --------------------------------------------------------------------------- stage
+
+
+def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir: str | Path,
+        out_dir: str | Path, plots_dir: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
+    """Score the model on ``params.evaluate.split``; write plots, tables and embeddings to ``out_dir``.
+
+    Args:
+        df: The dataset manifest.
+        params: All params (reads ``params.evaluate``).
+        dataset_dir: The exported dataset.
+        model_dir: ``model.keras`` and ``labels.json``.
+        out_dir: Where the figures, tables and ``embeddings.parquet`` go.
+        plots_dir: Where ``confusion.csv`` goes for ``dvc plots``.
+
+    Returns:
+        The per-class table and the metrics dict.
+
+    Example:
+        >>> table, metrics = run(manifest, params, dataset_dir="data/dataset", model_dir="models",
+        ...                      out_dir="data/evaluate")
+    """
+    t0 = time.perf_counter()
+    p = params.evaluate
+    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _model, info, backbone, head = load_model(model_dir)
+    names = info["classes"]
+    if dataset.class_names(dataset_dir, df) != names:
+        raise dataset.DatasetError("the dataset's classes differ from the model's labels.json: "
+                                   "train again on this dataset version")
+    emb, ids = embed_all(backbone, dataset_dir, info["image_size"])
+    t_embed = time.perf_counter() - t0
+    man = df.set_index("image_id").loc[ids]
+    index = {n: i for i, n in enumerate(names)}
+    labels = man["label"].astype(str).map(index).to_numpy(np.int64)
+    is_eval = (man["split"] == p.split).to_numpy()
+    probs = np.asarray(head.predict(emb[is_eval], batch_size=512, verbose=0), np.float64)
+    y = labels[is_eval]
+    pred = probs.argmax(1) if len(probs) else np.zeros(0, int)
+    cm = confusion(y, pred, len(names))
+    table = per_class(cm, names)
+    errors = misclassification_table(cm, names)
+    cos = cosine_stats(emb, labels)
+    metrics = {
+        "split": p.split, "images": int(is_eval.sum()), "classes": len(names),
+        **{f"top{k}": round(top_k_accuracy(probs, y, k), 4) for k in p.top_k},
+        "macro": {m: round(float(np.nanmean(table[m])), 4) for m in ("precision", "recall", "f1")},
+        "cosine": cos, "model": info["model"],
+        "seconds": {"embed": round(t_embed, 2), "total": None},
+    }
+    # files people and DVC read
+    eval_ids = np.array(ids)[is_eval]
+    rows = pd.DataFrame({"image_id": eval_ids, "actual": [names[i] for i in y],
+                         "predicted": [names[i] for i in pred]})
+    write_text(out_dir / "confusion.csv", rows[["actual", "predicted"]].to_csv(index=False))
+    if plots_dir is not None:  # for `dvc plots` (template: confusion)
+        write_text(Path(plots_dir) / "confusion.csv", rows[["actual", "predicted"]].to_csv(index=False))
+    write_text(out_dir / "per_class.csv", table.to_csv(index=False))
+    write_text(out_dir / "misclassified.csv", errors.to_csv(index=False))
+    top3 = np.argsort(-probs, axis=1)[:, :3] if len(probs) else np.zeros((0, 3), int)
+    wrong = rows.assign(top3=[[(names[j], float(probs[i, j])) for j in t] for i, t in enumerate(top3)])
+    wrong = wrong[wrong["actual"] != wrong["predicted"]]
+    _confusion_png(cm, names, out_dir / "confusion.png")
+    _precision_png(table, p.report_classes, out_dir / "precision.png")
+    _contact_sheet(wrong.head(p.contact_sheet), df, dataset_dir, out_dir / "misclassified.png")
+    write_embeddings(out_dir / "embeddings.parquet", ids, man, emb)
+    metrics["seconds"]["total"] = round(time.perf_counter() - t0, 2)
+    metrics["highest_precision"] = _ranked(table, p.report_classes, ascending=False)
+    metrics["lowest_precision"] = _ranked(table, p.report_classes, ascending=True)
+    metrics["most_confused"] = describe_errors(errors, p.report_classes)
+    return table, metrics
+
+
+def write_embeddings(path: Path, ids: list[str], man: pd.DataFrame, emb: np.ndarray) -> None:
+    """``image_id, product_id, label, split, embedding`` (a fixed-size float32 list), atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.core.atomic import atomic_path
+
+    dim = emb.shape[1] if emb.ndim == 2 else 0
+    table = pa.table({
+        "image_id": pa.array(ids, pa.string()),
+        "product_id": pa.array(man["product_id"].astype(str).tolist(), pa.string()),
+        "label": pa.array(man["label"].astype(str).tolist(), pa.string()),
+        "split": pa.array(man["split"].astype(str).tolist(), pa.string()),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.astype(np.float32).ravel()), dim),
+    })
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def read_embeddings(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """The table of :func:`write_embeddings` and its embeddings as an N×D array."""
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path)
+    col = t.column("embedding").combine_chunks()
+    emb = col.values.to_numpy().reshape(len(t), col.type.list_size)
+    return t.drop(["embedding"]).to_pandas(), emb
+
+
+def _ranked(table: pd.DataFrame, n: int, ascending: bool) -> list[dict]:
+    t = table.dropna(subset=["precision"]).sort_values(["precision", "label"], ascending=[ascending, True])
+    return [{"label": r.label, "precision": round(float(r.precision), 4)} for r in t.head(n).itertuples()]
+
+
+def _confusion_png(cm: np.ndarray, names: list[str], dest: Path) -> None:
+    plt = pyplot()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm = np.nan_to_num(cm / cm.sum(1, keepdims=True))
+    side = max(5, 0.35 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(side, side))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the actual class")
+    fig.tight_layout()
+    save_figure(fig, dest)
+
+
+def _precision_png(table: pd.DataFrame, n: int, dest: Path) -> None:
+    plt = pyplot()
+    t = table.dropna(subset=["precision"]).sort_values("precision")
+    parts = [("lowest", t.head(n)), ("highest", t.tail(n).iloc[::-1])]
+    fig, axes = plt.subplots(1, 2, figsize=(11, max(3, 0.3 * n + 1)))
+    for ax, (title, part) in zip(axes, parts, strict=True):
+        ax.barh(part["label"], part["precision"], color="tab:red" if title == "lowest" else "tab:green")
+        ax.set_xlim(0, 1)
+        ax.set_title(f"{title} precision")
+        ax.invert_yaxis()
+    fig.tight_layout()
+    save_figure(fig, dest)
+
+
+def _contact_sheet(wrong: pd.DataFrame, df: pd.DataFrame, dataset_dir: Path, dest: Path) -> None:
+    """Misclassified images, each with its actual class and the model's top-3."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    cell, cols = 160, 6
+    want = set(wrong["image_id"])
+    images = {iid: data for iid, data, _ in dataset.records(dataset_dir, None, verify=False, ids=want)
+              } if want else {}
+    rows = max(1, -(-len(wrong) // cols))
+    sheet = Image.new("RGB", (cols * cell, rows * (cell + 52)), "white")
+    d = ImageDraw.Draw(sheet)
+    f = font(10)
+    for k, r in enumerate(wrong.itertuples(index=False)):
+        x, y = (k % cols) * cell, (k // cols) * (cell + 52)
+        if r.image_id in images:
+            im = Image.open(io.BytesIO(images[r.image_id])).convert("RGB")
+            im.thumbnail((cell - 8, cell - 8))
+            sheet.paste(im, (x + 4, y + 4))
+        d.text((x + 4, y + cell), f"true: {r.actual}"[:28], fill=(0, 0, 0), font=f)
+        for j, (lab, pr) in enumerate(r.top3):
+            d.text((x + 4, y + cell + 12 * (j + 1)), f"{pr:.2f} {lab}"[:28],
+                   fill=(170, 0, 0) if j == 0 else (60, 60, 60), font=f)
+    from pipeline.core.atomic import atomic_path
+
+    with atomic_path(dest) as tmp:
+        sheet.save(tmp, "PNG")
+
+
+def model_card(metrics: dict, info: dict, params: Params, dataset_card: Path) -> str:
+    """The model card: what was trained on what, how, and how well."""
+    version = ""
+    if dataset_card.exists():
+        first = dataset_card.read_text().splitlines()[:1]
+        version = first[0].lstrip("# ") if first else ""
+    tp = params.train
+    tops = " / ".join(f"top-{k} **{metrics.get(f'top{k}', float('nan')):.3f}**"
+                      for k in params.evaluate.top_k)
+    confused = [f"- {x}" for x in metrics["most_confused"]] or ["- none"]
+    lines = [
+        f"# Model card: {info['model']} on {version or 'the exported dataset'}", "",
+        f"- {metrics['classes']} classes; evaluated on the {metrics['split']} split "
+        f"({metrics['images']:,} images): {tops}",
+        f"- macro precision {metrics['macro']['precision']:.3f}, recall {metrics['macro']['recall']:.3f}, "
+        f"F1 {metrics['macro']['f1']:.3f}",
+        f"- embedding cosine similarity: within a class {metrics['cosine']['within_class']}, between "
+        f"classes {metrics['cosine']['between_class']}",
+        f"- weights: {info['weights']}; input {info['image_size']} px RGB 0–255 (preprocessing inside)",
+        f"- schedule: {tp.head_epochs} epochs at {tp.head_lr:g} (backbone frozen), "
+        f"{tp.finetune_epochs} at {tp.finetune_lr:g} ({tp.unfreeze} unfrozen), early stopping "
+        f"(patience {tp.patience}), class weights {'on' if tp.class_weights else 'off'}, seed {tp.seed}",
+        "", "## Most often confused", "", *confused,
+        "", "## Highest and lowest precision", "",
+        "| highest | precision | lowest | precision |", "|---|---|---|---|",
+    ]
+    hi, lo = metrics["highest_precision"], metrics["lowest_precision"]
+    for a, b in zip(hi, lo, strict=False):
+        lines.append(f"| {a['label']} | {a['precision']:.3f} | {b['label']} | {b['precision']:.3f} |")
+    lines += ["", "Figures: `data/evaluate/confusion.png`, `precision.png`, `misclassified.png`; "
+              "tables: `per_class.csv`, `misclassified.csv`.", ""]
+    return "\n".join(lines)
+
+
+@locks_data_dir("gemcurate evaluate")
+def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+    """Read ``models/`` and ``data/dataset``; write ``data/evaluate/``, the card and metrics."""
+    io = StageIO.of(params, data_dir)
+    ds_dir = io.data_dir / "dataset"
+    _, metrics = run(dataset.read_manifest(ds_dir), params, dataset_dir=ds_dir,
+                     model_dir=MODEL_DIR, out_dir=io.data_dir / "evaluate",
+                     plots_dir=io.data_dir / "plots")
+    info = json.loads((MODEL_DIR / "labels.json").read_text())
+    write_text(MODEL_DIR / "MODEL_CARD.md", model_card(metrics, info, params, ds_dir / "README.md"))
+    io.write_metrics("evaluate", metrics)
+    logger.info("evaluate: top-1 %.3f top-3 %.3f top-5 %.3f on %d %s images", metrics.get("top1", 0),
+                metrics.get("top3", 0), metrics.get("top5", 0), metrics["images"], metrics["split"])
+    return {k: v for k, v in metrics.items() if k not in ("highest_precision", "lowest_precision")}
