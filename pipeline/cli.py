@@ -30,7 +30,8 @@ logger = logging.getLogger("gemcurate")
 
 # argparse destinations that hold paths the user typed (made absolute before the CLI
 # moves to the project root, so they keep meaning what they meant where they were typed)
-PATH_ARGS = ("params", "data_dir", "site", "out", "csv", "port_file", "cache_dir", "catalog")
+PATH_ARGS = ("params", "data_dir", "site", "out", "csv", "port_file", "cache_dir", "catalog", "image",
+             "images", "model", "embeddings")
 
 
 class NotInProject(UserError):
@@ -159,6 +160,39 @@ def cmd_pull(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(a: argparse.Namespace) -> int:
+    from pipeline.predict import predict
+
+    params = _params(a)
+    answers = predict(a.images, params, a.model or "models")
+    if a.json:
+        print(json.dumps(answers, indent=2))
+    else:
+        for ans in answers:
+            if "error" in ans:
+                print(f"{ans['path']}: error: {ans['error']}")
+            else:
+                best = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in ans["top5"])
+                print(f"{ans['path']}: {best}")
+    return 1 if any("error" in x for x in answers) else 0
+
+
+def cmd_similar(a: argparse.Namespace) -> int:
+    from pipeline.predict import similar
+
+    params = _params(a)
+    ans = similar(a.image, params, a.model or "models",
+                  a.embeddings or Path(params.data.data_dir) / "evaluate" / "embeddings.parquet", a.k)
+    if a.json:
+        print(json.dumps(ans, indent=2))
+    elif "error" in ans:
+        print(f"{ans['path']}: error: {ans['error']}")
+    else:
+        for r in ans["similar"]:
+            print(f"{r['similarity']:.3f}  {r['product_id']}  {r['label']}  {r['image_id'][:12]}")
+    return 1 if "error" in ans else 0
+
+
 def cmd_lock(a: argparse.Namespace) -> int:
     from pipeline.project import LOCK, stale_stages, write_lock
 
@@ -251,6 +285,8 @@ def _enter_project(a: argparse.Namespace) -> None:
         value = getattr(a, name, None)
         if isinstance(value, str) and value != "params.yaml":
             setattr(a, name, os.path.abspath(value))
+        elif isinstance(value, list) and name == "images":
+            setattr(a, name, [os.path.abspath(v) for v in value])
     os.chdir(root)
 
 
@@ -332,6 +368,21 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", required=True)
     pl.add_argument("--repo", help="git URL or path of the repository (default: this one)")
     pl.set_defaults(func=cmd_pull)
+
+    pr = sub.add_parser("predict", help="top-5 classes of photos (the pipeline's crop, then the model)")
+    pr.add_argument("images", nargs="+")
+    pr.add_argument("--model", help="folder with model.keras and labels.json (default: models/)")
+    pr.add_argument("--json", action="store_true", help="a JSON list, one object per image")
+    _project(pr)
+    pr.set_defaults(func=cmd_predict)
+    si = sub.add_parser("similar", help="the nearest other products to a photo (model embeddings)")
+    si.add_argument("image")
+    si.add_argument("--k", type=int, default=10)
+    si.add_argument("--model", help="default: models/")
+    si.add_argument("--embeddings", help="default: data/evaluate/embeddings.parquet")
+    si.add_argument("--json", action="store_true")
+    _project(si)
+    si.set_defaults(func=cmd_similar)
 
     lk = sub.add_parser("lock", help="record the code each stage runs (.gemcurate/code.yaml)")
     lk.add_argument("--check", action="store_true", help="exit 1 if the lock is stale")

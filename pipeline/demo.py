@@ -53,7 +53,8 @@ def _pipeline(params_path: str, data_dir: str, publish: bool) -> int:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     print("\n== snapshot: dvc add data/store data/manifests/raw.parquet")
     do_snapshot(root, "data")
-    print("== dvc repro: dedupe → filter → crop → split → augment → validate → export")
+    print("== dvc repro: dedupe → filter → crop → split → augment → validate → export → train → "
+          "evaluate")
     t = time.perf_counter()
     res = subprocess.run([*dvc_cmd(), "repro"], cwd=root, env=env)
     if res.returncode != 0:
@@ -63,6 +64,13 @@ def _pipeline(params_path: str, data_dir: str, publish: bool) -> int:
         return res.returncode
     print(f"   pipeline finished in {time.perf_counter() - t:.0f} s")
     card = root / "data" / "dataset" / "README.md"
+    scores = root / "data" / "metrics" / "evaluate.json"
+    if scores.exists():
+        m = json.loads(scores.read_text())
+        print(f"== model {m['model']}: test top-1 {m.get('top1', float('nan')):.3f}, top-3 "
+              f"{m.get('top3', float('nan')):.3f}, top-5 {m.get('top5', float('nan')):.3f} on "
+              f"{m['images']} {m['split']} images; macro F1 {m['macro']['f1']:.3f}")
+        print(f"   report: {root / 'models' / 'MODEL_CARD.md'} and {root / 'data' / 'evaluate'}/")
     if publish:
         try:
             pub = do_publish(load_params(params_path), root, "data")

@@ -33,6 +33,8 @@ from pipeline.core.atomic import write_text
 from pipeline.core.lock import locks_data_dir
 from pipeline.core.plots import font, pyplot, save_figure
 from pipeline.core.stageio import StageIO
+from pipeline.models import zoo
+from pipeline.models.torch_legacy import WeightsError
 
 logger = logging.getLogger(__name__)
 
@@ -144,10 +146,18 @@ def nearest(query: np.ndarray, emb: np.ndarray, k: int) -> tuple[np.ndarray, np.
 
 
 def load_model(model_dir: str | Path):
-    """The saved classifier, its labels.json, and its embedding and head parts."""
+    """The saved classifier, its labels.json, and its embedding and head parts.
+
+    Raises:
+        WeightsError: No trained model there (or it does not load).
+    """
+    zoo.require_keras()
     import keras
 
     model_dir = Path(model_dir)
+    if not (model_dir / "model.keras").is_file() or not (model_dir / "labels.json").is_file():
+        raise WeightsError(f"{model_dir}: no trained model (model.keras + labels.json); run "
+                           "`gemcurate train` or `dvc repro train`, or pass --model")
     info = json.loads((model_dir / "labels.json").read_text())
     model = keras.saving.load_model(model_dir / "model.keras", compile=False, safe_mode=True)
     backbone, head = model.get_layer(info["backbone"]), model.get_layer(info["head"])

@@ -151,11 +151,13 @@ def publish(params: Params, root: Path | None = None, data_dir: str = "data",
         raise PublishError(f"publish refused: {exc}") from exc
     verify_dir(d / "dataset", deep=False)
     if require_clean:
-        st = _run([*dvc_cmd(), "status", "--json"], root)
+        # the dataset's stages only: a model trained on it is the trainer's, not a condition
+        st = _run([*dvc_cmd(), "status", "export", "--with-deps", "--json"], root)
         status = json.loads(st.stdout or "{}")
         if status:
-            raise PublishError("publish refused: the DVC pipeline is not up to date "
-                               f"(`dvc status`: {', '.join(sorted(status))}); run `dvc repro`")
+            raise PublishError("publish refused: the dataset's DVC stages are not up to date "
+                               f"(`dvc status export --with-deps`: {', '.join(sorted(status))}); "
+                               "run `dvc repro export`")
     tracked = ["dvc.lock", *[p for p in (f"{data_dir}/store.dvc", f"{data_dir}/manifests/raw.parquet.dvc")
                              if (root / p).exists()]]
     _git(root, "add", "-f", *tracked)

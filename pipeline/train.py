@@ -143,6 +143,7 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
     Example:
         >>> history, metrics = run(manifest, params, dataset_dir="data/dataset", model_dir="models")
     """
+    zoo.require_keras()
     import keras
     import tensorflow as tf
 

@@ -74,6 +74,16 @@ def _gemnet(size: int, l2: float):
     return keras.Model(inp, x, name="gemnet")
 
 
+def require_keras() -> None:
+    """Refuse in one line when the training extras are not installed."""
+    try:
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+    except ImportError:
+        raise WeightsError("training needs TensorFlow and Keras: pip install 'gemcurate[train]' "
+                           "(tensorflow[and-cuda] on a GPU machine)") from None
+
+
 def build_backbone(name: str, size: int, weights_file: str | None = None, l2: float = 1e-4):
     """``(model, embedding size)``: a Keras model from 0…255 RGB to a pooled embedding.
 
@@ -81,6 +91,7 @@ def build_backbone(name: str, size: int, weights_file: str | None = None, l2: fl
         ConfigError: An unknown ``train.model``.
         WeightsError: A weights file that is missing or does not fit (naming the key).
     """
+    require_keras()
     import keras
 
     if name not in MODELS:
