@@ -137,16 +137,6 @@ def test_predict_answers_every_file_and_names_the_broken_one(repo, tmp_path):
     assert all(r["product_id"] not in sim["excluded_own_product"] for r in sim["similar"])
 
 
-def test_an_experiment_with_another_architecture(repo):
-    res = dvc("exp", "run", "--temp", "-S", "train.model=gemnet", "-S", "train.head_epochs=2",
-              "-S", "train.image_size=64", cwd=repo)
-    assert "Running stage 'train'" in res.stdout and "Running stage 'evaluate'" in res.stdout
-    shown = dvc("exp", "show", "--json", cwd=repo).stdout
-    assert "gemnet" in shown
-    # run outside the workspace (--temp): it still holds the committed one
-    assert "up to date" in dvc("status", cwd=repo).stdout
-
-
 def test_second_repro_reruns_nothing(repo):
     res = dvc("repro", cwd=repo)
     assert ran_stages(res.stdout) == set(), res.stdout
@@ -239,3 +229,15 @@ def test_a_planted_leak_stops_validate_and_publish(repo):
     assert pub.returncode == 1 and "publish refused" in pub.stderr
     # DVC sees the tampered output too
     assert "data/manifests/augment.parquet" in dvc("status", cwd=repo).stdout
+
+
+def test_an_experiment_with_another_architecture(repo):
+    """Last in this module: ``dvc exp run`` leaves the workspace as the experiment made it."""
+    import json
+
+    res = dvc("exp", "run", "evaluate", "-S", "train.model=gemnet", "-S", "train.head_epochs=2",
+              "-S", "train.image_size=64", cwd=repo)
+    assert {"train", "evaluate"} <= ran_stages(res.stdout), res.stdout
+    m = json.loads((repo / "data" / "metrics" / "evaluate.json").read_text())
+    assert m["model"] == "gemnet" and 0 <= m["top1"] <= 1
+    assert "gemnet" in dvc("exp", "show", "--json", cwd=repo).stdout
