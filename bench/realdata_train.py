@@ -1,0 +1,96 @@
+"""Train and evaluate on the real sample photos of ../shared/realdata, through the pipeline.
+
+For each folder (``jewelry``: 5 classes, ``gems``: 20 classes) the demo storefront serves
+it in folder mode, gemcurate scrapes it, curates it (dedupe → filter → crop → split with
+the group-aware split → augment → validate → export) and trains and evaluates each model
+asked for, printing the test split's top-1/3/5 and macro F1. The photos never leave
+../shared; nothing here is committed.
+
+Usage:
+    .venv/bin/python bench/realdata_train.py [--folders jewelry,gems] [--models efficientnet_lite0,gemnet]
+        [--gemnet-size 128] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+REALDATA = ROOT.parent / "shared" / "realdata"
+
+from pipeline import augment, crop, dataset, dedupe, evaluate, export, split, train, validate  # noqa: E402
+from pipeline import filter as filt  # noqa: E402
+from pipeline.config import load_params  # noqa: E402
+from pipeline.scrape import scrape  # noqa: E402
+from pipeline.storefront import process  # noqa: E402
+
+
+def curate(folder: Path, work: Path) -> dict:
+    data = work / "data"
+    params = load_params(ROOT / "params.yaml", {
+        "data": {"data_dir": str(data)},
+        "scrape": {"max_rate": 1000.0, "default_rate": 1000.0, "concurrency": 8, "progress": False,
+                   "site": str(ROOT / "sites" / "demo.yaml")}})
+    t = time.perf_counter()
+    if not (data / "dataset" / "manifest.parquet").exists():
+        with process.storefront(["--catalog", str(folder), "--rate-limit", "1000", "--burst", "200",
+                                 "--faults", "0"], cwd=ROOT) as store:
+            res = scrape(params, base_url=store.base_url)
+            assert res.status == "complete", res.message
+        for mod in (dedupe, filt, crop, split, augment, validate, export):
+            mod.main(params, progress=False)
+    ds = dataset.read_manifest(data / "dataset")
+    return {"params": params, "dataset": data / "dataset", "curate_s": round(time.perf_counter() - t, 1),
+            "images": {s: int((ds["split"] == s).sum()) for s in ("train", "val", "test")},
+            "photos_train": int(((ds["split"] == "train") & ds["parent_id"].isna()).sum()),
+            "classes": int(ds["label"].nunique())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--folders", default="jewelry,gems")
+    ap.add_argument("--models", default="efficientnet_lite0,gemnet")
+    ap.add_argument("--gemnet-size", type=int, default=128, help="gemnet trains from scratch: CPU-sized")
+    ap.add_argument("--gemnet-folders", default="jewelry")
+    ap.add_argument("--work", help="keep the curated data here (reruns skip the curation)")
+    a = ap.parse_args()
+    if not REALDATA.is_dir():
+        raise SystemExit(f"{REALDATA} absent")
+    out = {}
+    for name in a.folders.split(","):
+        work = Path(a.work) / name if a.work else Path(tempfile.mkdtemp(prefix=f"rd-{name}-"))
+        work.mkdir(parents=True, exist_ok=True)
+        info = curate(REALDATA / name, work)
+        params = info.pop("params")
+        ds_dir = info.pop("dataset")
+        out[name] = info
+        for model in a.models.split(","):
+            if model == "gemnet" and name not in a.gemnet_folders.split(","):
+                continue
+            over = {"model": model}
+            if model == "gemnet":
+                over["image_size"] = a.gemnet_size
+            p = load_params(ROOT / "params.yaml", {"train": over, "data": {"data_dir": str(work / "data")}})
+            t = time.perf_counter()
+            _, tm = train.run(dataset.read_manifest(ds_dir), p, dataset_dir=ds_dir,
+                              model_dir=work / f"model-{model}")
+            _, em = evaluate.run(dataset.read_manifest(ds_dir), p, dataset_dir=ds_dir,
+                                 model_dir=work / f"model-{model}", out_dir=work / f"eval-{model}")
+            out[name][model] = {"top1": em["top1"], "top3": em["top3"], "top5": em["top5"],
+                                "macro_f1": em["macro"]["f1"], "val_top1": tm["val"].get("top1"),
+                                "epochs": tm["epochs"], "cosine": em["cosine"],
+                                "test_images": em["images"], "seconds": round(time.perf_counter() - t, 1),
+                                "most_confused": em["most_confused"][:3]}
+            print(name, model, json.dumps(out[name][model]), flush=True)
+        del params
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
