@@ -35,6 +35,8 @@ def curate(folder: Path, work: Path) -> dict:
     data = work / "data"
     params = load_params(ROOT / "params.yaml", {
         "data": {"data_dir": str(data)},
+        # jewelry fills the frame: a piece touching the border is a product photo, not a cut stone
+        "crop": {"cut_by_border": "keep" if folder.name == "jewelry" else "review"},
         "scrape": {"max_rate": 1000.0, "default_rate": 1000.0, "concurrency": 8, "progress": False,
                    "site": str(ROOT / "sites" / "demo.yaml")}})
     t = time.perf_counter()

@@ -242,8 +242,8 @@ def find_box(rgb: np.ndarray, p: CropParams) -> CropResult:
     conf = 1.0
     conf *= float(np.clip(contrast / (3 * p.background_tolerance), 0.0, 1.0)) ** 0.5
     issue = "none"
-    if touches:
-        issue, conf = "cut_by_border", conf * 0.3
+    if touches:  # kept as the issue either way; only "review" makes it doubtful
+        issue, conf = "cut_by_border", conf * (0.3 if p.cut_by_border == "review" else 1.0)
     elif second > 0.25:
         issue, conf = "several_objects", conf * (1 - min(second, 1.0)) * 0.6
     elif contrast < 1.5 * p.background_tolerance:
@@ -354,7 +354,8 @@ def crop_file(args: tuple[str, str, str, CropParams]) -> dict:
         row = {"image_id": image_id, "object_box": scale_box(res.object_box, f),
                "crop_box": scale_box(res.box, f), "crop_confidence": res.confidence,
                "crop_issue": res.issue, "background_rgb": list(res.background), "crop_path": None}
-        if res.box is not None and res.issue in ("none", "low_contrast"):
+        usable = ("none", "low_contrast", *(("cut_by_border",) if p.cut_by_border == "keep" else ()))
+        if res.box is not None and res.issue in usable:
             img = cut_from(loaded, data, row["crop_box"], p.target_size, res.background)
             rel = f"{image_id[:2]}/{image_id}.{p.format}"
             write_bytes(Path(out_dir) / rel, encode_image(img, p.format))

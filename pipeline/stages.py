@@ -62,7 +62,7 @@ STAGES: tuple[Stage, ...] = (
           deps=("data/manifests/filter.parquet",),
           params=("crop.target_size", "crop.margin", "crop.analysis_side", "crop.blur_sigma",
                   "crop.canny_low", "crop.canny_high", "crop.background_tolerance",
-                  "crop.min_confidence", "crop.min_object_area", "crop.format"),
+                  "crop.min_confidence", "crop.min_object_area", "crop.cut_by_border", "crop.format"),
           outs={"data/manifests/crop.parquet": {},
                 # per-image boxes and the content-addressed crops: a refresh crops only new images
                 "data/crop": {"persist": True, "cache": False},
