@@ -6,7 +6,8 @@ published way, both scored on the same curated, group-split test set.
 (b) uncurated, as the published notebooks did it: every downloaded image that decodes
     (certificates, hands and duplicates left in), resized whole to the model's size, no
     crop, augmented with the same rotations and mirrors up to the same per-class target,
-    and only then split at random into train / val / test.
+    and only then split at random into train / val / test — except the photos of the
+    curated test groups, which (b) never sees (else it would be scored on its own train).
 
 Both train EfficientNet-Lite0's frozen ImageNet features with the same head, epochs,
 learning rate and early stopping. Printed: (a) and (b) on the curated test set, and (b) on
@@ -93,6 +94,12 @@ def main() -> None:
     # (b) uncurated: every image that decodes, resized whole, augmented, then split at random
     raw = read_manifest(data / "manifests" / "raw.parquet")
     raw = raw[raw["path"].notna() & raw["excluded_reason"].isna() & raw["label"].isin(index)]
+    # the same test set for both: no photo of a curated test group (its product, or any
+    # product sharing a duplicate with it) may be in (b), or (b) is scored on what it saw
+    sp = read_manifest(data / "manifests" / "split.parquet")
+    held = set(sp.loc[sp["split"] == "test", "split_group"])
+    held_ids = set(sp.loc[sp["split_group"].isin(held), "image_id"])
+    raw = raw[~raw["image_id"].isin(held_ids)]
     rng = np.random.default_rng(p.seed)
     photos, labels = [], []
     for rel, lab in zip(raw["path"], raw["label"], strict=True):
