@@ -31,12 +31,12 @@ from pipeline.scrape import scrape  # noqa: E402
 from pipeline.storefront import process  # noqa: E402
 
 
-def curate(folder: Path, work: Path) -> dict:
+def curate(folder: Path, work: Path, cut_by_border: str | None = None) -> dict:
     data = work / "data"
     params = load_params(ROOT / "params.yaml", {
         "data": {"data_dir": str(data)},
         # jewelry fills the frame: a piece touching the border is a product photo, not a cut stone
-        "crop": {"cut_by_border": "keep" if folder.name == "jewelry" else "review"},
+        "crop": {"cut_by_border": cut_by_border or ("keep" if folder.name == "jewelry" else "review")},
         "scrape": {"max_rate": 1000.0, "default_rate": 1000.0, "concurrency": 8, "progress": False,
                    "site": str(ROOT / "sites" / "demo.yaml")}})
     t = time.perf_counter()
@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--gemnet-size", type=int, default=128, help="gemnet trains from scratch: CPU-sized")
     ap.add_argument("--gemnet-folders", default="jewelry")
     ap.add_argument("--work", help="keep the curated data here (reruns skip the curation)")
+    ap.add_argument("--cut-by-border", choices=["review", "keep"],
+                    help="crop.cut_by_border for every folder (default: keep for jewelry only)")
     a = ap.parse_args()
     if not REALDATA.is_dir():
         raise SystemExit(f"{REALDATA} absent")
@@ -68,7 +70,7 @@ def main() -> None:
     for name in a.folders.split(","):
         work = Path(a.work) / name if a.work else Path(tempfile.mkdtemp(prefix=f"rd-{name}-"))
         work.mkdir(parents=True, exist_ok=True)
-        info = curate(REALDATA / name, work)
+        info = curate(REALDATA / name, work, a.cut_by_border)
         params = info.pop("params")
         ds_dir = info.pop("dataset")
         out[name] = info
