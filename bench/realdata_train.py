@@ -84,9 +84,15 @@ def main() -> None:
             t = time.perf_counter()
             _, tm = train.run(dataset.read_manifest(ds_dir), p, dataset_dir=ds_dir,
                               model_dir=work / f"model-{model}")
-            _, em = evaluate.run(dataset.read_manifest(ds_dir), p, dataset_dir=ds_dir,
-                                 model_dir=work / f"model-{model}", out_dir=work / f"eval-{model}")
-            out[name][model] = {"top1": em["top1"], "top3": em["top3"], "top5": em["top5"],
+            t_train = time.perf_counter() - t
+            for tta in ("none", "flip"):  # the same model scored without and with the mirror
+                pe = load_params(ROOT / "params.yaml", {"train": over, "evaluate": {"tta": tta},
+                                                        "data": {"data_dir": str(work / "data")}})
+                _, em = evaluate.run(dataset.read_manifest(ds_dir), pe, dataset_dir=ds_dir,
+                                     model_dir=work / f"model-{model}", out_dir=work / f"eval-{model}")
+                print(name, model, f"tta={tta}", {k: em[k] for k in ("top1", "top3", "top5")}, flush=True)
+            out[name][model] = {"tta": "flip", "top1": em["top1"], "top3": em["top3"], "top5": em["top5"],
+                                "train_s": round(t_train, 1),
                                 "macro_f1": em["macro"]["f1"], "val_top1": tm["val"].get("top1"),
                                 "epochs": tm["epochs"], "cosine": em["cosine"],
                                 "test_images": em["images"], "seconds": round(time.perf_counter() - t, 1),

@@ -487,6 +487,9 @@ class EvaluateParams:
                                                       "doc": "highest/lowest precision classes shown"})
     contact_sheet: int = field(default=60, metadata={"min": 0, "max": 10000,
                                                      "doc": "misclassified test images shown"})
+    tta: str = field(default="flip", metadata={
+        "choices": ["none", "flip"],
+        "doc": "test-time augmentation: flip averages each image with its mirror (predict too)"})
 
 
 @dataclass(frozen=True)

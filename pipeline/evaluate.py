@@ -164,16 +164,40 @@ def load_model(model_dir: str | Path):
     return model, info, backbone, head
 
 
-def embed_all(backbone, directory: Path, size: int, batch: int = 64) -> tuple[np.ndarray, list[str]]:
-    """The penultimate-layer embedding of every image of the dataset (all splits)."""
-    feats, ids = [], []
+def embed_all(backbone, directory: Path, size: int, batch: int = 64, flip_split: str | None = None
+              ) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    """The penultimate-layer embedding of every image of the dataset (all splits).
+
+    With ``flip_split``, also the embeddings of that split's images mirrored left-right (the
+    third value, in the order of that split's rows), for test-time augmentation.
+    """
+    feats, ids, flipped = [], [], []
     for split in ("train", "val", "test"):
         ds = dataset.load(directory, split, batch_size=batch, image_size=size, shuffle=False,
                           with_ids=True)
         for x, _, i in ds.as_numpy_iterator():
             feats.append(np.asarray(backbone.predict_on_batch(x), np.float32))
+            if split == flip_split:
+                flipped.append(np.asarray(backbone.predict_on_batch(x[:, :, ::-1]), np.float32))
             ids += [v.decode() for v in i]
-    return (np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)), ids
+    emb = np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)
+    if flip_split is None:
+        return emb, ids, None
+    return emb, ids, (np.concatenate(flipped) if flipped else np.zeros((0, emb.shape[1]), np.float32))
+
+
+def tta_probs(head, emb: np.ndarray, flipped: np.ndarray | None) -> np.ndarray:
+    """Class probabilities from the head; with ``flipped``, the mean over the photo and its mirror.
+
+    Training already mirrors photos (augment.mirror), so a mirrored photo is as much the
+    product as the photo; averaging the two softmaxes removes one source of chance.
+    """
+    if len(emb) == 0:
+        return np.zeros((0, 0))
+    probs = np.asarray(head.predict(emb, batch_size=512, verbose=0), np.float64)
+    if flipped is not None:
+        probs = (probs + np.asarray(head.predict(flipped, batch_size=512, verbose=0), np.float64)) / 2
+    return probs
 
 
 # --------------------------------------------------------------------------- stage
@@ -207,13 +231,14 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
     if dataset.class_names(dataset_dir, df) != names:
         raise dataset.DatasetError("the dataset's classes differ from the model's labels.json: "
                                    "train again on this dataset version")
-    emb, ids = embed_all(backbone, dataset_dir, info["image_size"])
+    emb, ids, flipped = embed_all(backbone, dataset_dir, info["image_size"],
+                                  flip_split=p.split if p.tta == "flip" else None)
     t_embed = time.perf_counter() - t0
     man = df.set_index("image_id").loc[ids]
     index = {n: i for i, n in enumerate(names)}
     labels = man["label"].astype(str).map(index).to_numpy(np.int64)
     is_eval = (man["split"] == p.split).to_numpy()
-    probs = np.asarray(head.predict(emb[is_eval], batch_size=512, verbose=0), np.float64)
+    probs = tta_probs(head, emb[is_eval], flipped)
     y = labels[is_eval]
     pred = probs.argmax(1) if len(probs) else np.zeros(0, int)
     cm = confusion(y, pred, len(names))
@@ -224,7 +249,7 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
         "split": p.split, "images": int(is_eval.sum()), "classes": len(names),
         **{f"top{k}": round(top_k_accuracy(probs, y, k), 4) for k in p.top_k},
         "macro": {m: round(float(np.nanmean(table[m])), 4) for m in ("precision", "recall", "f1")},
-        "cosine": cos, "model": info["model"],
+        "cosine": cos, "model": info["model"], "tta": p.tta,
         "seconds": {"embed": round(t_embed, 2), "total": None},
     }
     # files people and DVC read

@@ -78,7 +78,8 @@ def predict(paths: list[str], params: Params, model_dir: str | Path, top: int = 
         except (ImageError, OSError) as exc:
             out.append({"path": str(path), "error": str(exc)})
             continue
-        probs = np.asarray(model.predict_on_batch(img[None]), np.float64)[0]
+        batch = np.stack([img, img[:, ::-1]]) if params.evaluate.tta == "flip" else img[None]
+        probs = np.asarray(model.predict_on_batch(batch), np.float64).mean(0)
         best = np.argsort(-probs)[:top]
         out.append({"path": str(path), f"top{top}": [
             {"label": names[i], "probability": round(float(probs[i]), 4)} for i in best],

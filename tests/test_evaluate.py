@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from pipeline import evaluate
@@ -58,3 +59,17 @@ def test_cosine_means_equal_brute_force_and_search_is_exact():
     idx, sims = evaluate.nearest(q, e, 7)
     brute = np.argsort(-(x @ (q / np.linalg.norm(q))), kind="stable")[:7]
     assert idx.tolist() == brute.tolist() and (np.diff(sims) <= 0).all()
+
+
+def test_flip_tta_is_the_mean_of_the_two_softmaxes():
+    keras = pytest.importorskip("keras")
+    head = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+    head.layers[-1].set_weights([np.array([[1.0, 0.0], [0.0, 1.0]]), np.zeros(2)])
+    emb = np.array([[2.0, 0.0]], np.float32)
+    mirror = np.array([[0.0, 2.0]], np.float32)
+    one = evaluate.tta_probs(head, emb, None)
+    both = evaluate.tta_probs(head, emb, mirror)
+    e2 = np.exp(2.0)
+    assert np.allclose(one, [[e2 / (e2 + 1), 1 / (e2 + 1)]], atol=1e-6)
+    assert np.allclose(both, [[0.5, 0.5]], atol=1e-6)   # symmetric: the mirror cancels the photo
+    assert evaluate.tta_probs(head, np.zeros((0, 2), np.float32), None).shape[0] == 0
