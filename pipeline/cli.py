@@ -101,6 +101,19 @@ def cmd_scrape(a: argparse.Namespace) -> int:
     return res.exit_code
 
 
+def cmd_airflow(a: argparse.Namespace) -> int:
+    from pipeline import airflow_local
+    from pipeline import orchestration as orch
+
+    root = find_project_root()
+    if a.action == "setup":
+        env = airflow_local.local_env(root, a.port)
+        for p in airflow_local.setup(root, env):
+            print(f"pool {p.pool} ({orch.POOL_SLOTS} slot) for {p.dag_id}")
+        return 0
+    return airflow_local.start(root, a.port)
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
 
@@ -417,6 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     for x in (dl, di):
         _project(x)
         x.set_defaults(func=cmd_decide)
+
+    af = sub.add_parser("airflow", help="the embedded Airflow: setup (DB + pools) or start (standalone)")
+    af.add_argument("action", choices=["setup", "start"])
+    af.add_argument("--port", type=int, default=8080, help="the Airflow UI / API port")
+    af.set_defaults(func=cmd_airflow)
 
     d = sub.add_parser("demo", help="the main job on the bundled storefront: serve, scrape, "
                        "dvc repro, publish")

@@ -81,6 +81,10 @@ class ProductSelectors:
             _check_css(sel, f"attributes.{name}")
 
 
+SCHEDULE = re.compile(r"@(hourly|daily|weekly|monthly|yearly)|none|"
+                      r"([0-9*/,\-]+|[A-Za-z]{3}(-[A-Za-z]{3})?)(\s+([0-9*/,\-]+|[A-Za-z]{3}(-[A-Za-z]{3})?)){4}")
+
+
 @dataclass(frozen=True)
 class SiteConfig:
     """One store's adapter."""
@@ -95,8 +99,12 @@ class SiteConfig:
     image_url_rewrite: tuple[Rewrite, ...] = ()
     label_map: dict[str, str] = field(default_factory=dict)
     allowed_hosts: tuple[str, ...] = ()
+    schedule: str = "@weekly"
 
     def validate(self) -> None:
+        if not SCHEDULE.fullmatch(self.schedule.strip()):
+            raise ConfigError(f"schedule: {self.schedule!r} is not a cron expression (5 fields) or one of "
+                              "@hourly @daily @weekly @monthly @yearly none")
         if not re.match(r"^https?://[^/]+", self.base_url):
             raise ConfigError(f"base_url: {self.base_url!r} is not an http(s) URL")
         for key in ("category_links", "next_page", "product_links"):
