@@ -120,7 +120,8 @@ def test_the_dagbag_imports_every_dag_with_the_expected_graph(project):
     code = ("from airflow.dag_processing.dagbag import DagBag; import json; b = DagBag(dag_folder='dags');"
             "print(json.dumps({'errors': {k: str(v) for k, v in b.import_errors.items()}, 'dags': {"
             "d.dag_id: {'tags': sorted(d.tags), 'doc': bool(d.doc_md), 'catchup': d.catchup,"
-            "'max_active_runs': d.max_active_runs, 'tasks': {t.task_id: {'down': sorted(t.downstream_task_ids),"
+            "'max_active_runs': d.max_active_runs,"
+            "'tasks': {t.task_id: {'down': sorted(t.downstream_task_ids),"
             "'retries': t.retries, 'pool': t.pool, 'queue': t.queue, 'backoff': t.retry_exponential_backoff}"
             " for t in d.tasks}} for d in b.dags.values()}}))")
     out = sh([sys.executable, "-c", code], repo, env).stdout.strip().splitlines()[-1]
