@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
+def _timeout(task_id: str) -> dt.timedelta:
+    return dt.timedelta(seconds=orch.TIMEOUTS_S[task_id])
+
+
 def _act(outcome: orch.Outcome, what: str) -> None:
     """Turn an outcome into what Airflow does with it."""
     if outcome is orch.Outcome.SUCCESS:
@@ -62,12 +66,12 @@ def _defaults(project: orch.Project) -> dict:
 def _curation_tasks(project: orch.Project, dataset: Asset):
     """curate → validate → export → publish: shared by the refresh and apply-reviews DAGs."""
 
-    @task(task_id="curate", execution_timeout=dt.timedelta(hours=12))
+    @task(task_id="curate", execution_timeout=_timeout("curate"))
     def curate() -> None:
         """dedupe → filter → crop → split → augment (`dvc repro augment`; cached stages are skipped)."""
         _run(project, orch.repro_command("augment"), "dvc repro augment")
 
-    @task(task_id="validate", retries=0, execution_timeout=dt.timedelta(hours=2))
+    @task(task_id="validate", retries=0, execution_timeout=_timeout("validate"))
     def validate() -> None:
         """The Great Expectations gate: a failed suite fails the run and nothing is published."""
         code = orch.run(orch.repro_command("validate"), project.root)
@@ -76,12 +80,12 @@ def _curation_tasks(project: orch.Project, dataset: Asset):
             log.error("validation failed; nothing is published:\n%s", failures)
             raise AirflowFailException(f"validation failed:\n{failures[-3000:]}")
 
-    @task(task_id="export", execution_timeout=dt.timedelta(hours=4))
+    @task(task_id="export", execution_timeout=_timeout("export"))
     def export() -> None:
         """Tar shards + manifest + dataset card (`dvc repro export`)."""
         _run(project, orch.repro_command("export"), "dvc repro export")
 
-    @task(task_id="publish", outlets=[dataset], execution_timeout=dt.timedelta(hours=4))
+    @task(task_id="publish", outlets=[dataset], execution_timeout=_timeout("publish"))
     def publish():
         """Tag the validated dataset and push it; emit the dataset asset event."""
         if orch.unchanged_since_latest(project.root):
@@ -101,7 +105,7 @@ def refresh_dag(project: orch.Project, dataset: Asset):
          params={"base_url": Param(None, type=["null", "string"],
                                    description="another address of the same store (scheme://host:port)")})
     def refresh():
-        @task(task_id="scrape", execution_timeout=dt.timedelta(hours=48))
+        @task(task_id="scrape", execution_timeout=_timeout("scrape"))
         def scrape() -> None:
             """Crawl the store politely; a rerun resumes (exit codes: pipeline/orchestration.py)."""
             params = get_current_context()["params"]
@@ -144,12 +148,12 @@ def train_dag(project: orch.Project, dataset: Asset, model: Asset):
                             extra["version"])
             return extra
 
-        @task(task_id="train", execution_timeout=dt.timedelta(hours=24))
+        @task(task_id="train", execution_timeout=_timeout("train"))
         def train(extra: dict) -> None:
             """Train on the exported dataset (`dvc repro train`)."""
             _run(project, orch.repro_command("train"), f"dvc repro train ({extra['version']})")
 
-        @task(task_id="evaluate", outlets=[model], execution_timeout=dt.timedelta(hours=4))
+        @task(task_id="evaluate", outlets=[model], execution_timeout=_timeout("evaluate"))
         def evaluate(extra: dict):
             """Test-split figures and the model card (`dvc repro evaluate`); emit the model asset."""
             _run(project, orch.repro_command("evaluate"), "dvc repro evaluate")

@@ -60,6 +60,9 @@ TAGS = ("gemcurate",)
 RETRIES = 3
 RETRY_DELAY_S = 300
 MAX_RETRY_DELAY_S = 3600
+# the longest a task may run (its execution_timeout); Celery's visibility timeout must exceed it
+TIMEOUTS_S = {"scrape": 48 * 3600, "curate": 12 * 3600, "validate": 2 * 3600, "export": 4 * 3600,
+              "publish": 4 * 3600, "train": 24 * 3600, "evaluate": 4 * 3600}
 # the schedule a site file gives, as Airflow takes it ("none": triggered by hand only)
 PRESETS = {"none": None}
 
