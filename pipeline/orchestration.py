@@ -58,7 +58,7 @@ BASE_URL_VARIABLE = "gemcurate_base_url__{site}"
 TAGS = ("gemcurate",)
 # retries with exponential backoff: 5, 10, 20 minutes (a store's bad hour, a worker lost)
 RETRIES = 3
-RETRY_DELAY_S = 300
+RETRY_DELAY_S = int(os.environ.get("GEMCURATE_RETRY_DELAY_S", "300"))
 MAX_RETRY_DELAY_S = 3600
 # the longest a task may run (its execution_timeout); Celery's visibility timeout must exceed it
 TIMEOUTS_S = {"scrape": 48 * 3600, "curate": 12 * 3600, "validate": 2 * 3600, "export": 4 * 3600,

@@ -101,6 +101,6 @@ def test_the_dockerfile_installs_gemcurate_on_the_tested_airflow():
     text = (ROOT / "Dockerfile").read_text()
     version = re.search(r"ARG AIRFLOW_VERSION=(\S+)", text).group(1)
     assert re.search(r"FROM apache/airflow:\$\{AIRFLOW_VERSION\}-python3\.11", text)
-    assert "/opt/gemcurate/src[postgres]" in text and "dvc-s3" in text
+    assert "/opt/gemcurate/src[postgres,airflow]" in text and "dvc-s3" in text
     airflow = pytest.importorskip("airflow")
     assert version.split(".")[0] == airflow.__version__.split(".")[0] == "3"
