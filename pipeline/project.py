@@ -244,6 +244,7 @@ def init_project(dest: str | Path, site: str = "demo", base_url: str | None = No
         ".gitignore": template("gitignore"),
         ".dvcignore": template("dvcignore"),
         "README.md": template("README.md").replace("{site}", site).replace("{base_url}", url),
+        "dags/gemcurate_dags.py": template("gemcurate_dags.py"),  # `gemcurate airflow start` serves it
     }
     written = []
     for rel, text in files.items():

@@ -25,6 +25,7 @@ def test_the_repository_files_are_what_init_writes_for_the_demo():
     assert (ROOT / "sites" / "demo.yaml").read_text() == project.render_site(
         "demo", "http://127.0.0.1:8000")
     assert project.dvc_yaml_mode(ROOT) == "files"
+    assert (ROOT / "dags" / "gemcurate_dags.py").read_text() == project.template("gemcurate_dags.py")
 
 
 def test_init_scaffolds_a_git_and_dvc_project(tmp_path):
@@ -32,7 +33,8 @@ def test_init_scaffolds_a_git_and_dvc_project(tmp_path):
     files = project.init_project(dest, site="my-store", base_url="https://shop.example.com")
     names = {f.relative_to(dest).as_posix() for f in files}
     assert {"params.yaml", "dvc.yaml", "sites/my-store.yaml", ".gitignore", ".dvcignore",
-            "README.md", ".gemcurate/code.yaml", "expectations/dataset.json"} <= names
+            "README.md", ".gemcurate/code.yaml", "expectations/dataset.json",
+            "dags/gemcurate_dags.py"} <= names
     params = load_params(dest / "params.yaml")
     assert params.scrape.site == "sites/my-store.yaml"
     site = load_site(dest / "sites" / "my-store.yaml")
