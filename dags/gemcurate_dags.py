@@ -64,12 +64,35 @@ def _defaults(project: orch.Project) -> dict:
 
 
 def _curation_tasks(project: orch.Project, dataset: Asset):
-    """curate → validate → export → publish: shared by the refresh and apply-reviews DAGs."""
+    """dedupe → filter (sharded) → crop (sharded) → curate → validate → export → publish.
 
-    @task(task_id="curate", execution_timeout=_timeout("curate"))
-    def curate() -> None:
-        """dedupe → filter → crop → split → augment (`dvc repro augment`; cached stages are skipped)."""
-        _run(project, orch.repro_command("augment"), "dvc repro augment")
+    Shared by the refresh and apply-reviews DAGs. The per-image work of filter and crop is
+    mapped over ``orch.SHARDS`` workers (``gemcurate filter --shard i/n``, outside the site
+    pool: shards never write the same file), then ``dvc repro`` of the stage reuses every
+    row they computed, so the outputs are those of one process.
+    """
+
+    def repro(stage: str, what: str):
+        @task(task_id=stage if stage != "augment" else "curate", execution_timeout=_timeout("curate"),
+              doc_md=what)
+        def step() -> None:
+            _run(project, orch.repro_command(stage), f"dvc repro {stage}")
+
+        return step()
+
+    @task(pool="default_pool", execution_timeout=_timeout("curate"))
+    def shard(stage: str, index: int) -> None:
+        """One share of a stage's per-image work into its cache."""
+        _run(project, orch.shard_command(stage, index, orch.SHARDS), f"gemcurate {stage} --shard")
+
+    dedupe = repro("dedupe", "exact and near duplicates (`dvc repro dedupe`)")
+    filter_shards = shard.override(task_id="filter_shard").partial(stage="filter").expand(
+        index=list(range(orch.SHARDS)))
+    filter_ = repro("filter", "merge the shards' scores, flags, decisions (`dvc repro filter`)")
+    crop_shards = shard.override(task_id="crop_shard").partial(stage="crop").expand(
+        index=list(range(orch.SHARDS)))
+    curate = repro("augment", "crop → split → augment (`dvc repro augment`)")
+    dedupe >> filter_shards >> filter_ >> crop_shards >> curate
 
     @task(task_id="validate", retries=0, execution_timeout=_timeout("validate"))
     def validate() -> None:
@@ -95,7 +118,7 @@ def _curation_tasks(project: orch.Project, dataset: Asset):
         log.info("published %s", extra)
         yield Metadata(dataset, extra)
 
-    return curate(), validate(), export(), publish()
+    return dedupe, curate, validate(), export(), publish()
 
 
 def refresh_dag(project: orch.Project, dataset: Asset):
@@ -118,8 +141,9 @@ def refresh_dag(project: orch.Project, dataset: Asset):
             """Track the scraped raw data with DVC (`gemcurate snapshot`)."""
             _run(project, orch.snapshot_command(), "gemcurate snapshot")
 
-        curate, validate, export, publish = _curation_tasks(project, dataset)
-        scrape() >> snapshot() >> curate >> validate >> export >> publish
+        dedupe, curate, validate, export, publish = _curation_tasks(project, dataset)
+        scrape() >> snapshot() >> dedupe
+        curate >> validate >> export >> publish
 
     return refresh()
 
@@ -181,8 +205,9 @@ def reviews_dag(project: orch.Project, dataset: Asset):
             log.info("%d decision(s) since the latest published version", n)
             return n
 
-        curate, validate, export, publish = _curation_tasks(project, dataset)
-        new_decisions() >> curate >> validate >> export >> publish
+        dedupe, curate, validate, export, publish = _curation_tasks(project, dataset)
+        new_decisions() >> dedupe
+        curate >> validate >> export >> publish
 
     return apply_reviews()
 

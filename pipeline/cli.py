@@ -136,6 +136,13 @@ def cmd_stage(a: argparse.Namespace) -> int:
     require_current_lock(find_project_root(), a.cmd)
     module = importlib.import_module(f"pipeline.{a.cmd}")
     extra = {"reset": True} if getattr(a, "reset", False) else {}
+    if getattr(a, "shard", None):
+        from pipeline.core.resultcache import parse_shard
+
+        try:
+            extra["shard"] = parse_shard(a.shard)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     result = module.main(params, progress=False if a.no_progress else None, **extra)
     if isinstance(result, dict):
         print(json.dumps(result, indent=2, default=str))
@@ -364,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
         if stage.name == "split":
             st.add_argument("--reset", action="store_true",
                             help="forget earlier assignments (a new split; breaks stability)")
+        if stage.name in ("filter", "crop"):
+            st.add_argument("--shard", metavar="I/N",
+                            help="compute only share I of N of the per-image work into the stage's "
+                                 "cache (scale-out); the next full run reuses it")
         if stage.name == "validate":
             st.add_argument("--write-suites", action="store_true",
                             help="regenerate expectations/*.json from pipeline/manifest.py and exit")

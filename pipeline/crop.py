@@ -53,7 +53,7 @@ from pipeline.core.flags import add_review
 from pipeline.core.imageio import ImageError, Loaded, block_mean, encode_image, fit, load_rgb, shrink
 from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
-from pipeline.core.resultcache import ResultCache, combine, reuse
+from pipeline.core.resultcache import ResultCache, combine, in_shard, reuse
 from pipeline.core.stageio import StageIO
 
 logger = logging.getLogger(__name__)
@@ -427,8 +427,37 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path, crops_dir: 
     return out, metrics
 
 
+def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None,
+         shard: tuple[int, int] | None = None) -> dict:
+    """The stage; with ``shard=(i, n)``, only that share of the per-image work (see ``run_shard``)."""
+    if shard is not None:
+        return run_shard(params, shard, data_dir, progress)
+    return _main(params, data_dir, progress)
+
+
+def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | None = None,
+              progress: bool | None = None) -> dict:
+    """Compute shard ``i`` of ``n`` of the per-image results into ``crop/shards/`` (scale-out).
+
+    No manifest is written and the data folder is not locked: shards run at once on several
+    workers, each writing its own file atomically; the next full run (``dvc repro``) reuses
+    every row they computed under the same params and code, so its outputs are those of a
+    one-process run.
+    """
+    io = StageIO.of(params, data_dir)
+    cache = ResultCache(io.data_dir / "crop", params.crop, CODE)
+    df = io.read("filter")
+    df = df[in_shard(df["image_id"], *shard)]
+    _, metrics = run(df, params, store_root=io.store_root, crops_dir=io.data_dir / "crops",
+                     cache=cache, progress=params.crop.progress if progress is None else progress)
+    rows = cache.write_shard(*shard)
+    logger.info("crop shard %d/%d: %d images", shard[0], shard[1], rows)
+    return {"shard": f"{shard[0]}/{shard[1]}", "images": rows, "computed": metrics.get("images_scored",
+            metrics.get("images", 0) - metrics.get("images_reused", 0))}
+
+
 @locks_data_dir("gemcurate crop")
-def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+def _main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Read ``filter.parquet``, crop, write ``crop.parquet``, crops and ``metrics/crop.json``."""
     io = StageIO.of(params, data_dir)
     cache = ResultCache(io.data_dir / "crop", params.crop, CODE)

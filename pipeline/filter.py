@@ -32,7 +32,7 @@ from pipeline.core.flags import add_review, drop_review_reason, ensure_review_co
 from pipeline.core.imageio import ImageError, load_rgb
 from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
-from pipeline.core.resultcache import ResultCache, combine, reuse
+from pipeline.core.resultcache import ResultCache, combine, in_shard, reuse
 from pipeline.core.stageio import StageIO
 
 logger = logging.getLogger(__name__)
@@ -201,8 +201,37 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
     return out, metrics
 
 
+def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None,
+         shard: tuple[int, int] | None = None) -> dict:
+    """The stage; with ``shard=(i, n)``, only that share of the per-image work (see ``run_shard``)."""
+    if shard is not None:
+        return run_shard(params, shard, data_dir, progress)
+    return _main(params, data_dir, progress)
+
+
+def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | None = None,
+              progress: bool | None = None) -> dict:
+    """Compute shard ``i`` of ``n`` of the per-image results into ``filter/shards/`` (scale-out).
+
+    No manifest is written and the data folder is not locked: shards run at once on several
+    workers, each writing its own file atomically; the next full run (``dvc repro``) reuses
+    every row they computed under the same params and code, so its outputs are those of a
+    one-process run.
+    """
+    io = StageIO.of(params, data_dir)
+    cache = ResultCache(io.data_dir / "filter", params.filter, CODE)
+    df = io.read("dedupe")
+    df = df[in_shard(df["image_id"], *shard)]
+    _, metrics = run(df, params, store_root=io.store_root, cache=cache, latest=io.decisions(),
+                     progress=params.filter.progress if progress is None else progress)
+    rows = cache.write_shard(*shard)
+    logger.info("filter shard %d/%d: %d images", shard[0], shard[1], rows)
+    return {"shard": f"{shard[0]}/{shard[1]}", "images": rows, "computed": metrics.get("images_scored",
+            metrics.get("images", 0) - metrics.get("images_reused", 0))}
+
+
 @locks_data_dir("gemcurate filter")
-def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+def _main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Read ``dedupe.parquet``, filter, write ``filter.parquet`` and ``metrics/filter.json``."""
     io = StageIO.of(params, data_dir)
     cache = ResultCache(io.data_dir / "filter", params.filter, CODE)

@@ -67,28 +67,84 @@ class ResultCache(Staged):
         self.key_path = self.folder / "key.json"
         self.key = {"params": params_key(params), "code": code_key(code)}
 
-    def load(self) -> pd.DataFrame | None:
-        """The cached rows, or None when absent, unreadable or made under another key."""
-        if not self.rows_path.exists() or not self.key_path.exists():
+    def _read(self, rows_path: Path, key_path: Path) -> pd.DataFrame | None:
+        if not rows_path.exists() or not key_path.exists():
             return None
         try:
-            key = json.loads(self.key_path.read_text())
+            key = json.loads(key_path.read_text())
             if key != json.loads(json.dumps(self.key, default=str)):
-                logger.info("%s: params or code changed: recomputing every image", self.folder.name)
+                logger.info("%s: params or code changed: recomputing every image", rows_path.name)
                 return None
-            rows = pd.read_parquet(self.rows_path)
+            rows = pd.read_parquet(rows_path)
         except (OSError, ValueError) as exc:  # a damaged cache costs time, never results
-            logger.warning("%s: ignoring unreadable cache (%s)", self.rows_path, exc)
+            logger.warning("%s: ignoring unreadable cache (%s)", rows_path, exc)
             return None
         return rows if "image_id" in rows.columns else None
 
+    def shard_paths(self, shard: int, shards: int) -> tuple[Path, Path]:
+        return (self.folder / "shards" / f"{shard}-of-{shards}.parquet",
+                self.folder / "shards" / f"{shard}-of-{shards}.key.json")
+
+    def load(self) -> pd.DataFrame | None:
+        """The cached rows, or None when absent, unreadable or made under another key.
+
+        Rows computed by ``--shard i/n`` runs (``shards/``) under the same key count too.
+        """
+        parts = [self._read(self.rows_path, self.key_path)]
+        for rows_path in sorted((self.folder / "shards").glob("*-of-*.parquet")):
+            parts.append(self._read(rows_path, rows_path.with_name(rows_path.stem + ".key.json")))
+        parts = [p for p in parts if p is not None and len(p)]
+        if not parts:
+            return None
+        if len(parts) == 1:
+            return parts[0]
+        return pd.concat(parts, ignore_index=True).drop_duplicates("image_id")
+
     def write(self, rows: pd.DataFrame) -> None:
-        """Write ``rows`` (one per image_id) with their key (``main()`` calls :meth:`save`)."""
+        """Write ``rows`` (one per image_id) with their key (``main()`` calls :meth:`save`).
+
+        The shard files it has merged are removed afterwards: ``results.parquet`` holds them.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
         self.key_path.unlink(missing_ok=True)  # rows without their key are never trusted
         with atomic_path(self.rows_path) as tmp:
             rows.reset_index(drop=True).to_parquet(tmp, index=False)
         write_text(self.key_path, json.dumps(self.key, indent=2, sort_keys=True, default=str))
+        for f in (self.folder / "shards").glob("*-of-*"):
+            f.unlink(missing_ok=True)
+
+    def write_shard(self, shard: int, shards: int) -> int:
+        """Write what :meth:`stage` was given as shard ``shard`` of ``shards``; the row count."""
+        if self._pending is None:
+            return 0
+        (rows,) = self._pending
+        self._pending = None
+        rows_path, key_path = self.shard_paths(shard, shards)
+        rows_path.parent.mkdir(parents=True, exist_ok=True)
+        key_path.unlink(missing_ok=True)
+        with atomic_path(rows_path) as tmp:
+            rows.reset_index(drop=True).to_parquet(tmp, index=False)
+        write_text(key_path, json.dumps(self.key, indent=2, sort_keys=True, default=str))
+        return len(rows)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` → ``(i, n)`` with ``0 <= i < n <= 1024``.
+
+    Raises:
+        ValueError: Not of that form.
+    """
+    import re
+
+    m = re.fullmatch(r"(\d{1,4})/(\d{1,4})", text.strip())
+    if not m or not (0 <= int(m.group(1)) < int(m.group(2)) <= 1024):
+        raise ValueError(f"--shard {text!r}: give i/n with 0 <= i < n <= 1024 (e.g. 0/4)")
+    return int(m.group(1)), int(m.group(2))
+
+
+def in_shard(image_ids: pd.Series, shard: int, shards: int) -> pd.Series:
+    """Which images belong to shard ``shard`` of ``shards`` (by the content hash: stable, even)."""
+    return image_ids.astype(str).str[:8].map(lambda h: int(h, 16) % shards == shard).astype(bool)
 
 
 def reuse(cache: ResultCache | None, wanted: Iterable[str]) -> tuple[pd.DataFrame | None, set[str]]:

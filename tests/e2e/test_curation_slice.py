@@ -114,3 +114,40 @@ def test_refresh_computes_only_new_images(storefront, params_for, tmp_path):
     pd.testing.assert_frame_equal(a, b)
     assert [list(x) if x is not None else None for x in inc_crop.sort_values("source_url")["crop_box"]] == \
         [list(x) if x is not None else None for x in scratch_crop.sort_values("source_url")["crop_box"]]
+
+
+def _shard(stage: str, params, shard: tuple[int, int]) -> dict:
+    return {"filter": filt, "crop": crop}[stage].main(params, shard=shard, progress=False)
+
+
+@pytest.mark.slow
+def test_two_shards_on_two_workers_give_what_one_process_gives(storefront, params_for, tmp_path):
+    """filter and crop ``--shard i/n`` run at once in two processes, each writing its share of
+    the per-image cache; the full run then computes nothing and writes the manifest a
+    one-process run writes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    _, one = scraped(storefront, params_for)
+    dedupe.main(one, progress=False)
+    many_dir = tmp_path / "sharded"
+    shutil.copytree(tmp_path / "data", many_dir)
+    many = params_for(many_dir, max_rate=300.0, default_rate=300.0)
+    first = {"filter": filt.main(one, progress=False), "crop": crop.main(one, progress=False)}
+    # images that failed (broken files) are never cached: every full run tries them again
+    retried = {s: (first[s]["images_scored"] if s == "filter" else first[s]["images"])
+               - len(pd.read_parquet(tmp_path / "data" / s / "results.parquet")) for s in first}
+
+    for stage, module in (("filter", filt), ("crop", crop)):
+        with ProcessPoolExecutor(2) as pool:
+            shares = list(pool.map(_shard, [stage] * 2, [many] * 2, [(0, 2), (1, 2)]))
+        assert all(s["images"] > 0 for s in shares), shares
+        metrics = module.main(many, progress=False)
+        computed = metrics["images_scored"] if stage == "filter" else \
+            metrics["images"] - metrics["images_reused"]
+        assert computed == retried[stage], (metrics, retried)
+        assert not list((many_dir / stage / "shards").glob("*")), "merged shards are removed"
+        a = read_manifest(manifest_path(tmp_path / "data", stage))
+        b = read_manifest(manifest_path(many_dir, stage))
+        pd.testing.assert_frame_equal(a.drop(columns=["path"], errors="ignore"),
+                                      b.drop(columns=["path"], errors="ignore"))
+    assert gemcurate("filter", "--shard", "2/2").returncode != 0
