@@ -9,6 +9,10 @@
 * ``gemcurate_apply_reviews__<site>`` (every 30 minutes): when annotators decided images
   since the latest published version, curate again from dedupe and publish.
 
+The refresh DAG is created paused (starting Airflow must not crawl a store nobody asked
+for): trigger it, or unpause it to follow its schedule. The train and apply-reviews DAGs
+start active, so a published version is trained on without anyone's click.
+
 Every task of a project runs in the pool ``site_<site>`` (1 slot; ``gemcurate airflow
 setup`` creates it), so two runs never crawl one store or write one data folder at once.
 The tasks only wire: what they run and how an exit code is read lives in
@@ -150,7 +154,8 @@ def refresh_dag(project: orch.Project, dataset: Asset):
 
 def train_dag(project: orch.Project, dataset: Asset, model: Asset):
     @dag(dag_id=f"gemcurate_train__{project.site}", schedule=[dataset], start_date=START,
-         catchup=False, max_active_runs=1, tags=[*orch.TAGS, "train", project.site], doc_md=__doc__,
+         catchup=False, is_paused_upon_creation=False, max_active_runs=1,
+         tags=[*orch.TAGS, "train", project.site], doc_md=__doc__,
          default_args={**_defaults(project), "queue": orch.QUEUE_GPU, "retries": 1})
     def train_on_new_version():
         @task(task_id="version", inlets=[dataset])
@@ -193,7 +198,8 @@ def train_dag(project: orch.Project, dataset: Asset, model: Asset):
 
 def reviews_dag(project: orch.Project, dataset: Asset):
     @dag(dag_id=f"gemcurate_apply_reviews__{project.site}", schedule="*/30 * * * *", start_date=START,
-         catchup=False, max_active_runs=1, tags=[*orch.TAGS, "reviews", project.site], doc_md=__doc__,
+         catchup=False, is_paused_upon_creation=False, max_active_runs=1,
+         tags=[*orch.TAGS, "reviews", project.site], doc_md=__doc__,
          default_args=_defaults(project))
     def apply_reviews():
         @task(task_id="new_decisions", retries=1)

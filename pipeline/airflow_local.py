@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,6 +56,9 @@ def local_env(root: Path, port: int = 8080, env: dict | None = None) -> dict[str
     }
     for k, v in defaults.items():
         env.setdefault(k, v)
+    env["AIRFLOW__API__PORT"] = str(port)  # the port asked for wins over an inherited one
+    # airflow standalone starts its components as `airflow ...` from PATH: this environment's
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 
 
@@ -82,9 +86,9 @@ def login(home: Path) -> tuple[str, str] | None:
     return next(iter(users.items()), None)
 
 
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> bool:
+def _wait_port(port: int, proc: subprocess.Popen, timeout: float, stopping: threading.Event) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline and proc.poll() is None and not stopping.is_set():
         with socket.socket() as s:
             s.settimeout(1)
             if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -102,17 +106,15 @@ def start(root: Path, port: int = 8080, timeout: float = 300) -> int:
         proc = subprocess.Popen([airflow_exe(), "standalone"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
-    def stop(*_):
-        orch.stop_group(proc)
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
     try:
-        if not _wait_port(port, proc, timeout):
-            print(f"airflow did not answer on port {port} within {timeout:.0f} s; log: "
-                  f"{home / 'standalone.log'}", file=sys.stderr)
-            stop()
+        if not _wait_port(port, proc, timeout, stopping):
+            if not stopping.is_set():
+                print(f"airflow did not answer on port {port} within {timeout:.0f} s; log: "
+                      f"{home / 'standalone.log'}", file=sys.stderr)
+            return 1
         user = login(home)
         print(f"Airflow UI: http://127.0.0.1:{port}/  (log: {home / 'standalone.log'})")
         if user:
@@ -121,7 +123,10 @@ def start(root: Path, port: int = 8080, timeout: float = 300) -> int:
             print(f"DAGs: {p.dag_id} ({p.schedule or 'manual'}), gemcurate_train__{p.site}, "
                   f"gemcurate_apply_reviews__{p.site}; pool {p.pool}")
         print("stop with Ctrl-C", flush=True)
-        return proc.wait()
+        while proc.poll() is None and not stopping.is_set():
+            time.sleep(0.5)
+        return 0 if stopping.is_set() else proc.returncode
     finally:
-        if proc.poll() is None:
-            stop()
+        if proc.poll() is None:  # airflow standalone ignores SIGTERM: its group is stopped
+            print("stopping Airflow …", flush=True)
+            orch.stop_group(proc, grace=10)

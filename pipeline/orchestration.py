@@ -40,6 +40,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,14 +274,26 @@ def run(cmd: list[str], cwd: Path, timeout: float | None = None) -> int:
 
 
 def stop_group(proc: subprocess.Popen, grace: float = 20) -> None:
-    """SIGTERM the process group of ``proc``, SIGKILL it after ``grace`` seconds; reap it."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=grace)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+    """SIGTERM the process group of ``proc``, SIGKILL what is left of it after ``grace`` s; reap.
+
+    The whole group, not only its leader: a leader that exits on SIGTERM may leave its
+    children running (``airflow standalone`` does), and they are stopped too.
+    """
+    pgid = proc.pid  # started with start_new_session: the group id is the leader's pid
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the leader as soon as it exits
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+            os.killpg(pgid, signal.SIGKILL)
+    proc.wait()
 
 
 # --------------------------------------------------------------------------- what runs reported

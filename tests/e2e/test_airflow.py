@@ -13,6 +13,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,54 @@ def test_apply_reviews_skips_without_new_decisions_and_publishes_after_one(refre
     assert len(events) == len(published) + 1
     ds = pd.read_parquet(repo / "data" / "dataset" / "manifest.parquet")
     assert victim not in set(ds["image_id"])
+
+
+def test_the_embedded_airflow_starts_with_one_command_and_stops_on_sigterm(project):
+    """`gemcurate airflow start`: the UI answers, the login is printed, SIGTERM stops the
+    whole process group (airflow standalone alone ignores SIGTERM)."""
+    import signal
+    import time
+
+    repo, env = project
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "airflow", "start", "--port", str(port)],
+                            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            lines.append(line)
+            if line.startswith("stop with Ctrl-C"):
+                break
+        out = "".join(lines)
+        assert f"Airflow UI: http://127.0.0.1:{port}/" in out and "login: " in out, out
+        assert "gemcurate_refresh__demo" in out
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/version", timeout=30) as r:
+            assert r.status == 200
+        child = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert child, "airflow standalone runs under gemcurate airflow start"
+        standalone = subprocess.run(["pgrep", "-g", child[0]], capture_output=True, text=True).stdout.split()
+        assert len(standalone) >= 3, standalone   # its scheduler, api-server, dag-processor …
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) == 0
+        assert time.monotonic() - t < 90
+        time.sleep(2)
+        left = [p for p in standalone if Path(f"/proc/{p}").exists()
+                and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
+        assert not left, left
+        assert not reachable(port)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+
+
+def reachable(port: int) -> bool:
+    import socket
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
