@@ -53,7 +53,7 @@ from pipeline.core.flags import add_review
 from pipeline.core.imageio import ImageError, Loaded, block_mean, encode_image, fit, load_rgb, shrink
 from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
-from pipeline.core.resultcache import ResultCache, combine, in_shard, reuse
+from pipeline.core.resultcache import ResultCache, combine, compute_shard, reuse
 from pipeline.core.stageio import StageIO
 
 logger = logging.getLogger(__name__)
@@ -446,14 +446,10 @@ def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | Non
     """
     io = StageIO.of(params, data_dir)
     cache = ResultCache(io.data_dir / "crop", params.crop, CODE)
-    df = io.read("filter")
-    df = df[in_shard(df["image_id"], *shard)]
-    _, metrics = run(df, params, store_root=io.store_root, crops_dir=io.data_dir / "crops",
-                     cache=cache, progress=params.crop.progress if progress is None else progress)
-    rows = cache.write_shard(*shard)
-    logger.info("crop shard %d/%d: %d images", shard[0], shard[1], rows)
-    return {"shard": f"{shard[0]}/{shard[1]}", "images": rows, "computed": metrics.get("images_scored",
-            metrics.get("images", 0) - metrics.get("images_reused", 0))}
+    show = params.crop.progress if progress is None else progress
+    return compute_shard(cache, io.read("filter"), shard,
+                         lambda d: run(d, params, store_root=io.store_root, crops_dir=io.data_dir / "crops",
+                                       cache=cache, progress=show)[1])
 
 
 @locks_data_dir("gemcurate crop")

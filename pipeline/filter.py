@@ -32,7 +32,7 @@ from pipeline.core.flags import add_review, drop_review_reason, ensure_review_co
 from pipeline.core.imageio import ImageError, load_rgb
 from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
-from pipeline.core.resultcache import ResultCache, combine, in_shard, reuse
+from pipeline.core.resultcache import ResultCache, combine, compute_shard, reuse
 from pipeline.core.stageio import StageIO
 
 logger = logging.getLogger(__name__)
@@ -220,14 +220,11 @@ def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | Non
     """
     io = StageIO.of(params, data_dir)
     cache = ResultCache(io.data_dir / "filter", params.filter, CODE)
-    df = io.read("dedupe")
-    df = df[in_shard(df["image_id"], *shard)]
-    _, metrics = run(df, params, store_root=io.store_root, cache=cache, latest=io.decisions(),
-                     progress=params.filter.progress if progress is None else progress)
-    rows = cache.write_shard(*shard)
-    logger.info("filter shard %d/%d: %d images", shard[0], shard[1], rows)
-    return {"shard": f"{shard[0]}/{shard[1]}", "images": rows, "computed": metrics.get("images_scored",
-            metrics.get("images", 0) - metrics.get("images_reused", 0))}
+    latest = io.decisions()
+    show = params.filter.progress if progress is None else progress
+    return compute_shard(cache, io.read("dedupe"), shard,
+                         lambda d: run(d, params, store_root=io.store_root, cache=cache, latest=latest,
+                                       progress=show)[1])
 
 
 @locks_data_dir("gemcurate filter")

@@ -147,3 +147,16 @@ def stored_photos(tmp_path: Path, n: int = 3) -> pd.DataFrame:
     df["needs_review"] = pd.array([False] * len(df), dtype="boolean")
     df["review_reason"] = pd.array([None] * len(df), dtype="string")
     return df
+
+
+def copy_tree(dest: Path) -> None:
+    """This working tree's tracked and untracked, not ignored, files copied to ``dest``."""
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for f in filter(None, files):
+        src = ROOT / f
+        if src.is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            (dest / f).write_bytes(src.read_bytes())

@@ -94,7 +94,12 @@ def test_every_service_command_exists():
 def test_the_demo_sites_base_url_variable_names_the_storefront_service():
     (project,) = orch.discover(default=ROOT, env={})
     key = "AIRFLOW_VAR_" + project.base_url_variable.upper()
-    assert AIRFLOW["airflow-worker"]["environment"][key] == "http://storefront:8000"
+    from urllib.parse import urlsplit
+    url = urlsplit(AIRFLOW["airflow-worker"]["environment"][key])
+    store = SERVICES["storefront"]
+    # the compose service's name and the port it serves on
+    assert url.hostname in SERVICES and SERVICES[url.hostname] is store
+    assert str(url.port) == store["command"][store["command"].index("--port") + 1]
 
 
 def test_the_dockerfile_installs_gemcurate_on_the_tested_airflow():

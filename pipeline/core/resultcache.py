@@ -169,3 +169,13 @@ def combine(cache: ResultCache | None, old: pd.DataFrame | None, fresh: pd.DataF
         ok = rows[rows["_error"].isna()] if "_error" in rows.columns else rows
         cache.stage(ok.drop(columns=["_error"], errors="ignore"))
     return rows
+
+
+def compute_shard(cache: ResultCache, df: pd.DataFrame, shard: tuple[int, int], compute) -> dict:
+    """Run ``compute(rows of this shard)`` (a stage's ``run``, returning its metrics) and write
+    what it staged in ``cache`` as shard ``shard``: the body of every ``--shard`` run."""
+    metrics = compute(df[in_shard(df["image_id"], *shard)])
+    rows = cache.write_shard(*shard)
+    logger.info("%s shard %d/%d: %d images", cache.folder.name, shard[0], shard[1], rows)
+    computed = metrics.get("images_scored", metrics.get("images", 0) - metrics.get("images_reused", 0))
+    return {"shard": f"{shard[0]}/{shard[1]}", "images": rows, "computed": computed}

@@ -21,7 +21,7 @@ import yaml
 
 from pipeline import airflow_local
 from pipeline.storefront import process
-from tests.helpers import ROOT
+from tests.helpers import ROOT, copy_tree
 
 pytest.importorskip("airflow")
 pytestmark = pytest.mark.slow
@@ -53,14 +53,6 @@ def sh(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True,
     return res
 
 
-def copy_tree(dest: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    for f in filter(None, files):
-        src = ROOT / f
-        if src.is_file():
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            (dest / f).write_bytes(src.read_bytes())
 
 
 @pytest.fixture(scope="module")

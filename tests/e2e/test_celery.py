@@ -27,8 +27,8 @@ import pytest
 from pipeline import airflow_local
 from pipeline import orchestration as orch
 from pipeline.storefront import process
-from tests.e2e.test_airflow import GIT_ID, STORE, copy_tree, free_port, sh
-from tests.helpers import ROOT
+from tests.e2e.test_airflow import GIT_ID, STORE, free_port, sh
+from tests.helpers import ROOT, copy_tree
 
 pytest.importorskip("airflow.providers.celery")
 pytestmark = pytest.mark.slow

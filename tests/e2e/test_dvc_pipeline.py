@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import ROOT
+from tests.helpers import copy_tree
 
 BIN = Path(sys.executable).parent
 STORE = ["--seed", "3", "--classes", "4", "--products-per-class", "10", "--rate-limit", "1000",
@@ -51,13 +51,7 @@ def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 def repo(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("dvc")
     dest = tmp / "repo"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    for f in filter(None, files):
-        src = ROOT / f
-        if src.is_file():
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            (dest / f).write_bytes(src.read_bytes())
+    copy_tree(dest)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["scrape"].update(max_rate=500.0, default_rate=500.0, concurrency=8, progress=False)
     params["augment"]["target_per_class"] = 60
