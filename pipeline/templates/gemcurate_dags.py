@@ -218,7 +218,8 @@ def reviews_dag(project: orch.Project, dataset: Asset):
     return apply_reviews()
 
 
-for _project in orch.discover(default=Path(__file__).resolve().parents[1]):
+# absolute(), not resolve(): in this repository the file is a link to pipeline/templates/
+for _project in orch.discover(default=Path(__file__).absolute().parents[1]):
     _dataset = Asset(_project.dataset_uri, group="gemcurate")
     _model = Asset(_project.model_uri, group="gemcurate")
     refresh_dag(_project, _dataset)
