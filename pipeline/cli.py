@@ -154,7 +154,8 @@ def cmd_snapshot(a: argparse.Namespace) -> int:
     from pipeline.publish import repo_root, snapshot
 
     refresh_lock()
-    for f in snapshot(repo_root(), a.data_dir):
+    store = _params(a).data.store_root
+    for f in snapshot(repo_root(), a.data_dir, store if store and "://" in store else None):
         print(f"tracked {f}")
     return 0
 
@@ -371,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
         if stage.name == "split":
             st.add_argument("--reset", action="store_true",
                             help="forget earlier assignments (a new split; breaks stability)")
-        if stage.name in ("filter", "crop"):
+        if stage.name in ("dedupe", "filter", "crop"):
             st.add_argument("--shard", metavar="I/N",
                             help="compute only share I of N of the per-image work into the stage's "
                                  "cache (scale-out); the next full run reuses it")

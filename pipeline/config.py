@@ -203,6 +203,15 @@ class DataParams:
         metadata={"doc": "annotator decisions, SQLAlchemy URL; default sqlite:///<data_dir>/state/reviews.sqlite"},
     )
 
+    def validate(self) -> None:
+        if self.store_root and "://" in self.store_root:
+            from pipeline.core.blobstore import parse_store_url
+
+            try:
+                parse_store_url(self.store_root)
+            except ValueError as exc:
+                raise ConfigError(f"store_root: {exc}") from None
+
 
 @dataclass(frozen=True)
 class ScrapeParams:

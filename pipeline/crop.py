@@ -448,7 +448,7 @@ def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | Non
     cache = ResultCache(io.data_dir / "crop", params.crop, CODE)
     show = params.crop.progress if progress is None else progress
     return compute_shard(cache, io.read("filter"), shard,
-                         lambda d: run(d, params, store_root=io.store_root, crops_dir=io.data_dir / "crops",
+                         lambda d: run(d, params, store_root=io.images(d), crops_dir=io.data_dir / "crops",
                                        cache=cache, progress=show)[1])
 
 
@@ -457,7 +457,8 @@ def _main(params: Params, data_dir: str | Path | None = None, progress: bool | N
     """Read ``filter.parquet``, crop, write ``crop.parquet``, crops and ``metrics/crop.json``."""
     io = StageIO.of(params, data_dir)
     cache = ResultCache(io.data_dir / "crop", params.crop, CODE)
-    out, metrics = run(io.read("filter"), params, store_root=io.store_root,
+    df = io.read("filter")
+    out, metrics = run(df, params, store_root=io.images(df),
                        crops_dir=io.data_dir / "crops", cache=cache,
                        progress=params.crop.progress if progress is None else progress)
     io.write("crop", out, metrics, cache)

@@ -54,6 +54,7 @@ from pipeline.core.hashing import (
 from pipeline.core.imageio import ImageError
 from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
+from pipeline.core.resultcache import in_shard
 from pipeline.core.stageio import Staged, StageIO
 
 logger = logging.getLogger(__name__)
@@ -268,7 +269,10 @@ class HashCache(Staged):
         return hashes, pairs
 
     def write(self, hashes: pd.DataFrame, pairs: pd.DataFrame, p: DedupeParams) -> None:
-        """Write the fingerprints and pairs of a run (``main()`` calls :meth:`save`)."""
+        """Write the fingerprints and pairs of a run (``main()`` calls :meth:`save`).
+
+        Shard files are removed afterwards: ``hashes.parquet`` holds what they held.
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
         manifest.write_manifest(hashes, self.hashes_path)
         manifest.write_manifest(pairs, self.pairs_path)
@@ -277,6 +281,43 @@ class HashCache(Staged):
             "max_colour_distance": p.max_colour_distance,
             "phash_radius": p.phash_radius,
             "dhash_radius": p.dhash_radius, "n_hashes": len(hashes), "n_pairs": len(pairs)}, indent=2))
+        for f in (self.dir / "shards").glob("hashes-*-of-*"):
+            f.unlink(missing_ok=True)
+
+    def shard_paths(self, shard: int, shards: int) -> tuple[Path, Path]:
+        stem = self.dir / "shards" / f"hashes-{shard}-of-{shards}"
+        return stem.with_suffix(".parquet"), stem.with_suffix(".key.json")
+
+    def write_shard(self, hashes: pd.DataFrame, shard: int, shards: int) -> None:
+        """Fingerprints computed by ``gemcurate dedupe --shard i/n`` (atomic; no lock needed)."""
+        rows_path, key_path = self.shard_paths(shard, shards)
+        rows_path.parent.mkdir(parents=True, exist_ok=True)
+        key_path.unlink(missing_ok=True)
+        manifest.write_manifest(hashes, rows_path)
+        write_text(key_path, json.dumps({"feature_version": FEATURE_VERSION, "rows": len(hashes)}))
+
+    def shard_hashes(self) -> pd.DataFrame | None:
+        """What the shard files hold under this code's fingerprint version (None: nothing).
+
+        A file without its key, of another version or unreadable is skipped: it costs
+        the full run time, never a result.
+        """
+        parts = []
+        for rows_path in sorted((self.dir / "shards").glob("hashes-*-of-*.parquet")):
+            key_path = rows_path.with_name(rows_path.name.removesuffix(".parquet") + ".key.json")
+            try:
+                if json.loads(key_path.read_text()).get("feature_version") != FEATURE_VERSION:
+                    continue
+                part = manifest.read_manifest(rows_path)
+                if list(part.columns) != HASH_COLUMNS:
+                    raise ValueError("other columns")
+            except (OSError, ValueError, AttributeError) as exc:
+                logger.warning("%s: ignoring a shard's fingerprints (%s)", rows_path, exc)
+                continue
+            parts.append(part)
+        if not parts:
+            return None
+        return pd.concat(parts, ignore_index=True).drop_duplicates("image_id").reset_index(drop=True)
 
 
 def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
@@ -306,10 +347,18 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
     want = df.loc[df["path"].notna(), ["image_id", "path"]].drop_duplicates("image_id")
     known = set(old_hashes["image_id"]) if old_hashes is not None else set()
     todo = want[~want["image_id"].isin(known)]
+    # fingerprints `--shard` workers computed count as new ones (their pairs are not searched yet)
+    sharded = cache.shard_hashes() if cache is not None else None
+    if sharded is not None:
+        sharded = sharded[sharded["image_id"].isin(todo["image_id"])]
+        todo = todo[~todo["image_id"].isin(sharded["image_id"])]
     items = [(iid, str(Path(store_root) / path)) for iid, path in zip(todo["image_id"], todo["path"],
                                                                       strict=True)]
     t1 = time.perf_counter()
     new_hashes = fingerprint_all(items, p.workers, progress)
+    if sharded is not None and len(sharded):
+        new_hashes = pd.concat([sharded.astype(new_hashes.dtypes.to_dict()), new_hashes],
+                               ignore_index=True) if len(new_hashes) else sharded
     t_hash = time.perf_counter() - t1
     parts = [h for h in (old_hashes, new_hashes) if h is not None and len(h)]
     hashes = pd.concat(parts, ignore_index=True) if parts else new_hashes
@@ -338,6 +387,7 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
     dup_pairs = int(is_duplicate(pairs, p).sum()) if len(pairs) else 0
     metrics = {
         "images": len(want), "fingerprinted": len(items),
+        "fingerprints_from_shards": 0 if sharded is None else len(sharded),
         "candidate_pairs": len(pairs), "new_candidate_pairs": len(fresh),
         "near_duplicate_pairs": dup_pairs,
         "clusters_with_duplicates": int(out.loc[out["dup_size"] > 1, "dup_cluster"].nunique()),
@@ -351,12 +401,46 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
     return out, metrics
 
 
+def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None,
+         shard: tuple[int, int] | None = None) -> dict:
+    """The stage; with ``shard=(i, n)``, only that share of the fingerprints (``run_shard``)."""
+    if shard is not None:
+        return run_shard(params, shard, data_dir, progress)
+    return _main(params, data_dir, progress)
+
+
+def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | None = None,
+              progress: bool | None = None) -> dict:
+    """Fingerprint shard ``i`` of ``n`` of the images into ``dedupe/shards/`` (scale-out).
+
+    The per-image work of dedupe is the fingerprint (decode, hashes, thumbnails); the pair
+    search and clustering need every fingerprint and stay in the full run, which takes the
+    shards' fingerprints as new ones (searched like images fetched today) and removes the
+    files. No manifest is written and the data folder is not locked.
+    """
+    io = StageIO.of(params, data_dir)
+    cache = HashCache(io.data_dir)
+    raw = io.read("raw")
+    old, _ = cache.load(params.dedupe)
+    mine = raw[raw["path"].notna() & in_shard(raw["image_id"], *shard)].drop_duplicates("image_id")
+    if old is not None:
+        mine = mine[~mine["image_id"].isin(old["image_id"])]
+    root = io.images(mine)
+    items = [(iid, str(root / path)) for iid, path in zip(mine["image_id"], mine["path"], strict=True)]
+    show = params.dedupe.progress if progress is None else progress
+    hashes = fingerprint_all(items, params.dedupe.workers, show)
+    cache.write_shard(hashes, *shard)
+    logger.info("dedupe shard %d/%d: %d images fingerprinted", shard[0], shard[1], len(hashes))
+    return {"shard": f"{shard[0]}/{shard[1]}", "images": len(hashes), "computed": len(hashes)}
+
+
 @locks_data_dir("gemcurate dedupe")
-def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+def _main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Read ``raw.parquet``, dedupe, write ``dedupe.parquet`` and ``metrics/dedupe.json``."""
     io = StageIO.of(params, data_dir)
     cache = HashCache(io.data_dir)
-    out, metrics = run(io.read("raw"), params, store_root=io.store_root, cache=cache,
+    df = io.read("raw")
+    out, metrics = run(df, params, store_root=io.images(df), cache=cache,
                        latest=io.decisions(),
                        progress=params.dedupe.progress if progress is None else progress)
     io.write("dedupe", out, metrics, cache)

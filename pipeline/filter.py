@@ -223,7 +223,7 @@ def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | Non
     latest = io.decisions()
     show = params.filter.progress if progress is None else progress
     return compute_shard(cache, io.read("dedupe"), shard,
-                         lambda d: run(d, params, store_root=io.store_root, cache=cache, latest=latest,
+                         lambda d: run(d, params, store_root=io.images(d), cache=cache, latest=latest,
                                        progress=show)[1])
 
 
@@ -232,7 +232,8 @@ def _main(params: Params, data_dir: str | Path | None = None, progress: bool | N
     """Read ``dedupe.parquet``, filter, write ``filter.parquet`` and ``metrics/filter.json``."""
     io = StageIO.of(params, data_dir)
     cache = ResultCache(io.data_dir / "filter", params.filter, CODE)
-    out, metrics = run(io.read("dedupe"), params, store_root=io.store_root, cache=cache,
+    df = io.read("dedupe")
+    out, metrics = run(df, params, store_root=io.images(df), cache=cache,
                        latest=io.decisions(),
                        progress=params.filter.progress if progress is None else progress)
     io.write("filter", out, metrics, cache)

@@ -61,7 +61,7 @@ TAGS = ("gemcurate",)
 RETRIES = 3
 RETRY_DELAY_S = int(os.environ.get("GEMCURATE_RETRY_DELAY_S", "300"))
 MAX_RETRY_DELAY_S = 3600
-# workers the per-image work of filter and crop is mapped over (gemcurate <stage> --shard i/n)
+# workers the per-image work of dedupe, filter and crop is mapped over (gemcurate <stage> --shard i/n)
 SHARDS = max(1, min(64, int(os.environ.get("GEMCURATE_SHARDS", "2"))))
 # the longest a task may run (its execution_timeout); Celery's visibility timeout must exceed it
 TIMEOUTS_S = {"scrape": 48 * 3600, "curate": 12 * 3600, "validate": 2 * 3600, "export": 4 * 3600,

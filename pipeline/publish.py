@@ -71,11 +71,25 @@ def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
     return _run(["git", *([] if has_id else GIT_ID), *args], root, check=check)
 
 
-def snapshot(root: Path, data_dir: str = "data") -> list[str]:
-    """Track the raw snapshot with DVC (``dvc add``) and make sure the reviews DB exists."""
+def snapshot(root: Path, data_dir: str = "data", store_url: str | None = None) -> list[str]:
+    """Track the raw snapshot with DVC (``dvc add``) and make sure the reviews DB exists.
+
+    With a shared store (``store_url``, ``s3://...``), the mirror ``<data_dir>/store`` first
+    gets every blob ``raw.parquet`` lists (verified), wherever the scrape ran.
+    """
     d = root / data_dir
     if not (d / "manifests" / "raw.parquet").exists():
         raise PublishError(f"{d}/manifests/raw.parquet missing: scrape first")
+    if store_url:
+        from pipeline.core.blobstore import MirroredStore
+
+        raw = manifest.read_manifest(d / "manifests" / "raw.parquet")
+        got = MirroredStore(store_url, d / "store").fetch(raw["path"].dropna())
+        if got.missing or got.altered:
+            bad = (got.missing + got.altered)[0]
+            raise PublishError(f"snapshot refused: {len(got.missing)} blob(s) raw.parquet lists are "
+                               f"missing from {store_url} and {len(got.altered)} hold other bytes "
+                               f"than their name (e.g. {bad}); rerun `gemcurate scrape`")
     decisions.connect(decisions.review_url(d)).dispose()  # creates the table, settles the file
     targets = [f"{data_dir}/store", f"{data_dir}/manifests/raw.parquet"]
     _run([*dvc_cmd(), "add", "-q", *targets], root)

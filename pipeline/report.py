@@ -174,7 +174,8 @@ def main(params: Params, data_dir: str | Path | None = None, progress: bool | No
     for stage in ("crop", "filter", "dedupe"):
         if manifest.manifest_path(io.data_dir, stage).exists():
             break
-    _, metrics = run(io.read(stage), params, store_root=io.store_root,
+    df = io.read(stage)
+    _, metrics = run(df, params, store_root=io.images(df),
                      crops_dir=io.data_dir / "crops", out_dir=io.data_dir / "report")
     logger.info("report: %s", metrics["report"])
     return {**metrics, "manifest": stage}

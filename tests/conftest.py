@@ -1,5 +1,6 @@
 """Shared fixtures: a real storefront process on an ephemeral port, params in tmp dirs,
-a labelled image folder. Plain builders are in ``tests/helpers.py``."""
+a labelled image folder, a real S3 server on loopback (moto). Plain builders are in
+``tests/helpers.py``."""
 
 from __future__ import annotations
 
@@ -89,3 +90,47 @@ def dataset(tmp_path_factory):
     out, _ = augment.run(sp, p, data_dir=data)
     labels = sorted(split.class_table(sp).index)
     return data, p, out, labels
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server over HTTP on a loopback port; the AWS variables point at it.
+
+    Yields the endpoint URL. s3fs, boto3 and DVC's S3 remote in child processes all read
+    ``AWS_ENDPOINT_URL``, as they would for MinIO in production.
+    """
+    import logging
+
+    pytest.importorskip("s3fs")
+    server_mod = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in (*S3_ENV, "AWS_ENDPOINT_URL")}
+    os.environ.update(S3_ENV, AWS_ENDPOINT_URL=endpoint)
+    yield endpoint
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def bucket(s3_server, request):
+    """A new, empty bucket on the S3 server; yields its name."""
+    import re
+
+    import s3fs
+
+    name = "t-" + re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    fs.mkdir(name)
+    yield name
+    fs.rm(name, recursive=True)

@@ -4,6 +4,7 @@ files with its fingerprint cache (staged by run(), written by main() only)."""
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pandas as pd
@@ -99,5 +100,34 @@ def test_the_stage_finds_the_copy_and_writes_its_cache_only_when_main_saves(stor
     cache.save()
     again, m2 = dedupe.run(df, params, store_root=tmp / "store", cache=dedupe.HashCache(tmp / "data"))
     assert m2["fingerprinted"] == 0 and m2["new_candidate_pairs"] == 0
+    cols = ["image_id", "dup_cluster", "is_representative", "excluded_reason"]
+    pd.testing.assert_frame_equal(out[cols], again[cols])
+
+
+def test_shard_fingerprints_count_as_new_and_broken_or_foreign_shards_cost_only_time(stored):
+    """``dedupe --shard`` fingerprints land in ``dedupe/shards/``; the full run searches them like
+    new images (the copy is found), computes nothing twice, and removes the files."""
+    df, tmp = stored
+    params = load_params(None, {"dedupe": {"workers": 1}})
+    data = tmp / "data"
+    (data / "manifests").mkdir(parents=True)
+    cache = dedupe.HashCache(data)
+    whole = dedupe.fingerprint_all([(i, str(tmp / "store" / p)) for i, p in zip(df["image_id"], df["path"],
+                                                                                strict=True)], 1, False)
+    cache.write_shard(whole.iloc[:2], 0, 2)
+    cache.write_shard(whole.iloc[2:], 1, 2)
+    (data / "dedupe" / "shards" / "hashes-0-of-3.parquet").write_bytes(b"not parquet")
+    (data / "dedupe" / "shards" / "hashes-0-of-3.key.json").write_text(
+        json.dumps({"feature_version": dedupe.FEATURE_VERSION}))
+    foreign = data / "dedupe" / "shards" / "hashes-1-of-3"
+    whole.to_parquet(foreign.with_suffix(".parquet"))
+    foreign.with_suffix(".key.json").write_text('{"feature_version": "another"}')
+    out, m = dedupe.run(df, params, store_root=tmp / "store", cache=cache)
+    assert m["fingerprinted"] == 0 and m["fingerprints_from_shards"] == 4
+    assert m["excluded_duplicates"] == 1
+    cache.save()
+    assert not list((data / "dedupe" / "shards").glob("hashes-*"))
+    again, m2 = dedupe.run(df, params, store_root=tmp / "store", cache=dedupe.HashCache(data))
+    assert m2["fingerprinted"] == 0 and m2["fingerprints_from_shards"] == 0
     cols = ["image_id", "dup_cluster", "is_representative", "excluded_reason"]
     pd.testing.assert_frame_equal(out[cols], again[cols])

@@ -26,6 +26,7 @@ from pipeline import manifest
 from pipeline.config import Params
 from pipeline.core import decisions
 from pipeline.core.atomic import write_text
+from pipeline.core.blobstore import BlobStore, MirroredStore
 
 
 class Saves(Protocol):
@@ -61,13 +62,34 @@ class StageIO:
     """Resolved locations of one run's data."""
 
     data_dir: Path
-    store_root: Path
+    store_root: Path  # always a local folder: the store, or this machine's mirror of a bucket
     review_db: str | None
+    store_url: str | None = None  # s3://... when the store is shared in object storage
 
     @classmethod
     def of(cls, params: Params, data_dir: str | Path | None = None) -> StageIO:
         d = Path(data_dir or params.data.data_dir)
-        return cls(d, Path(params.data.store_root or d / "store"), params.data.review_db)
+        root = params.data.store_root
+        if root and "://" in root:
+            return cls(d, d / "store", params.data.review_db, root)
+        return cls(d, Path(root or d / "store"), params.data.review_db)
+
+    def store(self) -> BlobStore:
+        """The image store (for a bucket: a :class:`MirroredStore` on :attr:`store_root`)."""
+        if self.store_url:
+            return MirroredStore(self.store_url, self.store_root)
+        return BlobStore(self.store_root)
+
+    def images(self, df: pd.DataFrame) -> Path:
+        """:attr:`store_root`, holding every blob ``df['path']`` names that the store has.
+
+        A no-op for a local store; for a bucket, fetches what this machine's mirror lacks
+        (verified). A blob the bucket lacks too stays missing, and the stage reading it
+        stops naming the store, as for a local store.
+        """
+        if self.store_url and "path" in df.columns and len(df):
+            self.store().fetch(df["path"].dropna())
+        return self.store_root
 
     def read(self, stage: str) -> pd.DataFrame:
         """The manifest written by ``stage``, its ids and paths checked (a file on disk is input)."""

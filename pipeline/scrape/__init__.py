@@ -21,7 +21,7 @@ import pandas as pd
 from pipeline import manifest
 from pipeline.config import Params
 from pipeline.core import atomic, decisions
-from pipeline.core.blobstore import BlobStore, sha256_hex
+from pipeline.core.blobstore import open_store, sha256_hex
 from pipeline.core.lock import data_dir_lock
 from pipeline.scrape.crawler import Crawler, Stop, is_storage_error, short
 from pipeline.scrape.site import SiteConfig, load_site
@@ -50,10 +50,6 @@ class ScrapeResult:
 
 def state_url(params: Params) -> str:
     return params.data.state_db or default_url(params.data.data_dir)
-
-
-def store_root(params: Params) -> Path:
-    return Path(params.data.store_root or Path(params.data.data_dir) / "store")
 
 
 def scrape(params: Params, site: SiteConfig | None = None, base_url: str | None = None) -> ScrapeResult:
@@ -90,7 +86,7 @@ def _scrape(params: Params, site: SiteConfig) -> ScrapeResult:
 def _crawl(params: Params, site: SiteConfig) -> ScrapeResult:
     engine = connect(state_url(params))
     state = CrawlState(engine, site.name)
-    store = BlobStore(store_root(params))
+    store = open_store(params.data.store_root, params.data.data_dir)
     run_id, resumed = state.open_run()
     logger.info("%s run %d of site %s at %s", "resuming" if resumed else "starting", run_id,
                 site.name, site.base_url)

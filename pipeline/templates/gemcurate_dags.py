@@ -68,10 +68,11 @@ def _defaults(project: orch.Project) -> dict:
 
 
 def _curation_tasks(project: orch.Project, dataset: Asset):
-    """dedupe → filter (sharded) → crop (sharded) → curate → validate → export → publish.
+    """dedupe, filter, crop (each sharded) → curate → validate → export → publish.
 
-    Shared by the refresh and apply-reviews DAGs. The per-image work of filter and crop is
-    mapped over ``orch.SHARDS`` workers (``gemcurate filter --shard i/n``, outside the site
+    Shared by the refresh and apply-reviews DAGs. The per-image work of dedupe (the
+    fingerprints), filter and crop is mapped over ``orch.SHARDS`` workers
+    (``gemcurate filter --shard i/n``, outside the site
     pool: shards never write the same file), then ``dvc repro`` of the stage reuses every
     row they computed, so the outputs are those of one process.
     """
@@ -89,14 +90,16 @@ def _curation_tasks(project: orch.Project, dataset: Asset):
         """One share of a stage's per-image work into its cache."""
         _run(project, orch.shard_command(stage, index, orch.SHARDS), f"gemcurate {stage} --shard")
 
-    dedupe = repro("dedupe", "exact and near duplicates (`dvc repro dedupe`)")
+    dedupe_shards = shard.override(task_id="dedupe_shard").partial(stage="dedupe").expand(
+        index=list(range(orch.SHARDS)))
+    dedupe = repro("dedupe", "merge the shards' fingerprints; pairs, clusters (`dvc repro dedupe`)")
     filter_shards = shard.override(task_id="filter_shard").partial(stage="filter").expand(
         index=list(range(orch.SHARDS)))
     filter_ = repro("filter", "merge the shards' scores, flags, decisions (`dvc repro filter`)")
     crop_shards = shard.override(task_id="crop_shard").partial(stage="crop").expand(
         index=list(range(orch.SHARDS)))
     curate = repro("augment", "crop → split → augment (`dvc repro augment`)")
-    dedupe >> filter_shards >> filter_ >> crop_shards >> curate
+    dedupe_shards >> dedupe >> filter_shards >> filter_ >> crop_shards >> curate
 
     @task(task_id="validate", retries=0, execution_timeout=_timeout("validate"))
     def validate() -> None:
@@ -122,7 +125,7 @@ def _curation_tasks(project: orch.Project, dataset: Asset):
         log.info("published %s", extra)
         yield Metadata(dataset, extra)
 
-    return dedupe, curate, validate(), export(), publish()
+    return dedupe_shards, curate, validate(), export(), publish()
 
 
 def refresh_dag(project: orch.Project, dataset: Asset):

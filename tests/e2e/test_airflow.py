@@ -123,18 +123,19 @@ def test_the_dagbag_imports_every_dag_with_the_expected_graph(project):
     assert set(bag["dags"]) == {"gemcurate_refresh__demo", "gemcurate_train__demo",
                                 "gemcurate_apply_reviews__demo"}
     refresh = bag["dags"]["gemcurate_refresh__demo"]
-    curation = {"dedupe": ["filter_shard"], "filter_shard": ["filter"], "filter": ["crop_shard"],
+    curation = {"dedupe_shard": ["dedupe"], "dedupe": ["filter_shard"], "filter_shard": ["filter"],
+                "filter": ["crop_shard"],
                 "crop_shard": ["curate"], "curate": ["validate"], "validate": ["export"],
                 "export": ["publish"], "publish": []}
     assert {k: v["down"] for k, v in refresh["tasks"].items()} == {
-        "scrape": ["snapshot"], "snapshot": ["dedupe"], **curation}
+        "scrape": ["snapshot"], "snapshot": ["dedupe_shard"], **curation}
     train = bag["dags"]["gemcurate_train__demo"]
     assert {k: v["down"] for k, v in train["tasks"].items()} == {
         "version": ["evaluate", "train"], "train": ["evaluate"], "evaluate": []}
     assert {t["queue"] for t in train["tasks"].values()} == {"gpu"}
     reviews = bag["dags"]["gemcurate_apply_reviews__demo"]
     assert {k: v["down"] for k, v in reviews["tasks"].items()} == {
-        "new_decisions": ["dedupe"], **curation}
+        "new_decisions": ["dedupe_shard"], **curation}
     for dag in bag["dags"].values():
         assert "gemcurate" in dag["tags"] and dag["doc"] and dag["catchup"] is False
         assert dag["max_active_runs"] == 1
@@ -159,7 +160,7 @@ def test_a_refresh_publishes_a_version_and_the_train_dag_trains_on_its_event(ref
     repo, env, res = refreshed
     states = task_states(env, "gemcurate_refresh__demo")
     assert set(states.values()) == {"success"}, (states, res.stdout[-4000:])
-    assert {"filter_shard", "crop_shard"} <= set(states)
+    assert {"dedupe_shard", "filter_shard", "crop_shard"} <= set(states)
     events = asset_events(env, "gemcurate://dataset/demo")
     assert len(events) == 1
     ev = events[0]

@@ -209,3 +209,34 @@ def test_a_refresh_on_celery_survives_a_killed_worker_and_trains_on_the_gpu_queu
     events = c.api("GET", "/assets/events?limit=10")["asset_events"]
     model = [e for e in events if e["uri"] == "gemcurate://model/demo"]
     assert model and model[0]["extra"]["top1"] > 0.5
+
+
+def test_a_ban_on_celery_fails_the_run_at_once_without_retries_and_alerts(cluster):
+    """The storefront bans the address: the scrape task fails on its first try (no retry
+    storm on the workers), nothing downstream runs, and the failure callback writes an alert."""
+    c = cluster
+    alerts = c.repo / "data" / "alerts.jsonl"
+    before = alerts.read_text().splitlines() if alerts.exists() else []
+    ban = [*STORE[:-6], "--rate-limit", "5", "--burst", "1", "--ban-strikes", "2", "--ban-seconds",
+           "600", "--faults", "0"]
+    with process.storefront(ban, cwd=ROOT) as store:
+        while store.get("/")[0] != 403:  # another client behind this address ignored the 429s
+            pass
+        t0 = time.monotonic()
+        run_id = c.api("POST", "/dags/gemcurate_refresh__demo/dagRuns",
+                       {"logical_date": None, "conf": {"base_url": store.base_url}})["dag_run_id"]
+
+        def finished():
+            state = c.api("GET", f"/dags/gemcurate_refresh__demo/dagRuns/{run_id}")["state"]
+            return state if state in ("success", "failed") else None
+
+        assert c.wait(finished, 300, every=2) == "failed"
+        took = time.monotonic() - t0
+    ti = tis(c, "gemcurate_refresh__demo", run_id)
+    assert ti["scrape"]["state"] == "failed" and ti["scrape"]["try_number"] == 1, ti["scrape"]
+    assert ti["snapshot"]["state"] == "upstream_failed" and ti["publish"]["state"] == "upstream_failed"
+    # a retry would wait GEMCURATE_RETRY_DELAY_S and run again; the run ended well before 3 tries
+    assert took < 240, took
+    c.wait(lambda: len(alerts.read_text().splitlines()) > len(before) if alerts.exists() else False, 60)
+    new = [json.loads(x) for x in alerts.read_text().splitlines()[len(before):]]
+    assert any(a["task_id"] == "scrape" and "exited 3" in a["reason"] for a in new), new

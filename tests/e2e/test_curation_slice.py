@@ -117,21 +117,30 @@ def test_refresh_computes_only_new_images(storefront, params_for, tmp_path):
 
 
 def _shard(stage: str, params, shard: tuple[int, int]) -> dict:
-    return {"filter": filt, "crop": crop}[stage].main(params, shard=shard, progress=False)
+    return {"dedupe": dedupe, "filter": filt, "crop": crop}[stage].main(params, shard=shard, progress=False)
 
 
 @pytest.mark.slow
 def test_two_shards_on_two_workers_give_what_one_process_gives(storefront, params_for, tmp_path):
-    """filter and crop ``--shard i/n`` run at once in two processes, each writing its share of
-    the per-image cache; the full run then computes nothing and writes the manifest a
-    one-process run writes."""
+    """dedupe, filter and crop ``--shard i/n`` run at once in two processes, each writing its
+    share of the per-image cache; the full run then computes nothing and writes the manifest
+    a one-process run writes."""
     from concurrent.futures import ProcessPoolExecutor
 
     _, one = scraped(storefront, params_for)
-    dedupe.main(one, progress=False)
     many_dir = tmp_path / "sharded"
     shutil.copytree(tmp_path / "data", many_dir)
     many = params_for(many_dir, max_rate=300.0, default_rate=300.0)
+    d1 = dedupe.main(one, progress=False)
+    with ProcessPoolExecutor(2) as pool:
+        shares = list(pool.map(_shard, ["dedupe"] * 2, [many] * 2, [(0, 2), (1, 2)]))
+    assert all(s["images"] > 0 for s in shares) and sum(s["images"] for s in shares) == d1["fingerprinted"]
+    dm = dedupe.main(many, progress=False)
+    assert dm["fingerprinted"] == 0 and dm["fingerprints_from_shards"] == d1["fingerprinted"], dm
+    assert dm["near_duplicate_pairs"] == d1["near_duplicate_pairs"] > 0
+    assert not list((many_dir / "dedupe" / "shards").glob("*")), "merged shards are removed"
+    pd.testing.assert_frame_equal(read_manifest(manifest_path(tmp_path / "data", "dedupe")),
+                                  read_manifest(manifest_path(many_dir, "dedupe")))
     first = {"filter": filt.main(one, progress=False), "crop": crop.main(one, progress=False)}
     # images that failed (broken files) are never cached: every full run tries them again
     retried = {s: (first[s]["images_scored"] if s == "filter" else first[s]["images"])
