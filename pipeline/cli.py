@@ -272,6 +272,47 @@ def cmd_decide(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_decisions_export(a: argparse.Namespace) -> int:
+    from pipeline.core import decisions
+    from pipeline.core.atomic import write_text
+    from pipeline.review.app import export_csv
+
+    params = _params(a, {"data": {"data_dir": a.data_dir}} if a.data_dir else {})
+    db = decisions.Decisions(decisions.connect(
+        params.data.review_db or decisions.review_url(params.data.data_dir)))
+    import io
+
+    buf = io.StringIO()
+    n = export_csv(db, buf)
+    write_text(Path(a.csv), buf.getvalue())
+    print(f"wrote {a.csv} ({n} decision(s))")
+    return 0
+
+
+def cmd_review(a: argparse.Namespace) -> int:
+    params = _params(a, {"data": {"data_dir": a.data_dir}} if a.data_dir else {})
+    data_dir = Path(params.data.data_dir).absolute()
+    if a.review_cmd == "add-user":
+        import getpass
+
+        from pipeline.review.accounts import AppDB, app_url
+
+        if a.password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass(f"password for {a.name}: ")
+            if getpass.getpass("again: ") != password:
+                raise UserError("the passwords differ; nothing changed")
+        AppDB(app_url(params.data.review_db, data_dir)).add_user(a.name, a.role, password,
+                                                                 replace=a.reset_password)
+        print(f"{'updated' if a.reset_password else 'added'} {a.role} {a.name}")
+        return 0
+    from pipeline.review import serve
+
+    serve(params, data_dir, a.host, a.port, root=find_project_root(), port_file=a.port_file)
+    return 0
+
+
 # --------------------------------------------------------------------------- project
 
 
@@ -442,6 +483,27 @@ def build_parser() -> argparse.ArgumentParser:
     for x in (dl, di):
         _project(x)
         x.set_defaults(func=cmd_decide)
+
+    dx = dsub.add_parser("export", help="write every decision (the full history) to a CSV, for audits")
+    dx.add_argument("csv")
+    _project(dx)
+    dx.set_defaults(func=cmd_decisions_export)
+
+    rv = sub.add_parser("review", help="the annotators' review app: serve, add-user")
+    rsub = rv.add_subparsers(dest="review_cmd", required=True)
+    rs = rsub.add_parser("serve", help="serve the review queue over HTTP (login required)")
+    rs.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve a team (put TLS in front)")
+    rs.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    rs.add_argument("--port-file", help="write the bound port here once listening")
+    _project(rs)
+    rs.set_defaults(func=cmd_review)
+    ru = rsub.add_parser("add-user", help="create an account (the password is asked, or read from stdin)")
+    ru.add_argument("name")
+    ru.add_argument("--role", choices=["annotator", "lead"], default="annotator")
+    ru.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    ru.add_argument("--reset-password", action="store_true", help="the account exists: set a new password")
+    _project(ru)
+    ru.set_defaults(func=cmd_review)
 
     af = sub.add_parser("airflow", help="the embedded Airflow: setup (DB + pools) or start (standalone)")
     af.add_argument("action", choices=["setup", "start"])

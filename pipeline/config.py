@@ -513,6 +513,23 @@ class PublishParams:
 
 
 @dataclass(frozen=True)
+class ReviewParams:
+    """The annotators' review app (pipeline/review/)."""
+
+    double_review: list[str] = field(default_factory=tuple, metadata={
+        "doc": "review reasons (certificate, hand, label_conflict, crop_*...) two annotators must "
+               "agree on; a lead resolves disagreements"})
+    page_size: int = field(default=60, metadata={"min": 10, "max": 500, "doc": "queue rows per page"})
+    relabel_suggestions: int = field(default=9, metadata={"min": 1, "max": 9,
+                                                          "doc": "classes offered on keys 1-9"})
+
+    def validate(self) -> None:
+        for r in self.double_review:
+            if not re.fullmatch(r"[a-z][a-z0-9_*]*", r):
+                raise ConfigError(f"double_review: {r!r} is not a review reason (e.g. hand, crop_*)")
+
+
+@dataclass(frozen=True)
 class Params:
     """All of ``params.yaml``."""
 
@@ -528,6 +545,7 @@ class Params:
     publish: PublishParams = field(default_factory=PublishParams)
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    review: ReviewParams = field(default_factory=ReviewParams)
 
 
 def load_params(path: str | Path | None = "params.yaml", overrides: dict | None = None) -> Params:

@@ -10,9 +10,17 @@ the table and applies it after its own checks:
 * ``reject``: the image is out (``excluded_reason = rejected_by_annotator``);
 * ``relabel``: the image's ``label`` becomes the given one (the store's label
   stays in ``label_original``); dedupe applies relabels before it looks for
-  label conflicts.
+  label conflicts;
+* ``revisit`` ("needs another look") and ``revoke`` (an undo that leaves no earlier
+  decision): no decision is in force, the machine's verdict stands; ``revisit`` keeps
+  the image at the front of the review queue.
 
-The review web app (a later issue) writes this table; ``gemcurate decide`` and
+Each row records the decision in force when it was made (``supersedes``: the "before";
+the row itself is the "after"). A unique index on ``(image_id, supersedes)`` makes the
+version check race-free: two people deciding the same image from the same state cannot
+both be written, the second gets :class:`DecisionConflict` with the first decision.
+
+The review web app (``pipeline/review``) writes this table; ``gemcurate decide`` and
 ``gemcurate decisions import`` write it from the command line.
 
 Example:
@@ -40,7 +48,8 @@ from pipeline.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("accept", "reject", "relabel")
+KINDS = ("accept", "reject", "relabel", "revisit", "revoke")
+IN_FORCE = ("accept", "reject", "relabel")  # the kinds the pipeline applies
 REJECTED = "rejected_by_annotator"
 # download failures cannot be accepted into a dataset: there is nothing to train on
 UNACCEPTABLE = ("http_error", "not_an_image", "corrupt", "too_large_bytes", "too_many_pixels",
@@ -57,6 +66,9 @@ decisions_table = sa.Table(
     sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("reason", sa.String(128)),
     sa.Column("note", sa.Text),
+    # id of the decision in force when this one was made; 0: none (NULL: rows of before it existed)
+    sa.Column("supersedes", sa.Integer),
+    sa.Index("ux_decisions_image_supersedes", "image_id", "supersedes", unique=True),
 )
 
 COLUMNS = ["image_id", "decision", "label", "reviewer", "decided_at", "reason", "note"]
@@ -66,15 +78,28 @@ class DecisionError(UserError, ValueError):
     """A decision is malformed (unknown kind, relabel without label, ...)."""
 
 
+class DecisionConflict(DecisionError):
+    """Someone decided the image since the caller looked; ``current`` is that decision."""
+
+    def __init__(self, message: str, current: dict | None) -> None:
+        super().__init__(message)
+        self.current = current
+
+
 def review_url(data_dir: str | Path) -> str:
     """Default decisions database: ``sqlite:///<data_dir>/state/reviews.sqlite``."""
     return sqlite_url(Path(data_dir) / "state" / "reviews.sqlite")
 
 
 def connect(url: str) -> sa.Engine:
-    """Open the decisions database at ``url`` and create its table."""
+    """Open the decisions database at ``url`` and create (or bring up to date) its table."""
     engine = make_engine(url)
     meta.create_all(engine)  # only the decisions table: the crawl state lives elsewhere
+    cols = {c["name"] for c in sa.inspect(engine).get_columns("decisions")}
+    if "supersedes" not in cols:  # a table from before the review app: add the column, keep rows
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE decisions ADD COLUMN supersedes INTEGER"))
+        decisions_table.indexes.copy().pop().create(engine, checkfirst=True)
     return engine
 
 
@@ -199,13 +224,59 @@ class Decisions:
     def record(self, image_id: str, decision: str, reviewer: str, label: str | None = None,
                reason: str | None = None, note: str | None = None,
                decided_at: datetime | None = None, known: Known | None = None,
-               new_class: bool = False) -> None:
-        """Append one decision (earlier ones are kept as history); see :func:`validate`."""
+               new_class: bool = False, expect: int | None = None) -> int:
+        """Append one decision (earlier ones are kept as history); see :func:`validate`.
+
+        Args:
+            expect: The id of the decision the caller saw in force (0: none). When another
+                is in force now, nothing is written and :class:`DecisionConflict` names it.
+                ``None``: whatever is in force (the command line).
+
+        Returns:
+            The new row's id.
+        """
         validate(decision, label, reviewer, image_id, known, new_class, reason, note)
-        with self.engine.begin() as conn:
-            conn.execute(decisions_table.insert().values(
-                image_id=image_id, decision=decision, label=label, reviewer=reviewer.strip(),
-                decided_at=decided_at or datetime.now(UTC), reason=reason, note=note))
+        t = decisions_table
+        try:
+            with self.engine.begin() as conn:
+                before = conn.execute(sa.select(sa.func.max(t.c.id)).where(t.c.image_id == image_id)
+                                      ).scalar_one() or 0
+                if expect is not None and before != expect:
+                    raise self._conflict(conn, image_id, before)
+                res = conn.execute(t.insert().values(
+                    image_id=image_id, decision=decision, label=label, reviewer=reviewer.strip(),
+                    decided_at=decided_at or datetime.now(UTC), reason=reason, note=note,
+                    supersedes=before))
+                return int(res.inserted_primary_key[0])
+        except sa.exc.IntegrityError:  # the same state decided twice at the same moment
+            with self.engine.connect() as conn:
+                now = conn.execute(sa.select(sa.func.max(t.c.id)).where(t.c.image_id == image_id)
+                                   ).scalar_one() or 0
+                raise self._conflict(conn, image_id, now) from None
+
+    @staticmethod
+    def _conflict(conn, image_id: str, current_id: int) -> DecisionConflict:
+        row = conn.execute(sa.select(decisions_table).where(decisions_table.c.id == current_id)
+                           ).mappings().first()
+        current = dict(row) if row else None
+        who = f"{current['decision']} by {current['reviewer']}" if current else "a decision"
+        return DecisionConflict(f"{image_id[:12]}…: {who} was recorded since you opened the image; "
+                                "look again and decide", current)
+
+    def current(self, image_id: str) -> dict | None:
+        """The latest row for ``image_id`` (any kind), or None."""
+        t = decisions_table
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t).where(t.c.image_id == image_id).order_by(t.c.id.desc())
+                               .limit(1)).mappings().first()
+        return dict(row) if row else None
+
+    def history_of(self, image_id: str) -> list[dict]:
+        """Every decision on ``image_id``, oldest first."""
+        t = decisions_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t).where(t.c.image_id == image_id).order_by(t.c.id)).mappings()
+            return [dict(r) for r in rows]
 
     def record_many(self, rows: list[dict[str, Any]], known: Known | None = None,
                     new_class: bool = False) -> int:
@@ -224,24 +295,42 @@ class Decisions:
             clean.append({"image_id": r["image_id"], "decision": r["decision"], "label": label,
                           "reviewer": r["reviewer"].strip(), "decided_at": at,
                           "reason": r.get("reason") or None, "note": r.get("note") or None})
+        t = decisions_table
         with self.engine.begin() as conn:
-            if clean:
-                conn.execute(decisions_table.insert(), clean)
+            ids = {iid for iid in {r["image_id"] for r in clean}}
+            last: dict[str, int] = {}
+            if ids:
+                q = sa.select(t.c.image_id, sa.func.max(t.c.id)).where(t.c.image_id.in_(ids)).group_by(
+                    t.c.image_id)
+                last = {a: int(b) for a, b in conn.execute(q)}
+            for r in clean:  # one by one: each row supersedes the one before it
+                r["supersedes"] = last.get(r["image_id"], 0)
+                last[r["image_id"]] = int(conn.execute(t.insert().values(**r)).inserted_primary_key[0])
         return len(clean)
 
     def history(self) -> pd.DataFrame:
         """Every decision, oldest first."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(decisions_table).order_by(decisions_table.c.id)).mappings()
-            df = pd.DataFrame([dict(r) for r in rows], columns=["id", *COLUMNS])
+            df = pd.DataFrame([dict(r) for r in rows], columns=["id", *COLUMNS, "supersedes"])
         return df
 
     def latest(self) -> pd.DataFrame:
-        """The decision in force for each image (the most recent one)."""
+        """The decision in force for each image: the most recent one, when it is accept,
+        reject or relabel (a ``revisit`` or ``revoke`` leaves none in force)."""
         df = self.history()
         if df.empty:
             return df[COLUMNS]
-        return df.drop_duplicates("image_id", keep="last")[COLUMNS].reset_index(drop=True)
+        last = df.drop_duplicates("image_id", keep="last")
+        return last[last["decision"].isin(IN_FORCE)][COLUMNS].reset_index(drop=True)
+
+    def latest_rows(self) -> pd.DataFrame:
+        """The most recent row per image, any kind, with its ``id`` (the review queue's view)."""
+        t = decisions_table
+        newest = sa.select(sa.func.max(t.c.id)).group_by(t.c.image_id).scalar_subquery()
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t).where(t.c.id.in_(newest))).mappings()
+            return pd.DataFrame([dict(r) for r in rows], columns=["id", *COLUMNS, "supersedes"])
 
 
 def load_latest(url: str | None, data_dir: str | Path) -> pd.DataFrame:
