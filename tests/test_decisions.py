@@ -123,3 +123,25 @@ def test_a_good_csv_imports_with_its_dates(tmp_path):
     h = db.history().set_index("image_id")
     assert h.loc[A, "label"] == "spinel" and pd.isna(h.loc[B, "note"])
     assert pd.Timestamp(h.loc[B, "decided_at"]).hour == 11
+
+
+def test_accepting_a_photo_several_products_list_keeps_it_once(tmp_path):
+    """The same bytes listed by three products under two labels (a label conflict on every
+    listing): an accept frees the photo, the first listing stays, the others are copies.
+    Found by the browser test: the dataset had one row per listing and validation stopped it."""
+    rows = pd.DataFrame({"image_id": [A, A, A, B], "product_id": ["P1", "P2", "P3", "P4"],
+                         "label": ["ruby", "spinel", "spinel", "ruby"],
+                         "excluded_reason": ["label_conflict"] * 3 + [None],
+                         "excluded_detail": ["x"] * 3 + [None],
+                         "needs_review": [True] * 3 + [False], "review_reason": ["label_conflict"] * 3 + [None],
+                         "is_representative": [True, False, False, True]})
+    db = decisions.Decisions(decisions.connect(f"sqlite:///{tmp_path}/r.sqlite"))
+    db.record(A, "accept", "ana")
+    out = decisions.apply(rows, db.latest())
+    kept = out[out["excluded_reason"].isna()]
+    assert kept["image_id"].tolist() == [A, B] and kept["product_id"].tolist() == ["P1", "P4"]
+    assert out.loc[1:2, "excluded_reason"].tolist() == ["duplicate", "duplicate"]
+    assert "kept under product P1" in out.at[1, "excluded_detail"]
+    db.record(A, "relabel", "bo", label="spinel")
+    out = decisions.apply(rows, db.latest())
+    assert out.loc[out["excluded_reason"].isna(), "label"].tolist() == ["spinel", "ruby"]

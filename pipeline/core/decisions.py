@@ -247,12 +247,25 @@ class Decisions:
                     image_id=image_id, decision=decision, label=label, reviewer=reviewer.strip(),
                     decided_at=decided_at or datetime.now(UTC), reason=reason, note=note,
                     supersedes=before))
-                return int(res.inserted_primary_key[0])
+                new_id = int(res.inserted_primary_key[0])
+            self._settle()
+            return new_id
         except sa.exc.IntegrityError:  # the same state decided twice at the same moment
             with self.engine.connect() as conn:
                 now = conn.execute(sa.select(sa.func.max(t.c.id)).where(t.c.image_id == image_id)
                                    ).scalar_one() or 0
                 raise self._conflict(conn, image_id, now) from None
+
+    def _settle(self) -> None:
+        """Fold SQLite's write-ahead log into the file now.
+
+        The file is a DVC dependency of the curation stages: a long-running writer (the
+        review app) would otherwise leave its decisions in ``-wal`` where DVC does not
+        look, and ``dvc repro`` would call the stages up to date.
+        """
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @staticmethod
     def _conflict(conn, image_id: str, current_id: int) -> DecisionConflict:
@@ -306,6 +319,7 @@ class Decisions:
             for r in clean:  # one by one: each row supersedes the one before it
                 r["supersedes"] = last.get(r["image_id"], 0)
                 last[r["image_id"]] = int(conn.execute(t.insert().values(**r)).inserted_primary_key[0])
+        self._settle()
         return len(clean)
 
     def history(self) -> pd.DataFrame:
@@ -387,6 +401,18 @@ def apply(df: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
     out.loc[conflict, "excluded_detail"] = None
     out.loc[reject, "excluded_reason"] = REJECTED
     out.loc[reject, "excluded_detail"] = "rejected by " + out.loc[reject, "decided_by"].fillna("?")
+    # one photo listed by several products is one image: a person's accept (or relabel) of a
+    # label conflict frees every listing of it, the first one stays, the others are copies
+    # (the review app shows the first listing's label, which an accept confirms)
+    kept = out["excluded_reason"].isna() & (accept | relabel)
+    again = kept & out["image_id"].where(kept).duplicated(keep="first") & kept
+    if again.any():
+        first = out[kept].drop_duplicates("image_id").set_index("image_id")["product_id"]
+        out.loc[again, "excluded_reason"] = "duplicate"
+        out.loc[again, "excluded_detail"] = ("the same photo is kept under product "
+                                             + out.loc[again, "image_id"].map(first).astype(str))
+        if "is_representative" in out.columns:
+            out.loc[again, "is_representative"] = False
     decided = accept | reject | relabel
     if "needs_review" in out.columns:
         out.loc[decided, "needs_review"] = False

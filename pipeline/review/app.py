@@ -240,6 +240,10 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
                               headers={"Content-Disposition": "attachment; filename=decisions.csv"})
 
     # ------------------------------------------------------------------ files
+    @app.get("/favicon.ico")
+    def favicon():
+        return flask.Response(status=204)
+
     @app.get("/img/<image_id>")
     @login_required
     def img(image_id: str):
