@@ -129,7 +129,7 @@ def run(df: pd.DataFrame, params: Params, *, data_dir: str | Path, validation: d
     counts = pd.crosstab(ds["label"], ds["split"]).reindex(
         columns=[s for s in manifest.SPLITS if s in set(ds["split"])], fill_value=0)
     _plot(ds, out_dir / "class_distribution.png")
-    card = _card(params, ds, counts, validation)
+    card = _card(params, ds, counts, validation, decided_counts(df))
     write_text(out_dir / "README.md", card)
     files = sorted(p for p in out_dir.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
     sums = "".join(f"{sha256_file(p)}  {p.relative_to(out_dir).as_posix()}\n" for p in files)
@@ -156,7 +156,17 @@ def _plot(ds: pd.DataFrame, path: Path) -> None:
     save_figure(fig, path)
 
 
-def _card(params: Params, ds: pd.DataFrame, counts: pd.DataFrame, validation: dict) -> str:
+def decided_counts(df: pd.DataFrame) -> dict[str, int]:
+    """Annotator decisions this version applies, per kind (one per photo, variants aside)."""
+    if "decision" not in df.columns:
+        return {}
+    photos = df[df["parent_id"].isna()] if "parent_id" in df.columns else df
+    kinds = photos.drop_duplicates("image_id")["decision"].dropna().astype(str)
+    return {k: int(v) for k, v in kinds.value_counts().sort_index().items()}
+
+
+def _card(params: Params, ds: pd.DataFrame, counts: pd.DataFrame, validation: dict,
+          decided: dict[str, int] | None = None) -> str:
     photos = ds[ds["parent_id"].isna()]
     fetched = pd.to_datetime(ds["fetched_at"], utc=True) if "fetched_at" in ds else pd.Series([])
     sites = ", ".join(sorted(ds["site"].dropna().unique())) if "site" in ds else ""
@@ -181,6 +191,8 @@ def _card(params: Params, ds: pd.DataFrame, counts: pd.DataFrame, validation: di
         if len(fetched.dropna()) else "- sources: unknown",
         f"- products: {ds['product_id'].nunique():,}; split groups: {ds['split_group'].nunique():,} "
         "(no product or duplicate cluster spans two splits)",
+        f"- annotator decisions applied: **{sum((decided or {}).values())}**"
+        + (" (" + ", ".join(f"{k} {v}" for k, v in decided.items()) + ")" if decided else ""),
         f"- validation: **{'passed' if validation.get('success') else 'FAILED'}** "
         f"({sum(t['expectations'] for t in validation.get('tables', {}).values())} expectations "
         f"on {len(validation.get('tables', {}))} tables)",

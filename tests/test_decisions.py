@@ -133,7 +133,8 @@ def test_accepting_a_photo_several_products_list_keeps_it_once(tmp_path):
                          "label": ["ruby", "spinel", "spinel", "ruby"],
                          "excluded_reason": ["label_conflict"] * 3 + [None],
                          "excluded_detail": ["x"] * 3 + [None],
-                         "needs_review": [True] * 3 + [False], "review_reason": ["label_conflict"] * 3 + [None],
+                         "needs_review": [True] * 3 + [False],
+                         "review_reason": ["label_conflict"] * 3 + [None],
                          "is_representative": [True, False, False, True]})
     db = decisions.Decisions(decisions.connect(f"sqlite:///{tmp_path}/r.sqlite"))
     db.record(A, "accept", "ana")

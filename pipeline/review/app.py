@@ -168,7 +168,7 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
             cluster=data.cluster(row), history=data.db.history_of(image_id), attrs=attrs,
             current=current, expect=int(current["id"]) if current else 0,
             suggestions=data.suggestions(row, params.review.relabel_suggestions),
-            labels=data.queue().labels, reject_reasons=REJECT_REASONS,
+            labels=data.labels(), reject_reasons=REJECT_REASONS,
             votes=app_db.open_votes(image_id), double=data.needs_double(row["reasons"]),
             crop_conf=row.get("crop_confidence"), min_conf=params.crop.min_confidence,
             has_crop=data.crop_file(image_id) is not None)
@@ -288,7 +288,7 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
             return {"error": "reject as other needs a note"}, 400
         if action != "reject":
             reason = None
-        labels = set(data.queue().labels)
+        labels = set(data.labels())
         if action == "relabel" and label not in labels:
             return {"error": f"{str(label)[:60]!r} is not a class of this project"}, 400
         try:

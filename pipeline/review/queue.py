@@ -102,6 +102,11 @@ class ReviewData:
         df["flagged"] = nr.fillna(False).astype(bool) | touched.astype(bool)
         return df
 
+    def labels(self) -> list[str]:
+        """The project's classes (those of the manifest, relabels included)."""
+        df = self.manifest()
+        return sorted(df["label"].dropna().astype(str).unique()) if len(df) else []
+
     def reason_score(self, row: dict, reason: str) -> tuple[float | None, float | None]:
         """``(score, threshold)`` behind a review reason (None where it has none)."""
         if reason in self.checks:
@@ -133,7 +138,8 @@ class ReviewData:
         in_force = kind.isin(decisions.IN_FORCE)
         q = flagged[~in_force].copy()
         q["revisit"] = (kind[~in_force] == "revisit").to_numpy(dtype=bool)
-        q["decision_id"] = [int(latest["id"].get(i, 0)) if len(latest) else 0 for i in q.index]
+        q["decision_id"] = (pd.Series(q.index.map(latest["id"]), index=q.index).fillna(0).astype("int64")
+                            if len(latest) else 0)
         votes = self.app_db.open_vote_map() if self.app_db is not None else {}
         state = []
         for iid, reasons in zip(q.index, q["reasons"], strict=True):
@@ -164,7 +170,7 @@ class ReviewData:
             q = q[q["label"] == label]
         q = q.sort_values(["revisit", "closeness", "image_id"], ascending=[False, True, True],
                           kind="stable")
-        labels = sorted(df["label"].dropna().astype(str).unique()) if len(df) else []
+        labels = self.labels()
         return Queue(q, dict(sorted(counts.items(), key=lambda kv: -kv[1])),
                      int(in_force.sum()), left, labels)
 

@@ -153,6 +153,8 @@ def test_an_annotator_reviews_five_images_by_keyboard_and_the_dataset_follows(pr
 
     out = sh([str(BIN / "dvc"), "repro", "export"], project).stdout
     assert "Running stage 'dedupe'" in out  # the decisions DB is a dependency: curation reruns
+    card = (project / "data" / "dataset" / "README.md").read_text()
+    assert "annotator decisions applied: **4** (accept 2, reject 1, relabel 1)" in card, card[:1500]
     crop = pd.read_parquet(project / "data" / "manifests" / "crop.parquet")
     ds = pd.read_parquet(project / "data" / "dataset" / "manifest.parquet")
     originals = ds[ds["parent_id"].isna()]
