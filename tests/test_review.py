@@ -313,3 +313,45 @@ def test_an_old_decisions_table_gains_the_column_and_keeps_its_rows(tmp_path):
     db = decisions.Decisions(decisions.connect(url))
     assert db.latest()["decision"].tolist() == ["accept"]
     assert db.record("b" * 64, "reject", "bo", reason="hand", expect=1) == 2
+
+
+@pytest.fixture
+def pg_url():
+    """A new PostgreSQL database on 127.0.0.1 (dropped afterwards); skipped without a server."""
+    psycopg = pytest.importorskip("psycopg")
+    import uuid
+
+    name = f"gemcurate_review_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", connect_timeout=2,
+                                autocommit=True)
+    except Exception:
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    admin.execute(f"CREATE DATABASE {name}")
+    yield f"postgresql+psycopg://postgres@127.0.0.1/{name}"
+    sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1/{name}").dispose()
+    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+@pytest.mark.postgres
+def test_the_app_on_postgresql_keeps_the_version_check_and_its_accounts_there(project, pg_url):
+    data, _, ids = project
+    p = params(data, data={"review_db": pg_url})
+    app = create_app(p, data, testing=True)
+    db = AppDB(app_url(pg_url, data))
+    for name in ("ana", "bo"):
+        db.add_user(name, "annotator", PASSWORD)
+    assert not (data / "state" / "review_app.sqlite").exists()  # accounts live in PostgreSQL too
+    ana, bo = login(app, "ana"), login(app, "bo")
+    assert api(bo, "/api/decide", {"image_id": ids[0], "action": "accept", "expect": 0}).status_code == 200
+    r = api(ana, "/api/decide", {"image_id": ids[0], "action": "reject", "reason": "hand", "expect": 0})
+    assert r.status_code == 409 and r.get_json()["current"]["reviewer"] == "bo"
+    dec = decisions.Decisions(decisions.connect(pg_url))
+    with dec.engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):
+        conn.execute(decisions.decisions_table.insert().values(
+            image_id=ids[0], decision="reject", reviewer="ana", decided_at=pd.Timestamp.now(tz="UTC"),
+            supersedes=0))
+    assert dec.latest()["reviewer"].tolist() == ["bo"]
+    dec.engine.dispose()
+    db.engine.dispose()
