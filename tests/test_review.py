@@ -109,6 +109,12 @@ def test_login_cookies_are_httponly_samesite_and_wrong_passwords_fail(project):
     db = AppDB(app_url(None, data))
     stored = db.engine.connect().execute(sa.text("select password_hash from review_users")).scalars().all()
     assert all(h.startswith("scrypt:") and PASSWORD not in h for h in stored)
+    for _ in range(4):
+        c.post("/login", data={"name": "bo", "password": "guess guess", "csrf_token": token})
+    assert c.post("/login", data={"name": "bo", "password": "guess guess",
+                                  "csrf_token": token}).status_code == 401
+    locked = c.post("/login", data={"name": "bo", "password": PASSWORD, "csrf_token": token})
+    assert locked.status_code == 429 and "too many failed logins" in locked.get_data(as_text=True)
     with pytest.raises(AccountError, match="at least"):
         db.add_user("cy", "annotator", "short")
     with pytest.raises(AccountError, match="user name"):

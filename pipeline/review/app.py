@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from pipeline.review.queue import REJECT_REASONS, ReviewData
 logger = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 THUMB = 192
+MAX_FAILURES, LOCKOUT_S = 5, 600  # failed logins per account before it waits 10 minutes
 
 
 class User(UserMixin):
@@ -67,6 +69,8 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
     CSRFProtect(app)  # every POST (forms and the JSON API) carries the token
     login = LoginManager(app)
     login.login_view = "login_page"
+    login.session_protection = "strong"
+    failures: dict[str, list[float]] = {}  # account name → times of recent failed logins
 
     @login.user_loader
     def load_user(name: str) -> User | None:
@@ -97,8 +101,18 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
     def login_page():
         error = None
         if request.method == "POST":
-            u = app_db.check_login(request.form.get("name", ""), request.form.get("password", ""))
+            name = request.form.get("name", "")[:64]
+            now = time.monotonic()
+            recent = [t for t in failures.get(name, []) if now - t < LOCKOUT_S]
+            if len(recent) >= MAX_FAILURES:  # guessing passwords: wait, whoever is asking
+                logger.warning("login for %r refused: %d failures in %d s", name, len(recent), LOCKOUT_S)
+                return render_template("login.html", error=f"too many failed logins for {name}; "
+                                       f"try again in {LOCKOUT_S // 60} minutes"), 429
+            u = app_db.check_login(name, request.form.get("password", ""))
+            if not u:
+                failures[name] = [*recent, now]
             if u:
+                failures.pop(name, None)
                 login_user(User(u["name"], u["role"]))
                 nxt = request.args.get("next", "")
                 # only a path on this app (no //host, no scheme): no open redirect
