@@ -295,6 +295,10 @@ class FilterParams:
         "doc": "run rapidocr's text detector on images in the certificate review band"})
     ocr_min_boxes: int = field(default=10, metadata={"min": 1, "max": 1000})
     use_url_hints: bool = True
+    hand_policy: str = field(default="junk", metadata={
+        "choices": {"junk", "keep"},
+        "doc": "junk: a hand photo is out (loose-gem stores); keep: it stays, tagged is_worn "
+               "(jewelry stores, where a ring on a finger is often the product photo)"})
     workers: int = field(default=0, metadata={"min": 0, "max": 256})
     progress: bool = True
     checks: dict[str, CheckParams] = field(default_factory=dict, metadata={

@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 CARD_COLUMNS = ["image_id", "label", "split", "parent_id", "transform", "product_id", "site",
                 "source_url", "product_url", "fetched_at", "dup_cluster", "split_group",
-                "crop_box", "crop_confidence"]
+                "crop_box", "crop_confidence", "is_worn"]
 
 
 class ExportRefused(UserError, RuntimeError):

@@ -111,13 +111,22 @@ def apply_scores(df: pd.DataFrame, scores: pd.DataFrame, p: FilterParams) -> pd.
         sc = sc.astype("Float64")
         out[manifest.score_col(name)] = sc
         flag = (sc >= cp.threshold).astype("boolean")
+        if name == "hand" and p.hand_policy == "keep":
+            # a worn or held product is the product photo here: tagged, not junk, not reviewed
+            out["is_worn"] = flag
+            out[manifest.flag_col(name)] = flag & False
+            continue
         out[manifest.flag_col(name)] = flag
         exclude = flag.fillna(False) & out["excluded_reason"].isna()
         out.loc[exclude, "excluded_reason"] = name
         out.loc[exclude, "excluded_detail"] = f"{name} score " + sc[exclude].round(2).astype(str)
         if cp.review_band > 0:
             add_review(out, (sc - cp.threshold).abs() < cp.review_band, name)
-    _junk_over_duplicates(out, [n for n in JUNK_CHECKS if n in p.enabled_checks(checks.REGISTRY)])
+    if "is_worn" not in out.columns:
+        out["is_worn"] = pd.Series(pd.NA, index=out.index, dtype="boolean")  # junk policy: not asked
+    junk = [n for n in JUNK_CHECKS if n in p.enabled_checks(checks.REGISTRY)
+            and not (n == "hand" and p.hand_policy == "keep")]
+    _junk_over_duplicates(out, junk)
     return out
 
 

@@ -123,7 +123,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("review_reason", "string", True, "dedupe",
            "why it needs review (label_conflict, certificate, hand, crop_*, ...; several joined by ';')"),
     Column("*_score", "float64", True, "filter", "score of check <check> (see score_col)"),
-    Column("is_*", "boolean", True, "filter", "decision of check <check> (see flag_col)"),
+    Column("is_*", "boolean", True, "filter", "decision of check <check> (see flag_col); is_worn: a hand "
+           "wears or holds the product (filter.hand_policy keep; null under junk)"),
 )
 
 STAGE_ORDER = ("raw", "dedupe", "filter", "crop", "split", "augment")

@@ -85,3 +85,29 @@ def test_a_new_check_is_one_class_and_runs_with_its_defaults():
         del checks.REGISTRY["overexposed_test"]
     with pytest.raises(ConfigError, match="no such check"):
         off.filter.enabled_checks(checks.REGISTRY)
+
+
+def test_hand_policy_keep_tags_worn_products_instead_of_excluding_them():
+    """A jewelry store's ring on a finger is its product photo: with ``hand_policy: keep`` the
+    hand check tags it ``is_worn`` (trainers may filter on it), excludes nothing and sends
+    nothing to review; a certificate is still junk. ``junk`` (the default) excludes it."""
+    df = pd.DataFrame({
+        "image_id": ["worn", "band", "cert", "plain"], "label": ["rings"] * 4,
+        "excluded_reason": [None] * 4, "excluded_detail": [None] * 4,
+        "needs_review": pd.array([False] * 4, dtype="boolean"),
+        "review_reason": pd.array([None] * 4, dtype="string"),
+    })
+    zero = [0.0] * 4
+    sc = pd.DataFrame({"image_id": df["image_id"], "certificate": [0.0, 0.0, 0.9, 0.0],
+                       "hand": [0.9, 0.45, 0.0, 0.0], "blurry": zero, "too_small": zero,
+                       "too_dark": zero, "too_bright": zero, "low_information": zero})
+    junk = filt.apply_scores(df, sc, load_params(None).filter).set_index("image_id")
+    assert junk.loc["worn", "excluded_reason"] == "hand" and junk.loc["band", "review_reason"] == "hand"
+    assert junk["is_worn"].isna().all()
+    keep = filt.apply_scores(df, sc, load_params(None, {"filter": {"hand_policy": "keep"}}).filter
+                             ).set_index("image_id")
+    assert keep["excluded_reason"].tolist() == [None, None, "certificate", None]
+    assert keep["is_worn"].tolist() == [True, False, False, False]
+    assert not keep["is_hand"].any() and not keep["needs_review"].any()
+    with pytest.raises(Exception, match="hand_policy"):
+        load_params(None, {"filter": {"hand_policy": "maybe"}})
