@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 from pipeline import orchestration as orch
+from pipeline.core.tools import tool
 
 
 def airflow_exe() -> str:
-    exe = Path(sys.executable).with_name("airflow")
-    return str(exe) if exe.exists() else "airflow"
+    return tool("airflow")[0]
 
 
 def local_env(root: Path, port: int = 8080, env: dict | None = None) -> dict[str, str]:

@@ -38,12 +38,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.core.tools import tool
 from pipeline.errors import UserError
 from pipeline.scrape import EXIT_CODES
 
@@ -201,13 +201,11 @@ def discover(default: Path | None = None, env: dict | None = None) -> list[Proje
 
 def gemcurate_exe() -> list[str]:
     """``gemcurate`` of this interpreter's environment (a worker's venv), else from PATH."""
-    exe = Path(sys.executable).with_name("gemcurate")
-    return [str(exe)] if exe.exists() else ["gemcurate"]
+    return tool("gemcurate")
 
 
 def dvc_exe() -> list[str]:
-    exe = Path(sys.executable).with_name("dvc")
-    return [str(exe)] if exe.exists() else ["dvc"]
+    return tool("dvc")
 
 
 def check_base_url(url: str | None) -> str | None:

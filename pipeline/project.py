@@ -199,10 +199,9 @@ def _run(cmd: list[str], cwd: Path) -> None:
 
 
 def _dvc() -> list[str]:
-    import sys
+    from pipeline.core.tools import tool
 
-    exe = Path(sys.executable).with_name("dvc")
-    return [str(exe)] if exe.exists() else ["dvc"]
+    return tool("dvc")
 
 
 def init_project(dest: str | Path, site: str = "demo", base_url: str | None = None,

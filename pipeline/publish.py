@@ -24,7 +24,6 @@ import json
 import logging
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from pipeline import manifest
 from pipeline.config import Params
 from pipeline.core import decisions
 from pipeline.core.blobstore import sha256_file, sha256_hex
+from pipeline.core.tools import tool
 from pipeline.core.validation import ValidationFailed, passed_result
 from pipeline.errors import UserError
 
@@ -57,8 +57,7 @@ def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
 
 def dvc_cmd() -> list[str]:
     """DVC from this interpreter's environment (the venv), else from PATH."""
-    exe = Path(sys.executable).with_name("dvc")
-    return [str(exe)] if exe.exists() else ["dvc"]
+    return tool("dvc")
 
 
 def repo_root(start: Path | None = None) -> Path:
