@@ -21,7 +21,7 @@ import yaml
 
 from pipeline import airflow_local
 from pipeline.storefront import process
-from tests.helpers import ROOT, copy_tree
+from tests.helpers import ROOT, copy_tree, free_port, reachable
 
 pytest.importorskip("airflow")
 pytestmark = pytest.mark.slow
@@ -30,13 +30,6 @@ BIN = Path(sys.executable).parent
 STORE = ["--seed", "3", "--classes", "4", "--products-per-class", "10", "--rate-limit", "1000",
          "--burst", "200", "--faults", "0"]
 GIT_ID = ["-c", "user.name=test", "-c", "user.email=test@localhost"]
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 PORT = free_port()  # a store keeps its address between refreshes
@@ -272,10 +265,3 @@ def test_the_embedded_airflow_starts_with_one_command_and_stops_on_sigterm(proje
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 9)
-
-
-def reachable(port: int) -> bool:
-    import socket
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,18 +26,12 @@ import pytest
 from pipeline import airflow_local
 from pipeline import orchestration as orch
 from pipeline.storefront import process
-from tests.e2e.test_airflow import GIT_ID, STORE, free_port, sh
-from tests.helpers import ROOT, copy_tree
+from tests.e2e.test_airflow import GIT_ID, STORE, sh
+from tests.helpers import ROOT, copy_tree, free_port, reachable
 
 pytest.importorskip("airflow.providers.celery")
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-
-
-def reachable(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 if not (reachable(5432) and reachable(6379)):
