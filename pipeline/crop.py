@@ -53,7 +53,7 @@ from pipeline.core.flags import add_review
 from pipeline.core.imageio import ImageError, Loaded, block_mean, encode_image, fit, load_rgb, shrink
 from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
-from pipeline.core.resultcache import ResultCache, combine, compute_shard, reuse
+from pipeline.core.resultcache import ResultCache, combine, compute_shard, reuse, shard_main
 from pipeline.core.stageio import StageIO
 
 logger = logging.getLogger(__name__)
@@ -427,13 +427,6 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path, crops_dir: 
     return out, metrics
 
 
-def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None,
-         shard: tuple[int, int] | None = None) -> dict:
-    """The stage; with ``shard=(i, n)``, only that share of the per-image work (see ``run_shard``)."""
-    if shard is not None:
-        return run_shard(params, shard, data_dir, progress)
-    return _main(params, data_dir, progress)
-
 
 def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | None = None,
               progress: bool | None = None) -> dict:
@@ -465,3 +458,6 @@ def _main(params: Params, data_dir: str | Path | None = None, progress: bool | N
     logger.info("crop: %d cropped of %d, %d need review", metrics["cropped"], metrics["images"],
                 metrics["needs_review"])
     return metrics
+
+
+main = shard_main(_main, run_shard)

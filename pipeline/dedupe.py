@@ -54,7 +54,7 @@ from pipeline.core.hashing import (
 from pipeline.core.imageio import ImageError
 from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
-from pipeline.core.resultcache import in_shard
+from pipeline.core.resultcache import in_shard, shard_main
 from pipeline.core.stageio import Staged, StageIO
 
 logger = logging.getLogger(__name__)
@@ -401,13 +401,6 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
     return out, metrics
 
 
-def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None,
-         shard: tuple[int, int] | None = None) -> dict:
-    """The stage; with ``shard=(i, n)``, only that share of the fingerprints (``run_shard``)."""
-    if shard is not None:
-        return run_shard(params, shard, data_dir, progress)
-    return _main(params, data_dir, progress)
-
 
 def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | None = None,
               progress: bool | None = None) -> dict:
@@ -448,3 +441,6 @@ def _main(params: Params, data_dir: str | Path | None = None, progress: bool | N
                 metrics["images"], metrics["near_duplicate_pairs"], metrics["excluded_duplicates"],
                 metrics["label_conflicts"])
     return metrics
+
+
+main = shard_main(_main, run_shard)

@@ -32,7 +32,7 @@ from pipeline.core.flags import add_review, drop_review_reason, ensure_review_co
 from pipeline.core.imageio import ImageError, load_rgb
 from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
-from pipeline.core.resultcache import ResultCache, combine, compute_shard, reuse
+from pipeline.core.resultcache import ResultCache, combine, compute_shard, reuse, shard_main
 from pipeline.core.stageio import StageIO
 
 logger = logging.getLogger(__name__)
@@ -210,13 +210,6 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
     return out, metrics
 
 
-def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None,
-         shard: tuple[int, int] | None = None) -> dict:
-    """The stage; with ``shard=(i, n)``, only that share of the per-image work (see ``run_shard``)."""
-    if shard is not None:
-        return run_shard(params, shard, data_dir, progress)
-    return _main(params, data_dir, progress)
-
 
 def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | None = None,
               progress: bool | None = None) -> dict:
@@ -249,3 +242,6 @@ def _main(params: Params, data_dir: str | Path | None = None, progress: bool | N
     logger.info("filter: %d scored, flagged %s, %d need review", metrics["images_scored"],
                 metrics["flagged"], metrics["needs_review"])
     return metrics
+
+
+main = shard_main(_main, run_shard)

@@ -178,3 +178,44 @@ def reachable(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+BIN = Path(__import__("sys").executable).parent  # the venv's bin: dvc, airflow, gemcurate
+GIT_ID = ["-c", "user.name=test", "-c", "user.email=test@localhost"]
+
+
+def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True, timeout: float = 900,
+        stdin: str | None = None):
+    """Run ``cmd`` with the venv's bin first on PATH; with ``check``, fail showing its output."""
+    import os
+    import subprocess
+
+    env = dict(os.environ if env is None else env)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                         input=stdin)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} → {res.returncode}\n"
+                             f"stdout: {res.stdout[-6000:]}\nstderr: {res.stderr[-4000:]}")
+    return res
+
+
+FAST_SCRAPE = {"max_rate": 500.0, "default_rate": 500.0, "concurrency": 8, "progress": False}
+
+
+def project_repo(dest: Path, remote: Path | None, **sections: dict) -> Path:
+    """This working tree as a new git repository at ``dest``: params sections updated
+    (scrape at loopback speed by default), committed, the DVC remote at ``remote``."""
+    import yaml
+
+    copy_tree(dest)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    for name, values in {"scrape": FAST_SCRAPE, **sections}.items():
+        params[name].update(values)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", *GIT_ID, "commit", "-qm", "init"], dest)
+    if remote is not None:
+        run([str(BIN / "dvc"), "remote", "modify", "--local", "local", "url", str(remote)], dest)
+    return dest

@@ -258,32 +258,29 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
     def favicon():
         return flask.Response(status=204)
 
-    @app.get("/img/<image_id>")
-    @login_required
-    def img(image_id: str):
-        f = data.image_file(image_id)
+    def send(f: Path | None) -> flask.Response:
         if f is None:
             abort(404)
         return send_file(f, mimetype=_mime(f), max_age=86400, conditional=True)
 
+    @app.get("/img/<image_id>")
+    @login_required
+    def img(image_id: str):
+        return send(data.image_file(image_id))
+
     @app.get("/crop/<image_id>")
     @login_required
     def crop(image_id: str):
-        f = data.crop_file(image_id)
-        if f is None:
-            abort(404)
-        return send_file(f, mimetype=_mime(f), max_age=86400, conditional=True)
+        return send(data.crop_file(image_id))
 
     @app.get("/thumb/<image_id>")
     @login_required
     def thumb(image_id: str):
         f = data.image_file(image_id)
-        if f is None:
-            abort(404)
         cache = data_dir / "review_cache" / "thumbs" / f"{image_id}.jpg"
-        if not cache.exists():
+        if f is not None and not cache.exists():
             _make_thumb(f, cache)
-        return send_file(cache, mimetype="image/jpeg", max_age=86400, conditional=True)
+        return send(cache if f is not None else None)
 
     # ------------------------------------------------------------------ actions
     def decide_one(image_id: str, body: dict) -> tuple[dict, int]:

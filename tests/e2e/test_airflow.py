@@ -17,33 +17,22 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from pipeline import airflow_local
 from pipeline.storefront import process
-from tests.helpers import ROOT, copy_tree, free_port, reachable
+from tests.helpers import BIN, ROOT, free_port, project_repo, reachable, run
 
 pytest.importorskip("airflow")
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
 STORE = ["--seed", "3", "--classes", "4", "--products-per-class", "10", "--rate-limit", "1000",
          "--burst", "200", "--faults", "0"]
-GIT_ID = ["-c", "user.name=test", "-c", "user.email=test@localhost"]
-
-
 PORT = free_port()  # a store keeps its address between refreshes
 
 
 def sh(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True,
        timeout: float = 900) -> subprocess.CompletedProcess:
-    env = dict(env or os.environ)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and res.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} → {res.returncode}\nstdout: {res.stdout[-6000:]}\n"
-                             f"stderr: {res.stderr[-4000:]}")
-    return res
+    return run(cmd, cwd, env, check, timeout)
 
 
 
@@ -52,18 +41,8 @@ def sh(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True,
 def project(tmp_path_factory):
     """(repo, env): a project copy and the environment of its embedded Airflow."""
     tmp = tmp_path_factory.mktemp("airflow")
-    repo = tmp / "repo"
-    copy_tree(repo)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["scrape"].update(max_rate=500.0, default_rate=500.0, concurrency=8, progress=False)
-    params["augment"]["target_per_class"] = 40
-    params["train"].update(head_epochs=4)
-    params["evaluate"]["contact_sheet"] = 8
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(["git", "init", "-q"], repo)
-    sh(["git", "add", "-A"], repo)
-    sh(["git", *GIT_ID, "commit", "-qm", "init"], repo)
-    sh([str(BIN / "dvc"), "remote", "modify", "--local", "local", "url", str(tmp / "remote")], repo)
+    repo = project_repo(tmp / "repo", tmp / "remote", augment={"target_per_class": 40},
+                        train={"head_epochs": 4}, evaluate={"contact_sheet": 8})
     env = airflow_local.local_env(repo, env={**os.environ, "AIRFLOW_HOME": str(tmp / "home"),
                                              "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "t@localhost",
                                              "GIT_COMMITTER_NAME": "test",

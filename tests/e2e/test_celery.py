@@ -26,8 +26,8 @@ import pytest
 from pipeline import airflow_local
 from pipeline import orchestration as orch
 from pipeline.storefront import process
-from tests.e2e.test_airflow import GIT_ID, STORE, sh
-from tests.helpers import ROOT, copy_tree, free_port, reachable
+from tests.e2e.test_airflow import STORE, sh
+from tests.helpers import GIT_ID, ROOT, copy_tree, free_port, reachable
 
 pytest.importorskip("airflow.providers.celery")
 pytestmark = pytest.mark.slow

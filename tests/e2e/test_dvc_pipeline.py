@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import copy_tree
+from tests.helpers import project_repo
 
 BIN = Path(sys.executable).parent
 STORE = ["--seed", "3", "--classes", "4", "--products-per-class", "10", "--rate-limit", "1000",
@@ -50,17 +50,7 @@ def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("dvc")
-    dest = tmp / "repo"
-    copy_tree(dest)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["scrape"].update(max_rate=500.0, default_rate=500.0, concurrency=8, progress=False)
-    params["augment"]["target_per_class"] = 60
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(["git", "init", "-q"], dest)
-    sh(["git", "add", "-A"], dest)
-    sh(["git", *GIT_ID, "commit", "-qm", "init"], dest)
-    dvc("remote", "modify", "--local", "local", "url", str(tmp / "remote"), cwd=dest)
-    return dest
+    return project_repo(tmp / "repo", tmp / "remote", augment={"target_per_class": 60})
 
 
 def ran_stages(out: str) -> set[str]:

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from pipeline.storefront import process
-from tests.helpers import ROOT, copy_tree
+from tests.helpers import BIN, ROOT, project_repo, run
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -30,32 +29,19 @@ if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is needed (apt install chromium)", allow_module_level=True)
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
 STORE = ["--seed", "3", "--classes", "4", "--products-per-class", "10", "--rate-limit", "1000",
          "--burst", "200", "--faults", "0"]
 PASSWORD = "annotator password 1"
 
 
 def sh(cmd: list[str], cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, input=stdin)
-    assert res.returncode == 0, f"{' '.join(cmd)} → {res.returncode}\n{res.stderr[-3000:]}"
-    return res
+    return run(cmd, cwd, stdin=stdin)
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("review")
-    repo = tmp / "repo"
-    copy_tree(repo)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["scrape"].update(max_rate=500.0, default_rate=500.0, concurrency=8, progress=False)
-    params["augment"]["target_per_class"] = 30
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(["git", "init", "-q"], repo)
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qm", "init"], repo)
-    sh([str(BIN / "dvc"), "remote", "modify", "--local", "local", "url", str(tmp / "remote")], repo)
+    repo = project_repo(tmp / "repo", tmp / "remote", augment={"target_per_class": 30})
     with process.storefront(STORE, cwd=ROOT) as store:
         sh([sys.executable, "-m", "pipeline.cli", "scrape", "--base-url", store.base_url], repo)
     sh([str(BIN / "dvc"), "repro", "export"], repo)

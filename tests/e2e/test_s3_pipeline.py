@@ -7,7 +7,6 @@ with the local DVC cache gone, pull the version back from S3 and verify it.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -18,29 +17,18 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import copy_tree
+from tests.helpers import BIN, GIT_ID, copy_tree, run
 
 pytest.importorskip("s3fs")
 pytest.importorskip("dvc_s3")
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
+sh = run
 STORE = ["--seed", "5", "--classes", "3", "--products-per-class", "8", "--rate-limit", "1000",
          "--burst", "200", "--faults", "0"]
-GIT_ID = ["-c", "user.name=test", "-c", "user.email=test@localhost"]
-
-
-def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    if check and res.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} → {res.returncode}\nstderr: {res.stderr[-3000:]}\n"
-                             f"stdout: {res.stdout[-2000:]}")
-    return res
-
 
 def gemcurate(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return sh([sys.executable, "-m", "pipeline.cli", *args], cwd, check)
+    return sh([sys.executable, "-m", "pipeline.cli", *args], cwd, check=check)
 
 
 def test_scrape_into_s3_curate_publish_and_pull_from_s3(tmp_path, storefront, bucket):
