@@ -17,6 +17,7 @@ Parts (run all, or pick with --only):
 
 Usage:
     .venv/bin/python bench/curation.py [--only search,throughput,generated,realdata] [--max-n 1000000]
+    .venv/bin/python bench/curation.py --realdata      # per source folder of ../shared/realdata
 """
 
 from __future__ import annotations
@@ -197,6 +198,14 @@ def _mad(a: Path, b: Path) -> float:
     return round(float(np.abs(x - y).mean()), 2)
 
 
+# every folder of ../shared/realdata that exists, scored on its own (a weak source cannot hide
+# in an average): products (gems, jewelry, textured backdrops), hands, documents/certificates
+SOURCES = (("photo", "gems/*/*"), ("photo", "jewelry/*/*"), ("photo", "products-textured/*"),
+           ("hand", "hands/*"), ("hand", "hands-jewelry/*"),
+           ("document", "documents/*"), ("document", "certificates/*"))
+WANT = {"hand": "is_hand", "document": "is_certificate"}
+
+
 def bench_realdata(copies: int = 300) -> dict:
     """Dedupe + filter on the real sample photos, with made copies (see the module doc)."""
     import pandas as pd
@@ -208,8 +217,7 @@ def bench_realdata(copies: int = 300) -> dict:
         print(f"realdata: {REALDATA} absent, skipped", flush=True)
         return {"skipped": True}
     files = []
-    for kind, pattern in (("photo", "gems/*/*"), ("photo", "jewelry/*/*"), ("hand", "hands/*"),
-                          ("document", "documents/*")):
+    for kind, pattern in SOURCES:
         files += [(kind, f) for f in sorted(REALDATA.glob(pattern)) if f.is_file()]
     rng = np.random.default_rng(2024)
     photos = [f for k, f in files if k == "photo"]
@@ -233,8 +241,10 @@ def bench_realdata(copies: int = 300) -> dict:
             return sha
 
         ids = {}
+        source_of: dict[str, str] = {}
         for kind, f in files:
             rel = f.relative_to(REALDATA).as_posix()
+            source_of[rel] = rel.split("/", 1)[0]
             label = f.parent.name if kind == "photo" else kind
             ids[f] = add(f.read_bytes(), kind, label, rel)
         for n, k in enumerate(picked):
@@ -288,11 +298,33 @@ def bench_realdata(copies: int = 300) -> dict:
                     wrong += 1
                     merged.append((name_of.get(a), name_of.get(b)))
     different = [(a, b, mad) for a, b in merged if (mad := _mad(REALDATA / a, REALDATA / b)) >= 4.0]
+    product_folders = {"gems", "jewelry", "products-textured"}
+    n_products = sum(meta.loc[i, "kind"] == "photo" for i in originals)
+    different_products = [x for x in different if x[0].split("/", 1)[0] in product_folders
+                          and x[1].split("/", 1)[0] in product_folders]
     flags = ft[["is_certificate", "is_hand"]].fillna(False).astype(bool)
     quality = [c for c in ft.columns if c.startswith("is_") and c not in ("is_certificate", "is_hand",
                                                                           "is_representative")]
     photo = kind == "photo"
+    # per source folder: junk folders by recall of their check, product folders by what is
+    # wrongly flagged; each check's precision over every image it flagged
+    src = pd.Series({i: source_of.get(name_of.get(i, ""), "copy") for i in ft.index})
+    per_source = {}
+    for folder in sorted(set(src) - {"copy"}):
+        rows_ = src == folder
+        k = kind[rows_].iloc[0]
+        entry = {"images": int(rows_.sum()), "kind": k,
+                 "flagged_junk": round(float(flags.loc[rows_].any(axis=1).mean()), 4)}
+        if k in WANT:
+            entry["recall"] = round(float(flags.loc[rows_, WANT[k]].mean()), 4)
+        entry["needs_review"] = round(float(ft.loc[rows_, "needs_review"].fillna(False).mean()), 4)
+        per_source[folder] = entry
+    precision = {}
+    for k, col in WANT.items():
+        hit = flags[col] & (src != "copy")
+        precision[col] = round(float((kind[hit] == k).mean()), 4) if hit.any() else None
     res = {
+        "per_source": per_source, "precision": precision,
         "images": len(ft), "photos": int(photo.sum()), "hands": int((kind == "hand").sum()),
         "documents": int((kind == "document").sum()), "made_copies": len(made),
         "hand_recall": round(float(flags.loc[kind == "hand", "is_hand"].mean()), 4),
@@ -315,6 +347,10 @@ def bench_realdata(copies: int = 300) -> dict:
         "different_pictures_merged": different,
         "different_pictures_merged_per_1000_photos": round(1000 * len(different) / max(1, len(originals)),
                                                            3),
+        # product photos only (junk of one lab template clustering together costs nothing)
+        "different_product_photos_merged": different_products,
+        "different_product_photos_merged_per_1000": round(1000 * len(different_products)
+                                                          / max(1, n_products), 3),
         "seconds": {"dedupe": round(t_dedupe, 1), "filter": round(t_filter, 1)},
     }
     print("realdata", json.dumps(res), flush=True)
@@ -324,6 +360,7 @@ def bench_realdata(copies: int = 300) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="search,throughput,generated,realdata")
+    ap.add_argument("--realdata", action="store_true", help="the real photos only (--only realdata)")
     ap.add_argument("--max-n", type=int, default=1_000_000)
     ap.add_argument("--radius", type=int, default=10)
     ap.add_argument("--classes", type=int, default=20)
@@ -332,7 +369,7 @@ def main() -> None:
                     "a later run reuses the scrape and reruns the stages")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "curation.json"))
     a = ap.parse_args()
-    parts = a.only.split(",")
+    parts = ["realdata"] if a.realdata else a.only.split(",")
     out: dict = {}
     if "throughput" in parts:
         out["throughput"] = bench_throughput()
