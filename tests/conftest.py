@@ -109,8 +109,8 @@ def s3_server():
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    _, port = server.get_host_and_port()
+    endpoint = f"http://127.0.0.1:{port}"  # bound to loopback above
     saved = {k: os.environ.get(k) for k in (*S3_ENV, "AWS_ENDPOINT_URL")}
     os.environ.update(S3_ENV, AWS_ENDPOINT_URL=endpoint)
     yield endpoint
