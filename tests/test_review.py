@@ -265,6 +265,12 @@ def test_double_review_needs_two_agreeing_annotators_and_a_lead_resolves_the_res
     # a reason not listed needs one annotator
     assert api(ana, "/api/decide", {"image_id": ids[4], "action": "accept",
                                     "expect": 0}).get_json()["state"] == "decided"
+    # a vote can be taken back (undo) until a second annotator answers
+    assert api(ana, "/api/decide", {"image_id": ids[2], "action": "accept",
+                                    "expect": 0}).get_json()["state"] == "voted"
+    assert api(ana, "/api/undo", {"image_id": ids[2], "vote": True}).status_code == 200
+    assert api(ana, "/api/undo", {"image_id": ids[2], "vote": True}).status_code == 409
+    assert ids[2] in ana.get("/?reason=hand").get_data(as_text=True)
     stats = lea.get("/stats").get_data(as_text=True)
     # two images with two votes: (accept, accept) and (accept, reject): p_o 0.5, p_e 0.5 → kappa 0
     assert "2 image(s) reviewed twice" in stats and 'id="kappa">0.000<' in stats

@@ -405,7 +405,7 @@ def apply(df: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
     # label conflict frees every listing of it, the first one stays, the others are copies
     # (the review app shows the first listing's label, which an accept confirms)
     kept = out["excluded_reason"].isna() & (accept | relabel)
-    again = kept & out["image_id"].where(kept).duplicated(keep="first") & kept
+    again = kept & out["image_id"].where(kept).duplicated(keep="first")
     if again.any():
         first = out[kept].drop_duplicates("image_id").set_index("image_id")["product_id"]
         out.loc[again, "excluded_reason"] = "duplicate"

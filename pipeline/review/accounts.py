@@ -137,6 +137,14 @@ class AppDB:
                                             voted_at=datetime.now(UTC), resolved_by_decision=0))
         return self.open_votes(image_id)
 
+    def withdraw(self, image_id: str, reviewer: str) -> bool:
+        """Remove ``reviewer``'s open vote on ``image_id``; whether there was one."""
+        with self.engine.begin() as c:
+            res = c.execute(votes.delete().where((votes.c.image_id == image_id)
+                                                 & (votes.c.reviewer == reviewer)
+                                                 & (votes.c.resolved_by_decision == 0)))
+            return res.rowcount > 0
+
     def open_votes(self, image_id: str) -> list[dict]:
         with self.engine.connect() as c:
             rows = c.execute(sa.select(votes).where((votes.c.image_id == image_id)

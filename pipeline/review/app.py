@@ -363,11 +363,8 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
         if data.row(image_id) is None:
             return jsonify(error="no such image"), 404
         if body.get("vote"):
-            open_votes = [v for v in app_db.open_votes(image_id) if v["reviewer"] == current_user.name]
-            if not open_votes:
+            if not app_db.withdraw(image_id, current_user.name):
                 return jsonify(error="no open vote of yours on this image"), 409
-            with app_db.engine.begin() as c:
-                c.execute(accounts.votes.delete().where(accounts.votes.c.id == open_votes[0]["id"]))
             return jsonify(ok=True, state="vote withdrawn")
         try:
             did = int(body.get("decision_id", 0))

@@ -29,6 +29,7 @@ from pipeline import manifest
 from pipeline.config import Params
 from pipeline.core import decisions
 from pipeline.core.blobstore import sha_of_relpath
+from pipeline.core.stageio import StageIO
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +58,8 @@ class ReviewData:
     def __init__(self, params: Params, data_dir: Path, app_db=None) -> None:
         self.params = params
         self.data_dir = Path(data_dir)
-        self.store_root = Path(params.data.store_root) if params.data.store_root and \
-            "://" not in params.data.store_root else self.data_dir / "store"
+        self.io = StageIO.of(params, self.data_dir)  # the store's local folder (or mirror)
+        self.store_root = self.io.store_root
         self.crops_dir = self.data_dir / "crops"
         self.db = decisions.Decisions(decisions.connect(
             params.data.review_db or decisions.review_url(self.data_dir)))
@@ -220,6 +221,8 @@ class ReviewData:
         except ValueError:
             return None
         f = self.store_root / rel
+        if not f.is_file() and self.io.store_url:  # a shared store: fetch it (verified) once
+            self.io.store().fetch([rel])
         return f if f.is_file() else None
 
     def crop_file(self, image_id: str) -> Path | None:
