@@ -123,6 +123,37 @@ def cmd_demo(a: argparse.Namespace) -> int:
                     publish=not a.no_publish)
 
 
+def cmd_train_head(a: argparse.Namespace, params) -> int:
+    """``gemcurate filter train-head``: a project's own junk head, versioned by its hash."""
+    from pipeline import heads
+    from pipeline.core.embedding import EmbeddingCache
+    from pipeline.core.stageio import StageIO
+
+    if not 1 <= a.per_label <= 100_000:
+        raise UserError("--per-label must be 1..100000")
+    examples = heads.bank(a.per_label, a.realdata)
+    if a.examples:
+        examples += heads.examples_from_folder(a.examples)
+    emb = None
+    n_decisions = 0
+    if not a.no_decisions:
+        io = StageIO.of(params, a.data_dir)
+        try:
+            manifest = io.read("raw")
+        except (OSError, UserError):
+            manifest = None
+        found = heads.examples_from_decisions(io.decisions(), manifest,
+                                              io.images(manifest) if manifest is not None else ".")
+        n_decisions = len(found)
+        examples += found
+        emb = EmbeddingCache.for_data_dir(io.data_dir)
+    head, manifest_ = heads.train(examples, embeddings=emb, progress=not a.no_progress)
+    path = heads.save_versioned(head, manifest_, a.out_dir)
+    print(json.dumps({"head": str(path), "decisions_used": n_decisions, **manifest_["metrics"]}, indent=2))
+    print(f"use it: set filter.head: {path} in params.yaml (then dvc repro)")
+    return 0
+
+
 def cmd_stage(a: argparse.Namespace) -> int:
     from pipeline.project import require_current_lock
 
@@ -133,6 +164,8 @@ def cmd_stage(a: argparse.Namespace) -> int:
         for path in write_suites():
             print(f"wrote {path}")
         return 0
+    if getattr(a, "action", None) == "train-head":
+        return cmd_train_head(a, params)
     require_current_lock(find_project_root(), a.cmd)
     module = importlib.import_module(f"pipeline.{a.cmd}")
     extra = {"reset": True} if getattr(a, "reset", False) else {}
@@ -410,6 +443,18 @@ def build_parser() -> argparse.ArgumentParser:
         st = sub.add_parser(stage.name, help=stage.help)
         _project(st)
         st.add_argument("--no-progress", action="store_true")
+        if stage.name == "filter":
+            st.add_argument("action", nargs="?", choices=["train-head"],
+                            help="train-head: fit this project's junk head (certificate / hand / "
+                                 "product) on the bank, --examples and the annotators' decisions")
+            st.add_argument("--examples", help="train-head: a folder of product/, certificate/, hand/")
+            st.add_argument("--realdata", help="train-head: a folder with the licensed hands/ and "
+                                               "documents/ samples")
+            st.add_argument("--no-decisions", action="store_true",
+                            help="train-head: leave the annotators' decisions out")
+            st.add_argument("--per-label", type=int, default=240,
+                            help="train-head: generated bank images per class (default 240)")
+            st.add_argument("--out-dir", default="heads", help="train-head: where the head goes")
         if stage.name == "split":
             st.add_argument("--reset", action="store_true",
                             help="forget earlier assignments (a new split; breaks stability)")

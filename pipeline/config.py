@@ -299,6 +299,12 @@ class FilterParams:
         "choices": {"junk", "keep"},
         "doc": "junk: a hand photo is out (loose-gem stores); keep: it stays, tagged is_worn "
                "(jewelry stores, where a ring on a finger is often the product photo)"})
+    embedding: bool = field(default=True, metadata={
+        "doc": "embed every image once (EfficientNet-Lite0, kept in data/embeddings) and let the "
+               "learned junk head vote in the certificate and hand checks"})
+    head: str | None = field(default=None, metadata={
+        "doc": "this project's junk head (gemcurate filter train-head writes "
+               "heads/junk_head-<sha>.npz); default: the head shipped with gemcurate"})
     workers: int = field(default=0, metadata={"min": 0, "max": 256})
     progress: bool = True
     checks: dict[str, CheckParams] = field(default_factory=dict, metadata={
@@ -308,6 +314,9 @@ class FilterParams:
         for name in self.checks:
             if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
                 raise ConfigError(f"checks.{name}: a check name is snake_case")
+        if self.head is not None and (not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_./-]*\.npz", self.head)
+                                      or ".." in self.head.split("/")):
+            raise ConfigError(f"head: {self.head!r} is not a relative path to a .npz head file")
 
     def check_names(self, registry: typing.Mapping[str, type]) -> None:
         """Refuse a ``checks.<name>`` that is not registered (the filter stage calls this).

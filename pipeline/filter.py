@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import checks, manifest
+from pipeline import checks, heads, manifest
 from pipeline.config import FilterParams, Params
 from pipeline.core import decisions
 from pipeline.core.blobstore import BlobProblem, raise_if_damaged, read_verified
+from pipeline.core.embedding import EmbeddingCache, embed, from_bytes, to_bytes
 from pipeline.core.flags import add_review, drop_review_reason, ensure_review_columns
 from pipeline.core.imageio import ImageError, load_rgb
 from pipeline.core.lock import locks_data_dir
@@ -40,17 +41,44 @@ logger = logging.getLogger(__name__)
 # the code that computes a score: a change to any of it rescores every image
 _PKG = Path(__file__).parent
 CODE = [Path(__file__), _PKG / "core" / "imageio.py", *sorted((_PKG / "checks").glob("*.py"))]
+# … and, with filter.embedding, the embedding and the head (the head file joins at run time)
+EMBED_CODE = [_PKG / "heads.py", _PKG / "core" / "embedding.py", _PKG / "models" / "lite0_onnx.py",
+              _PKG / "models" / "efficientnet_lite.py", _PKG / "models" / "torch_legacy.py"]
+
+_HEADS: dict[str, heads.Head] = {}
+
+
+def head_file(p: FilterParams, root: str | Path = ".") -> Path:
+    """The junk head the filter uses: ``filter.head`` (relative to the project) or the shipped one."""
+    return (Path(root) / p.head).resolve() if p.head else heads.SHIPPED
+
+
+def code_files(p: FilterParams, root: str | Path = ".") -> list[Path]:
+    """What the cached scores depend on besides params: the code, and the head's bytes."""
+    return [*CODE, *EMBED_CODE, head_file(p, root)] if p.embedding else list(CODE)
+
+
+def _head(path: str) -> heads.Head:
+    if path not in _HEADS:
+        _HEADS[path] = heads.Head.load(path, verify_name=True)
+    return _HEADS[path]
 
 
 def score_image(rgb: np.ndarray, orig_size: tuple[int, int], url: str, p: FilterParams,
-                reload: Callable[[int], np.ndarray] | None = None) -> dict[str, float]:
+                reload: Callable[[int], np.ndarray] | None = None,
+                junk_proba: dict[str, float] | None = None) -> dict[str, float]:
     """Scores of every enabled check for one decoded image (pure; tests call it directly).
 
     ``reload(side)`` decodes the original again at a larger size for a check
-    that needs more detail (see :meth:`pipeline.checks.Image.at_least`).
+    that needs more detail (see :meth:`pipeline.checks.Image.at_least`);
+    ``junk_proba`` is the learned head's vote on the image's embedding.
     """
-    image = checks.Image(rgb, orig_size, url if p.use_url_hints else "", reload=reload)
+    image = checks.Image(rgb, orig_size, url if p.use_url_hints else "", reload=reload,
+                         junk_proba=junk_proba)
     out: dict[str, float] = {}
+    if junk_proba is not None:
+        out["head_certificate"] = junk_proba["certificate"]
+        out["head_hand"] = junk_proba["hand"]
     for name, cp in p.enabled_checks(checks.REGISTRY).items():
         check = checks.get(name)
         s = check.final_score(image)
@@ -66,8 +94,8 @@ def score_image(rgb: np.ndarray, orig_size: tuple[int, int], url: str, p: Filter
     return out
 
 
-def _score_file(args: tuple[str, str, str, FilterParams]) -> dict:
-    image_id, path, url, p = args
+def _score_file(args: tuple[str, str, str, FilterParams, str | None, bytes | None]) -> dict:
+    image_id, path, url, p, head_path, known = args
     try:
         data = read_verified(path, image_id)
         loaded = load_rgb(data, max_side=p.analysis_side)
@@ -79,17 +107,46 @@ def _score_file(args: tuple[str, str, str, FilterParams]) -> dict:
     def reload(side: int) -> np.ndarray:
         return load_rgb(data, max_side=side).array
 
+    extra: dict = {}
+    proba = None
+    if head_path is not None:
+        if known is None:
+            known = extra["_embedding"] = to_bytes(embed([loaded.array])[0])
+        vec = from_bytes(known)  # as stored (float16): a score is the same cached or not
+        proba = dict(zip(heads.LABELS, (float(v) for v in _head(head_path).proba(vec)[0]), strict=True))
     try:
-        return {"image_id": image_id, **score_image(loaded.array, loaded.orig_size, url, p, reload)}
+        return {"image_id": image_id, **score_image(loaded.array, loaded.orig_size, url, p, reload, proba),
+                **extra}
     except (ImageError, OSError) as exc:
         return {"image_id": image_id, "_error": str(exc)[:200]}
 
 
-def score_all(items: list[tuple[str, str, str]], p: FilterParams, progress: bool) -> pd.DataFrame:
-    """Score ``(image_id, path, url)`` items in parallel processes."""
-    rows = map_items(_score_file, [(*it, p) for it in items], p.workers, "filter", progress)
+def score_all(items: list[tuple[str, str, str]], p: FilterParams, progress: bool,
+              embeddings: EmbeddingCache | None = None, root: str | Path = ".") -> pd.DataFrame:
+    """Score ``(image_id, path, url)`` items in parallel processes.
+
+    With ``filter.embedding``, each image's embedding comes from ``embeddings`` or is
+    computed by the worker that decodes it (and added to ``embeddings``).
+    """
+    head_path = None
+    known: list[bytes | None] = [None] * len(items)
+    if p.embedding and items:
+        head_path = str(head_file(p, root))
+        _head(head_path)  # a bad head file fails here, once, with its name
+        if embeddings is not None:
+            vecs, found = embeddings.get([it[0] for it in items])
+            known = [to_bytes(v) if f else None for v, f in zip(vecs, found, strict=True)]
+    rows = map_items(_score_file, [(*it, p, head_path, k) for it, k in zip(items, known, strict=True)],
+                     p.workers, "filter", progress)
     raise_if_damaged(rows, Path(items[0][1]).parents[2] if items else "")
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if "_embedding" in out.columns:
+        new = out[out["_embedding"].notna()]
+        if embeddings is not None and len(new):
+            embeddings.add(list(new["image_id"]), np.stack([from_bytes(b) for b in new["_embedding"]]))
+        out.attrs["embedded"] = len(new)
+        out = out.drop(columns="_embedding")
+    return out
 
 
 def apply_scores(df: pd.DataFrame, scores: pd.DataFrame, p: FilterParams) -> pd.DataFrame:
@@ -102,9 +159,9 @@ def apply_scores(df: pd.DataFrame, scores: pd.DataFrame, p: FilterParams) -> pd.
         hit = err.notna() & out["excluded_reason"].isna()
         out.loc[hit, "excluded_reason"] = "undecodable"
         out.loc[hit, "excluded_detail"] = err[hit]
-    out["ocr_text_boxes"] = (out["image_id"].map(by_id["ocr_text_boxes"])
-                             if by_id is not None and "ocr_text_boxes" in by_id.columns
-                             else pd.Series(np.nan, index=out.index)).astype("Float64")
+    for col in ("ocr_text_boxes", "head_certificate", "head_hand"):
+        out[col] = (out["image_id"].map(by_id[col]) if by_id is not None and col in by_id.columns
+                    else pd.Series(np.nan, index=out.index)).astype("Float64")
     for name, cp in p.enabled_checks(checks.REGISTRY).items():
         sc = (out["image_id"].map(by_id[name]) if by_id is not None and name in by_id.columns
               else pd.Series(np.nan, index=out.index))
@@ -154,7 +211,8 @@ def _junk_over_duplicates(out: pd.DataFrame, names: list[str]) -> None:
 
 def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
         cache: ResultCache | None = None, latest: pd.DataFrame | None = None,
-        progress: bool = False) -> tuple[pd.DataFrame, dict]:
+        progress: bool = False, embeddings: EmbeddingCache | None = None,
+        root: str | Path = ".") -> tuple[pd.DataFrame, dict]:
     """Score, flag and apply decisions to the dedupe manifest.
 
     Args:
@@ -165,6 +223,9 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
             it does not hold, or holds under another URL (URL hints), are scored.
         latest: Annotator decisions in force.
         progress: Show a progress bar.
+        embeddings: The shared embedding cache (``filter.embedding``): images it lacks are
+            embedded and added; without one they are embedded and not kept.
+        root: The project root (``filter.head`` is relative to it).
 
     Returns:
         The filter manifest and a metrics dict.
@@ -186,7 +247,7 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
     known = set(old["image_id"]) if old is not None else set()
     items = [(i, str(Path(store_root) / pth), u) for i, pth, u in
              zip(todo["image_id"], todo["path"], todo["source_url"], strict=True) if i not in known]
-    fresh = score_all(items, p, progress)
+    fresh = score_all(items, p, progress, embeddings, root)
     t_score = time.perf_counter() - t0
     if len(fresh):
         fresh["_hint"] = fresh["image_id"].map(dict(zip(todo["image_id"], todo["source_url"].map(
@@ -203,6 +264,8 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
         "excluded": {str(k): int(v) for k, v in out["excluded_reason"].value_counts().items()},
         "in_dataset": int(out["excluded_reason"].isna().sum()),
         "ocr_second_opinions": int(out["ocr_text_boxes"].notna().sum()) if "ocr_text_boxes" in out else 0,
+        "images_embedded": int(fresh.attrs.get("embedded", 0)),
+        "junk_head": (head_file(p, root).name if p.embedding else None),
         "decisions_applied": int(out["decision"].notna().sum()) if "decision" in out else 0,
         "seconds": round(time.perf_counter() - t0, 3),
         "images_per_second": round(len(items) / t_score, 1) if t_score > 0 and items else None,
@@ -221,23 +284,26 @@ def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | Non
     one-process run.
     """
     io = StageIO.of(params, data_dir)
-    cache = ResultCache(io.data_dir / "filter", params.filter, CODE)
+    cache = ResultCache(io.data_dir / "filter", params.filter, code_files(params.filter))
     latest = io.decisions()
     show = params.filter.progress if progress is None else progress
+    emb = EmbeddingCache.for_data_dir(io.data_dir) if params.filter.embedding else None
     return compute_shard(cache, io.read("dedupe"), shard,
                          lambda d: run(d, params, store_root=io.images(d), cache=cache, latest=latest,
-                                       progress=show)[1])
+                                       progress=show, embeddings=emb)[1])
 
 
 @locks_data_dir("gemcurate filter")
 def _main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Read ``dedupe.parquet``, filter, write ``filter.parquet`` and ``metrics/filter.json``."""
     io = StageIO.of(params, data_dir)
-    cache = ResultCache(io.data_dir / "filter", params.filter, CODE)
+    cache = ResultCache(io.data_dir / "filter", params.filter, code_files(params.filter))
     df = io.read("dedupe")
     out, metrics = run(df, params, store_root=io.images(df), cache=cache,
                        latest=io.decisions(),
-                       progress=params.filter.progress if progress is None else progress)
+                       progress=params.filter.progress if progress is None else progress,
+                       embeddings=EmbeddingCache.for_data_dir(io.data_dir) if params.filter.embedding
+                       else None)
     io.write("filter", out, metrics, cache)
     logger.info("filter: %d scored, flagged %s, %d need review", metrics["images_scored"],
                 metrics["flagged"], metrics["needs_review"])

@@ -95,6 +95,10 @@ COLUMNS: tuple[Column, ...] = (
     # --- filter -----------------------------------------------------------------------
     Column("ocr_text_boxes", "float64", True, "filter",
            "text boxes rapidocr found (only images in the certificate review band)"),
+    Column("head_certificate", "float64", True, "filter",
+           "the learned junk head's probability of a certificate (null without filter.embedding)"),
+    Column("head_hand", "float64", True, "filter",
+           "the learned junk head's probability of a hand (null without filter.embedding)"),
     Column("decision", "string", True, "filter", "annotator decision in force: accept, reject, relabel"),
     Column("decided_by", "string", True, "filter", "who made that decision"),
     Column("decided_at", TIMESTAMP, True, "filter", "when"),

@@ -68,7 +68,8 @@ def is_source_checkout(root: Path) -> bool:
 
 
 def stage_code(stage: Stage) -> list[Path]:
-    return codegraph.closure(stage.module)
+    """The files a stage runs: its import closure and the package data it reads."""
+    return sorted({*codegraph.closure(stage.module), *(Path(p) for p in stage.code_data)})
 
 
 def _dvc_stage(stage: Stage, mode: str) -> dict:

@@ -35,6 +35,9 @@ class Stage:
     plots: dict[str, dict] = field(default_factory=dict)
     #: a DVC stage (``report`` is run by hand: it changes no dataset)
     dvc: bool = True
+    #: package files besides its modules that shape its outputs (the shipped junk head):
+    #: part of the stage's code for dvc.yaml and the code lock
+    code_data: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -52,11 +55,14 @@ STAGES: tuple[Stage, ...] = (
           metrics=("data/metrics/dedupe.json",)),
     Stage("filter", "certificate/hand/quality checks, review flags, annotator decisions",
           deps=("data/manifests/dedupe.parquet", REVIEWS_DB),
+          code_data=("pipeline/heads/junk_head.npz",),
           params=("filter.analysis_side", "filter.ocr_second_opinion", "filter.ocr_min_boxes",
-                  "filter.use_url_hints", "filter.checks"),
+                  "filter.use_url_hints", "filter.embedding", "filter.head", "filter.checks"),
           outs={"data/manifests/filter.parquet": {},
                 # per-image scores: a refresh scores only new images
-                "data/filter": {"persist": True, "cache": False}},
+                "data/filter": {"persist": True, "cache": False},
+                # one embedding per image (by image_id): a refresh embeds only new images
+                "data/embeddings": {"persist": True, "cache": False}},
           metrics=("data/metrics/filter.json",)),
     Stage("crop", "region-of-interest crop to square target-size images",
           deps=("data/manifests/filter.parquet",),

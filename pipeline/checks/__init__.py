@@ -41,6 +41,7 @@ class Image:
         orig_size: (width, height) of the original file.
         url: Source URL (file-name hints).
         cache: Intermediate results shared between checks.
+        junk_proba: The learned head's vote (see :mod:`pipeline.heads`), or None.
         reload: ``reload(side)`` decodes the original again with the longer
             side at most ``side`` (the filter stage passes one, so a check that
             needs detail, like the document check, can ask for it on the few
@@ -52,6 +53,9 @@ class Image:
     url: str = ""
     cache: dict = field(default_factory=dict)
     reload: Callable[[int], np.ndarray] | None = None
+    #: the learned junk head's probabilities (``product``, ``certificate``, ``hand``) from the
+    #: image's embedding, when the filter runs with ``filter.embedding`` (else None)
+    junk_proba: dict[str, float] | None = None
 
     def at_least(self, side: int) -> np.ndarray:
         """The image with a longer side of ``side`` px or the original's, whichever is smaller."""

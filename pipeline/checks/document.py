@@ -86,6 +86,19 @@ class Certificate(Check):
     hint_pattern = r"cert|report|gia|igi|grs|lab[-_]|invoice|receipt|document|scan"
 
     def score(self, image: Image) -> float:
+        """The handcrafted evidence or the learned head's probability, whichever is higher.
+
+        The head (on the ImageNet embedding) recognises a lab report as a whole — the
+        photo of the stone, the seal, the grid — where text is too small to count in a
+        300 px thumbnail; the text-line count catches pages the head has not seen.
+        """
+        text = self.text_score(image)
+        if image.junk_proba is None:
+            return text
+        return max(text, image.junk_proba["certificate"])
+
+    def text_score(self, image: Image) -> float:
+        """Text lines on paper and ruled lines (see the module doc), 0…1."""
         quick = quick_strokes(image.rgb)
         if quick < QUICK_GATE:
             image.cache["document"] = {"quick_strokes": float(quick)}

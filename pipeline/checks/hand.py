@@ -24,6 +24,8 @@ import numpy as np
 from pipeline.checks import Check, Image, ramp, register
 from pipeline.core.imageio import fit
 
+#: the learned head's hand vote counts in full once the largest skin region covers this share
+SKIN_GATE = (0.08, 0.16)
 SIDE = 128  # analysis size: shape cues do not need more, and texture is measured at a fixed scale
 
 
@@ -81,11 +83,21 @@ class Hand(Check):
     hint_pattern = r"hand|held|holding|finger|palm|worn|on[-_]?model"
 
     def score(self, image: Image) -> float:
+        """The shape cues' score, or the learned head's vote where there is skin to see.
+
+        The head (on the ImageNet embedding) knows a hand wearing a ring on a dark or busy
+        backdrop, where the shape cues fail; it is trusted only as far as the picture holds
+        a sizeable skin-coloured region (:data:`SKIN_GATE`), so gold, wood or a beige
+        backdrop that the head takes for skin does not flag a product on its own.
+        """
         f = hand_features(image.rgb)
         image.cache["hand"] = f
         touch = {0: 0.0, 1: 1.0, 2: 1.0, 3: 0.3}.get(int(f["touch"]), 0.0)
-        return (ramp(f["area"], 0.06, 0.14) * touch
-                * (1 - ramp(f["border_skin"], 0.12, 0.25))
-                * (1 - ramp(f["solidity"], 0.88, 0.95))
-                * (1 - ramp(f["texture"], 7.0, 10.0))
-                * (1 - ramp(f["specular"], 0.15, 0.4)))
+        shape = (ramp(f["area"], 0.06, 0.14) * touch
+                 * (1 - ramp(f["border_skin"], 0.12, 0.25))
+                 * (1 - ramp(f["solidity"], 0.88, 0.95))
+                 * (1 - ramp(f["texture"], 7.0, 10.0))
+                 * (1 - ramp(f["specular"], 0.15, 0.4)))
+        if image.junk_proba is None:
+            return shape
+        return max(shape, image.junk_proba["hand"] * ramp(f["area"], *SKIN_GATE))

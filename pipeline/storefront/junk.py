@@ -40,7 +40,126 @@ SKIN_TONES = ((255, 219, 190), (241, 194, 155), (224, 172, 128), (198, 140, 96),
 
 
 def render_certificate(rng: np.random.Generator, gem: str, product_id: str) -> np.ndarray:
-    """A gem lab report as an RGB uint8 image (portrait page or landscape card)."""
+    """A gem lab report as an RGB uint8 image: a full report page, or (as stores most often
+    show them) a wallet-size report card, sometimes as a 300–600 px thumbnail."""
+    if rng.random() < 0.5:
+        card = render_report_card(rng, gem, product_id)
+        if rng.random() < 0.5:
+            side = int(rng.integers(300, 601))
+            f = side / max(card.shape[:2])
+            card = cv2.resize(card, (int(card.shape[1] * f), int(card.shape[0] * f)),
+                              interpolation=cv2.INTER_AREA)
+        return card
+    return render_report_page(rng, gem, product_id)
+
+
+def _qr(rng: np.random.Generator, d: ImageDraw.ImageDraw, x: int, y: int, size: int, ink) -> None:
+    """A QR-code-like square: three finder patterns and random modules."""
+    n = 25
+    cell = max(1, size // n)
+    bits = rng.random((n, n)) < 0.5
+    for i in range(n):
+        for j in range(n):
+            if bits[i, j]:
+                d.rectangle([x + j * cell, y + i * cell, x + (j + 1) * cell - 1, y + (i + 1) * cell - 1],
+                            fill=ink)
+    for fx, fy in ((0, 0), (n - 7, 0), (0, n - 7)):
+        x0, y0 = x + fx * cell, y + fy * cell
+        d.rectangle([x0, y0, x0 + 7 * cell - 1, y0 + 7 * cell - 1], fill=(255, 255, 255))
+        d.rectangle([x0, y0, x0 + 7 * cell - 1, y0 + 7 * cell - 1], outline=ink, width=cell)
+        d.rectangle([x0 + 2 * cell, y0 + 2 * cell, x0 + 5 * cell - 1, y0 + 5 * cell - 1], fill=ink)
+
+
+def _cut_diagram(d: ImageDraw.ImageDraw, x: int, y: int, w: int, ink) -> None:
+    """A proportion diagram: the stone's profile (crown, girdle, pavilion) with facet lines."""
+    h = int(w * 0.6)
+    girdle = y + int(h * 0.35)
+    table = (x + int(w * 0.3), x + int(w * 0.7))
+    prof = [(x, girdle), (table[0], y), (table[1], y), (x + w, girdle), (x + w // 2, y + h)]
+    d.polygon(prof, outline=ink, width=2)
+    d.line([x, girdle, x + w, girdle], fill=ink, width=1)
+    for t in (0.15, 0.3, 0.7, 0.85):
+        d.line([x + int(w * t), girdle, x + w // 2, y + h], fill=ink, width=1)
+        d.line([x + int(w * t), girdle, table[0] if t < 0.5 else table[1], y], fill=ink, width=1)
+    small = font(max(8, w // 12))
+    d.text((x + w // 2, y - 4), f"{57 + w % 5}%", fill=ink, font=small, anchor="mb")
+    d.text((x + w + 4, girdle), "34.5°", fill=ink, font=small, anchor="lm")
+
+
+def render_report_card(rng: np.random.Generator, gem: str, product_id: str) -> np.ndarray:
+    """A lab report card: header band with the lab's name and report number, the stone's
+    photo and cut diagram, a grid of grading fields, a QR code, a seal and a signature."""
+    w = int(rng.integers(900, 1300))
+    h = int(w / rng.uniform(1.45, 2.1))
+    paper = tuple(int(c) for c in rng.uniform([236, 232, 220], [255, 253, 250]))
+    page = Image.new("RGB", (w, h), paper)
+    d = ImageDraw.Draw(page)
+    ink = (25, 25, 35)
+    band = tuple(int(c) for c in rgb_of(rng.uniform(0, 360), rng.uniform(0.3, 0.8), rng.uniform(0.2, 0.5)))
+    bh = int(h * rng.uniform(0.13, 0.2))
+    d.rectangle([0, 0, w, bh], fill=band)
+    lab = str(rng.choice(LABS))
+    size = int(bh * 0.38)
+    while size > 8 and d.textlength(lab.upper(), font=font(size)) > 0.55 * w:
+        size -= 2
+    d.text((int(w * 0.03), bh // 2), lab.upper(), fill=(255, 255, 255), font=font(size), anchor="lm")
+    report_no = f"{int(rng.integers(10**9, 10**10))}"
+    d.text((w - int(w * 0.03), bh // 2), f"REPORT No. {report_no}", fill=(255, 255, 255),
+           font=font(int(bh * 0.3)), anchor="rm")
+    # left: photo of the stone above its cut diagram
+    ph = int(h * 0.36)
+    px, py = int(w * 0.03), bh + int(h * 0.06)
+    page.paste(Image.fromarray(render_small_gem(rng, gem, ph)), (px, py))
+    d.rectangle([px - 2, py - 2, px + ph + 2, py + ph + 2], outline=ink, width=2)
+    _cut_diagram(d, px, py + ph + int(h * 0.08), ph, ink)
+    # middle: the grading grid
+    fields = [("Date", f"{int(rng.integers(1, 29)):02d}.{int(rng.integers(1, 13)):02d}."
+                       f"{int(rng.integers(2015, 2026))}"),
+              ("Shape", str(rng.choice(["Round Brilliant", "Oval", "Cushion", "Pear", "Emerald"]))),
+              ("Measurements",
+               f"{rng.uniform(5, 14):.2f} - {rng.uniform(5, 14):.2f} x {rng.uniform(3, 8):.2f} mm"),
+              ("Carat Weight", f"{rng.uniform(0.3, 6):.2f} ct"),
+              ("Colour Grade", str(rng.choice(["D", "E", "F", "G", "Vivid", "Intense"]))),
+              ("Clarity Grade", str(rng.choice(CLARITY))),
+              ("Cut Grade", str(rng.choice(["Excellent", "Very Good"]))),
+              ("Polish", "Excellent"), ("Symmetry", str(rng.choice(["Excellent", "Very Good"]))),
+              ("Fluorescence", str(rng.choice(["None", "Faint", "Medium Blue"]))),
+              ("Species", "Natural " + gem.replace("-", " ").title()), ("Reference", product_id)]
+    gx, gy = px + ph + int(w * 0.05), bh + int(h * 0.06)
+    gw = int(w * 0.45)
+    rh = int((h - gy - int(h * 0.08)) / len(fields))
+    fs = max(9, int(rh * 0.55))
+    for i, (k, v) in enumerate(fields):
+        yy = gy + i * rh
+        d.text((gx, yy + rh // 2), k, fill=(90, 90, 100), font=font(fs), anchor="lm")
+        d.text((gx + gw // 2, yy + rh // 2), v, fill=ink, font=font(fs), anchor="lm")
+        d.line([gx, yy + rh, gx + gw, yy + rh], fill=(170, 170, 180), width=1)
+    # right: QR code, seal, signature
+    qs = int(h * 0.22)
+    qx, qy = w - int(w * 0.04) - qs, bh + int(h * 0.06)
+    _qr(rng, d, qx, qy, qs, ink)
+    sr = int(h * 0.09)
+    sx, sy = qx + qs // 2, qy + qs + sr + int(h * 0.06)
+    gold = (190, 150, 60)
+    d.ellipse([sx - sr, sy - sr, sx + sr, sy + sr], fill=gold, outline=(140, 100, 30), width=3)
+    d.ellipse([sx - sr + 6, sy - sr + 6, sx + sr - 6, sy + sr - 6], outline=(240, 220, 150), width=2)
+    sig = [(qx - int(w * 0.02) + i * 6, h - int(h * 0.1) + 8 * math.sin(i * 1.1 + rng.uniform(0, 3)))
+           for i in range(22)]
+    d.line(sig, fill=(30, 40, 120), width=2)
+    img = np.asarray(page, dtype=np.uint8)
+    if rng.random() < 0.35:  # photographed on a desk, a little askew
+        bed = tuple(int(c) for c in rng.uniform(40, 200, 3))
+        pad = int(0.08 * w)
+        canvas = np.full((h + 2 * pad, w + 2 * pad, 3), bed, np.uint8)
+        canvas[pad:pad + h, pad:pad + w] = img
+        rot = cv2.getRotationMatrix2D((canvas.shape[1] / 2, canvas.shape[0] / 2),
+                                      float(rng.uniform(-6, 6)), 1.0)
+        img = cv2.warpAffine(canvas, rot, canvas.shape[1::-1], borderValue=bed)
+    return img
+
+
+def render_report_page(rng: np.random.Generator, gem: str, product_id: str) -> np.ndarray:
+    """A full-page gem lab report (portrait page or landscape)."""
     portrait = rng.random() < 0.6
     w, h = (850, 1100) if portrait else (1100, 760)
     scale = rng.uniform(0.7, 1.05)

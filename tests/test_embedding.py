@@ -1,0 +1,109 @@
+"""The shared embedding: the ONNX port of Lite0 against the Keras port, and its cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.core.embedding import EmbeddingCache, embed, from_bytes, to_bytes
+from pipeline.models.efficientnet_lite import EMBEDDING
+
+
+def test_the_onnx_graph_gives_the_keras_ports_embedding_and_logits():
+    """Two independent ports of one state dict: folded batch norms + SAME_UPPER padding in
+    ONNX against Keras' layers with padding="same" (itself checked against PyTorch)."""
+    pytest.importorskip("keras")
+    from pipeline.models import efficientnet_lite as E
+    from pipeline.models import lite0_onnx as L
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    x[2] = 127  # a flat grey picture: everything comes from the biases and the padding
+    emb, logits = L.session_for(threads=1).run(["embedding", "logits"], {"image": L.preprocess(x)})
+    import keras
+
+    model = E.build(include_top=True)
+    E.load_imagenet(model)
+    pooled = keras.Model(model.input, model.get_layer("avg_pool").output)
+    ref_emb = pooled.predict(x.astype("float32"), verbose=0)
+    ref_logits = model.predict(x.astype("float32"), verbose=0)
+    assert emb.shape == (3, EMBEDDING) and logits.shape == (3, 1000)
+    np.testing.assert_allclose(emb, ref_emb, atol=1e-4)
+    np.testing.assert_allclose(logits, ref_logits, atol=1e-4)
+
+
+def test_embed_takes_any_size_and_is_deterministic():
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 256, (300, 500, 3), dtype=np.uint8),
+            rng.integers(0, 256, (64, 40, 3), dtype=np.uint8)]
+    a, b = embed(imgs), embed(imgs, batch=1)
+    assert a.shape == (2, EMBEDDING) and np.isfinite(a).all()
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert (a >= 0).all()  # after ReLU6 and average pooling
+    assert not np.allclose(a[0], a[1])
+
+
+def test_the_cache_keeps_vectors_by_id_across_parts_and_compacts(tmp_path, monkeypatch):
+    import pipeline.core.embedding as E
+
+    monkeypatch.setattr(E, "MAX_PARTS", 3)
+    cache = EmbeddingCache(tmp_path / "emb")
+    rng = np.random.default_rng(1)
+    vecs = {f"id{i}": rng.random(EMBEDDING).astype(np.float32) * 6 for i in range(10)}
+    for i in range(0, 10, 2):  # five parts → compacted once past MAX_PARTS
+        ids = [f"id{i}", f"id{i + 1}"]
+        cache.add(ids, np.stack([vecs[k] for k in ids]))
+    assert len(cache.parts()) <= 3
+    fresh = EmbeddingCache(tmp_path / "emb")
+    got, found = fresh.get(["id3", "nope", "id9"])
+    assert found.tolist() == [True, False, True]
+    np.testing.assert_allclose(got[0], vecs["id3"], rtol=2e-3, atol=2e-3)  # float16 on disk
+    assert not got[1].any()
+    assert len(fresh) == 10
+
+
+def test_a_damaged_part_or_row_costs_its_rows_not_the_run(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cache = EmbeddingCache(tmp_path / "emb")
+    cache.add(["good"], np.ones((1, EMBEDDING), np.float32))
+    (tmp_path / "emb" / "part-broken.parquet").write_bytes(b"PAR1 not really")
+    pq.write_table(pa.table({"image_id": ["short", "wrongtype"],
+                             "vector": [b"\x00" * 10, None]}), tmp_path / "emb" / "part-odd.parquet")
+    got, found = EmbeddingCache(tmp_path / "emb").get(["good", "short", "wrongtype"])
+    assert found.tolist() == [True, False, False]
+    assert got[0][0] == 1.0
+
+
+def test_vectors_round_trip_as_float16_bytes():
+    v = np.linspace(0, 6, EMBEDDING, dtype=np.float32)
+    b = to_bytes(v)
+    assert len(b) == 2 * EMBEDDING
+    np.testing.assert_allclose(from_bytes(b), v, atol=4e-3)
+
+
+def test_the_filter_stage_embeds_each_image_once(tmp_path):
+    """A second run (another threshold, so every score is recomputed) embeds nothing new."""
+    from pipeline import filter as filt
+    from pipeline.config import load_params
+    from pipeline.core.resultcache import ResultCache
+    from tests.helpers import stored_photos
+
+    df = stored_photos(tmp_path)
+    params = load_params(None, {"filter": {"workers": 1}})
+    emb = EmbeddingCache(tmp_path / "embeddings")
+    cache = ResultCache(tmp_path / "filter", params.filter, filt.code_files(params.filter))
+    out, m = filt.run(df, params, store_root=tmp_path / "store", cache=cache, embeddings=emb)
+    assert m["images_embedded"] == 3 and len(emb) == 3  # the truncated file has no embedding
+    assert out["head_hand"].notna().sum() == 3 and out["head_certificate"].notna().sum() == 3
+    other = load_params(None, {"filter": {"workers": 1, "checks": {"hand": {"threshold": 0.6}}}})
+    again, m2 = filt.run(df, other, store_root=tmp_path / "store", embeddings=EmbeddingCache(
+        tmp_path / "embeddings"))
+    assert m2["images_scored"] == 4 and m2["images_embedded"] == 0
+    pd.testing.assert_series_equal(out["head_hand"], again["head_hand"])
+    # without the embedding: no head columns, and the handcrafted scores alone
+    off = load_params(None, {"filter": {"workers": 1, "embedding": False}})
+    plain, m3 = filt.run(df, off, store_root=tmp_path / "store")
+    assert m3["images_embedded"] == 0 and plain["head_hand"].isna().all()

@@ -1,0 +1,182 @@
+"""Learned junk heads: fitting, the files they live in, the bank, and their vote in the checks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import checks, heads
+from pipeline.models.efficientnet_lite import EMBEDDING
+from tests.helpers import BIN
+
+
+def _blobs(n: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three well-separated clusters in embedding space: a known answer for the fit."""
+    rng = np.random.default_rng(seed)
+    centres = rng.random((3, EMBEDDING)) * 4
+    y = np.arange(n) % 3
+    return centres[y] + rng.normal(0, 0.3, (n, EMBEDDING)), y
+
+
+def test_fit_is_deterministic_and_separates_what_is_separable():
+    x, y = _blobs()
+    a, b = heads.fit(x, y), heads.fit(x, y)
+    assert a.to_bytes() == b.to_bytes()
+    p = a.proba(x)
+    assert p.shape == (60, 3) and np.allclose(p.sum(1), 1)
+    assert (p.argmax(1) == y).all()
+
+
+def test_calibration_softens_but_never_sharpens():
+    x, y = _blobs()
+    h = heads.calibrate(heads.fit(x, y), x, y)
+    assert h.temperature == 1.0  # separable: sharpening would win, and is not allowed
+    noisy = y.copy()
+    noisy[::4] = (noisy[::4] + 1) % 3  # a quarter mislabelled: the best temperature softens
+    h2 = heads.calibrate(heads.fit(x, y, l2=1e-5), x, noisy)
+    assert h2.temperature > 1.0
+
+
+def test_head_files_are_checked(tmp_path):
+    x, y = _blobs()
+    h = heads.fit(x, y)
+    path = heads.save_versioned(h, {"metrics": {}}, tmp_path)
+    assert path.name.startswith("junk_head-") and path.with_suffix(".json").exists()
+    back = heads.Head.load(path, verify_name=True)
+    np.testing.assert_array_equal(back.weights, h.weights)
+    with pytest.raises(heads.HeadError, match="no head file"):
+        heads.Head.load(tmp_path / "missing.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(heads.HeadError, match="not a junk head"):
+        heads.Head.load(tmp_path / "junk.npz")
+    np.savez(tmp_path / "small.npz", weights=np.zeros((3, 10)), bias=np.zeros(3), temperature=1.0,
+             labels=np.array(heads.LABELS))
+    with pytest.raises(heads.HeadError, match="1280-d"):
+        heads.Head.load(tmp_path / "small.npz")
+    # a versioned head altered on disk no longer hashes to its name
+    altered = heads.Head(h.weights * 2, h.bias, 1.0)
+    path.write_bytes(altered.to_bytes())
+    with pytest.raises(heads.HeadError, match="does not hash to its name"):
+        heads.Head.load(path, verify_name=True)
+
+
+def test_the_shipped_head_loads_and_comes_with_its_training_manifest():
+    h = heads.Head.load()
+    manifest = json.loads(heads.SHIPPED.with_suffix(".json").read_text())
+    assert manifest["labels"] == list(heads.LABELS) and h.labels == heads.LABELS
+    # it learnt only from what may be shipped: generated images and the licensed halves
+    assert set(manifest["counts"]) <= {"generated", "licensed", "composite"}
+    assert all(f["name"].split("/")[0] in heads.LICENSED for f in manifest["files"])
+    assert not any(f["held_out"] is None for f in manifest["files"])
+
+
+def test_the_shipped_head_knows_the_storefronts_junk_from_its_products():
+    """Generated images the bank never held (another seed): products, lab reports, hands."""
+    from pipeline.core.embedding import embed
+
+    imgs, want = [], []
+    for i, (_name, label, rgb) in enumerate(heads.generated_bank(per_label=12, seed=991)):
+        imgs.append(rgb)
+        want.append(heads.LABELS.index(label))
+        if i > 60:
+            break
+    p = heads.Head.load().proba(embed(imgs))
+    assert (p.argmax(1) == np.array(want)).mean() >= 0.95
+
+
+def test_licensed_files_split_in_two_halves(tmp_path):
+    for folder in ("hands", "documents", "gems"):
+        (tmp_path / folder).mkdir()
+        for i in range(20):
+            (tmp_path / folder / f"{i}.jpg").write_bytes(b"x")
+    train = heads.licensed_files(tmp_path, "train")
+    held = heads.licensed_files(tmp_path, "held_out")
+    assert {n for n, *_ in train}.isdisjoint({n for n, *_ in held})
+    assert len(train) + len(held) == 40  # gems/ is not licensed: never in the bank
+    assert {lab for _, lab, _ in train} == {"hand", "certificate"}
+
+
+def test_examples_from_a_folder_and_from_decisions(tmp_path):
+    from pipeline.core.blobstore import BlobStore
+    from tests.helpers import encode, gem_photo
+
+    (tmp_path / "ex" / "hand").mkdir(parents=True)
+    (tmp_path / "ex" / "hand" / "a.jpg").write_bytes(encode(gem_photo(1)[0]))
+    got = heads.examples_from_folder(tmp_path / "ex")
+    assert [(e.label, e.source) for e in got] == [("hand", "examples")]
+    (tmp_path / "ex" / "hands").mkdir()
+    with pytest.raises(heads.HeadError, match="subfolders must be"):
+        heads.examples_from_folder(tmp_path / "ex")
+    with pytest.raises(heads.HeadError, match="no such folder"):
+        heads.examples_from_folder(tmp_path / "nope")
+
+    store = BlobStore(tmp_path / "store")
+    ids = [store.put(encode(gem_photo(k)[0]), "jpg") for k in range(4)]
+    manifest = pd.DataFrame({"image_id": [i for i, _ in ids], "path": [p for _, p in ids]})
+    latest = pd.DataFrame({"image_id": [i for i, _ in ids],
+                           "decision": ["accept", "reject", "reject", "relabel"],
+                           "reason": [None, "hand", "blurry", None]})
+    ex = heads.examples_from_decisions(latest, manifest, tmp_path / "store")
+    # an accept is a product, a reject as hand is a hand; a blurry reject or a relabel says nothing
+    assert [(e.label, e.image_id) for e in ex] == [("product", ids[0][0]), ("hand", ids[1][0])]
+    # the bytes are checked against the id before they teach anything
+    (tmp_path / "store" / ids[1][1]).write_bytes(b"swapped")
+    assert heads._pixels(ex[1]) is None
+
+
+def test_train_needs_every_class_and_reports_held_out_metrics():
+    bank = [e for e in heads.bank(per_label=6) if e.label != "hand"]
+    with pytest.raises(heads.HeadError, match="every class"):
+        heads.train(bank, progress=False)
+    head, manifest = heads.train(heads.bank(per_label=10), progress=False)
+    m = manifest["metrics"]
+    assert m["trained_on"] + m["held_out"] == 30 and m["held_out"] > 0
+    assert manifest["counts"]["generated"] == {"product": 10, "certificate": 10, "hand": 10}
+    assert head.temperature >= 1.0
+
+
+def test_the_head_votes_in_the_checks():
+    """A confident head flags a certificate; its hand vote counts only where there is skin."""
+    from tests.helpers import gem_photo
+
+    rgb = gem_photo(3)[0]
+    img = checks.Image(rgb, rgb.shape[1::-1], "")
+    assert checks.get("certificate").score(img) == 0.0
+    voted = checks.Image(rgb, rgb.shape[1::-1], "", junk_proba={"product": 0.1, "certificate": 0.85,
+                                                                 "hand": 0.9})
+    assert checks.get("certificate").score(voted) == pytest.approx(0.85)
+    # a gem on white: no skin region, so the hand vote does not count
+    assert checks.get("hand").score(voted) == pytest.approx(0.0)
+    skin = np.full((300, 300, 3), (200, 150, 120), np.uint8)
+    skin[:, 200:] = 250  # a skin-coloured region entering from three borders
+    gated = checks.Image(skin, (300, 300), "", junk_proba={"product": 0.1, "certificate": 0.0, "hand": 0.9})
+    assert checks.get("hand").score(gated) == pytest.approx(0.9)
+
+
+def test_train_head_cli_writes_a_versioned_head_a_project_can_use(tmp_path):
+    """``gemcurate filter train-head`` with a folder of examples; the filter then runs on it."""
+    from tests.helpers import ROOT, encode, gem_photo
+
+    for name in ("params.yaml", "dvc.yaml"):  # a project (nothing scraped yet: no decisions)
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    for label in heads.LABELS:
+        (tmp_path / "ex" / label).mkdir(parents=True)
+    (tmp_path / "ex" / "product" / "p.jpg").write_bytes(encode(gem_photo(2)[0]))
+    out = subprocess.run([str(BIN / "gemcurate"), "filter", "train-head", "--examples", str(tmp_path / "ex"),
+                          "--per-label", "6", "--no-progress",
+                          "--out-dir", str(tmp_path / "heads")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    made = list((tmp_path / "heads").glob("junk_head-*.npz"))
+    assert len(made) == 1 and "set filter.head:" in out.stdout and '"decisions_used": 0' in out.stdout
+    manifest = json.loads(made[0].with_suffix(".json").read_text())
+    assert manifest["counts"]["examples"] == {"product": 1}
+    heads.Head.load(made[0], verify_name=True)
+    bad = subprocess.run([str(BIN / "gemcurate"), "filter", "train-head", "--examples",
+                          str(tmp_path / "missing"), "--no-decisions"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "no such folder" in bad.stderr
