@@ -266,6 +266,11 @@ class DedupeParams:
         "min": -1, "max": 8, "doc": "both hashes within this: duplicate without verification (-1: never)"})
     max_colour_distance: float = field(default=8.0, metadata={
         "min": 0.0, "max": 255.0, "doc": "mean chroma difference (Lab) a duplicate may have"})
+    embedding: bool = field(default=True, metadata={
+        "doc": "embed every image once (EfficientNet-Lite0, data/embeddings, shared with the filter "
+               "and training) and take close embeddings as candidates too"})
+    embedding_cosine: float = field(default=0.93, metadata={
+        "min": 0.5, "max": 1.0, "doc": "candidate pairs: embeddings at least this close (cosine)"})
     workers: int = field(default=0, metadata={"min": 0, "max": 256, "doc": "processes; 0: CPU count"})
     search_threads: int = field(default=0, metadata={"min": 0, "max": 256, "doc": "0: CPU count (max 4)"})
     progress: bool = True

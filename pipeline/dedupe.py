@@ -40,6 +40,8 @@ from pipeline.config import DedupeParams, Params
 from pipeline.core import decisions
 from pipeline.core.atomic import write_text
 from pipeline.core.blobstore import BlobProblem, raise_if_damaged, read_verified
+from pipeline.core.embedding import EmbeddingCache, cosine_pairs, unit
+from pipeline.core.embedding import ensure as ensure_embeddings
 from pipeline.core.flags import ensure_review_columns
 from pipeline.core.groups import UnionFind
 from pipeline.core.hashindex import HashIndex
@@ -61,7 +63,7 @@ logger = logging.getLogger(__name__)
 
 HASH_COLUMNS = ["image_id", "pixel_sha256", "phash", "dhash", "width", "height", "thumb", "colour",
                 "error"]
-PAIR_COLUMNS = ["a", "b", "phash_dist", "dhash_dist", "similarity", "colour_dist"]
+PAIR_COLUMNS = ["a", "b", "phash_dist", "dhash_dist", "similarity", "colour_dist", "cosine"]
 
 
 def _fingerprint_file(args: tuple[str, str]) -> dict:
@@ -90,9 +92,13 @@ def fingerprint_all(items: list[tuple[str, str]], workers: int = 0, progress: bo
     return df.astype({"phash": "Int64", "dhash": "Int64", "width": "Int64", "height": "Int64"})
 
 
-def _candidates(hashes: pd.DataFrame, new_mask: np.ndarray, p: DedupeParams, full: bool
-                ) -> pd.DataFrame:
-    """Candidate pairs (a < b by position) within either radius, involving a new hash unless full."""
+def _candidates(hashes: pd.DataFrame, new_mask: np.ndarray, p: DedupeParams, full: bool,
+                vecs: np.ndarray | None = None) -> pd.DataFrame:
+    """Candidate pairs (a < b by position) within either radius, or (given ``vecs``, the unit
+    embeddings of the rows) at least ``embedding_cosine`` close, involving a new row unless full.
+
+    Every pair gets its ``cosine`` (NaN without embeddings; 0 where one row has none).
+    """
     ph = hashes["phash"].to_numpy(np.int64).view(np.uint64)
     dh = hashes["dhash"].to_numpy(np.int64).view(np.uint64)
     found = []
@@ -110,9 +116,15 @@ def _candidates(hashes: pd.DataFrame, new_mask: np.ndarray, p: DedupeParams, ful
         lo, hi = np.minimum(i, j), np.maximum(i, j)
         found.append(pd.DataFrame({"i": lo, "j": hi}))
         logger.debug("%s radius %d: %d candidate pairs", col, r, len(lo))
-    cand = pd.concat(found).drop_duplicates().reset_index(drop=True)
+    if vecs is not None:
+        ei, ej, _ = cosine_pairs(vecs, p.embedding_cosine, None if full else np.flatnonzero(new_mask))
+        found.append(pd.DataFrame({"i": ei, "j": ej}))
+        logger.debug("embedding cosine %.2f: %d candidate pairs", p.embedding_cosine, len(ei))
+    cand = pd.concat(found).drop_duplicates().reset_index(drop=True).astype(np.int64)
     cand["phash_dist"] = np.bitwise_count(ph[cand["i"]] ^ ph[cand["j"]]).astype(np.int64)
     cand["dhash_dist"] = np.bitwise_count(dh[cand["i"]] ^ dh[cand["j"]]).astype(np.int64)
+    cand["cosine"] = (np.einsum("ij,ij->i", vecs[cand["i"]], vecs[cand["j"]]).astype(np.float64)
+                      if vecs is not None else np.nan)
     return cand
 
 
@@ -142,11 +154,13 @@ def verify(hashes: pd.DataFrame, cand: pd.DataFrame, p: DedupeParams, progress: 
     return pd.DataFrame({"a": ids[ii], "b": ids[jj],
                          "phash_dist": cand["phash_dist"].to_numpy(),
                          "dhash_dist": cand["dhash_dist"].to_numpy(), "similarity": sims,
-                         "colour_dist": cdist})
+                         "colour_dist": cdist,
+                         "cosine": cand["cosine"].to_numpy(np.float64) if "cosine" in cand
+                         else np.full(len(cand), np.nan)})
 
 
 def is_duplicate(pairs: pd.DataFrame, p: DedupeParams) -> np.ndarray:
-    """The decision rule over verified candidate pairs."""
+    """The decision rule over verified candidate pairs (however they were found)."""
     certain = (pairs["phash_dist"] <= p.certain_distance) & (pairs["dhash_dist"] <= p.certain_distance)
     same_colour = pairs["colour_dist"] <= p.max_colour_distance
     return ((certain | (pairs["similarity"] >= p.min_similarity)) & same_colour).to_numpy(bool)
@@ -260,6 +274,7 @@ class HashCache(Staged):
                        # pairs beyond the colour threshold were never aligned: a higher one
                        # needs them verified
                        and meta.get("max_colour_distance", float("inf")) >= p.max_colour_distance
+                       and meta.get("embedding_cosine") == (p.embedding_cosine if p.embedding else None)
                        and self.pairs_path.exists())
         try:
             pairs = manifest.read_manifest(self.pairs_path) if same_search else None
@@ -279,6 +294,7 @@ class HashCache(Staged):
         write_text(self.meta_path, json.dumps({
             "feature_version": FEATURE_VERSION, "verify_version": VERIFY_VERSION,
             "max_colour_distance": p.max_colour_distance,
+            "embedding_cosine": p.embedding_cosine if p.embedding else None,
             "phash_radius": p.phash_radius,
             "dhash_radius": p.dhash_radius, "n_hashes": len(hashes), "n_pairs": len(pairs)}, indent=2))
         for f in (self.dir / "shards").glob("hashes-*-of-*"):
@@ -322,7 +338,7 @@ class HashCache(Staged):
 
 def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
         cache: HashCache | None = None, latest: pd.DataFrame | None = None,
-        progress: bool = False) -> tuple[pd.DataFrame, dict]:
+        progress: bool = False, embeddings: EmbeddingCache | None = None) -> tuple[pd.DataFrame, dict]:
     """Dedupe a raw manifest.
 
     Args:
@@ -332,6 +348,8 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
         cache: Fingerprints and pairs of earlier runs; given the new ones to save.
         latest: Annotator decisions in force (relabels are applied first).
         progress: Show progress bars.
+        embeddings: The shared embedding cache (``dedupe.embedding``): images it lacks are
+            embedded into it; without one they are embedded for this run only.
 
     Returns:
         The dedupe manifest and a metrics dict.
@@ -366,11 +384,22 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
     good = hashes[hashes["error"].isna()].reset_index(drop=True)
     new_mask = good["image_id"].isin(new_hashes["image_id"]).to_numpy()
     full = old_pairs is None or bool(new_mask.all())
+    vecs, n_embedded = None, 0
+    t_embed = time.perf_counter()
+    if p.embedding:
+        emb = embeddings if embeddings is not None else EmbeddingCache(None)
+        paths = want.set_index("image_id")["path"]
+        n_embedded = ensure_embeddings(emb, [(i, str(Path(store_root) / paths[i])) for i in good["image_id"]],
+                                       p.workers, progress)
+        got, _found = emb.get(good["image_id"])
+        vecs = unit(got)
+    t_embed = time.perf_counter() - t_embed
     t2 = time.perf_counter()
     if len(good) < 2 or (not full and not new_mask.any()):
-        cand = pd.DataFrame({"i": [], "j": [], "phash_dist": [], "dhash_dist": []}, dtype=np.int64)
+        cand = pd.DataFrame({"i": [], "j": [], "phash_dist": [], "dhash_dist": [], "cosine": []},
+                            dtype=np.int64)
     else:
-        cand = _candidates(good, new_mask, p, full)
+        cand = _candidates(good, new_mask, p, full, vecs)
     t_search = time.perf_counter() - t2
     t3 = time.perf_counter()
     fresh = verify(good, cand, p, progress)
@@ -380,7 +409,7 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
     keep_old = keep_old[keep_old["a"].isin(good["image_id"]) & keep_old["b"].isin(good["image_id"])]
     pairs = pd.concat([keep_old, fresh], ignore_index=True) if len(keep_old) else fresh
     pairs = pairs.astype({"phash_dist": "int64", "dhash_dist": "int64", "similarity": "float64",
-                          "colour_dist": "float64"})
+                          "colour_dist": "float64", "cosine": "float64"})
     if cache is not None:
         cache.stage(hashes, pairs, p)
     out = cluster(df, hashes, pairs, p)
@@ -394,8 +423,9 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
         "excluded_duplicates": int((out["excluded_reason"] == "duplicate").sum()),
         "label_conflicts": int((out["excluded_reason"] == "label_conflict").sum()),
         "undecodable": int((out["excluded_reason"] == "undecodable").sum()),
+        "images_embedded": n_embedded,
         "incremental": bool(not full), "seconds": {
-            "fingerprint": round(t_hash, 3), "search": round(t_search, 3),
+            "fingerprint": round(t_hash, 3), "embed": round(t_embed, 3), "search": round(t_search, 3),
             "verify": round(t_verify, 3), "total": round(time.perf_counter() - t0, 3)},
     }
     return out, metrics
@@ -422,6 +452,8 @@ def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | Non
     items = [(iid, str(root / path)) for iid, path in zip(mine["image_id"], mine["path"], strict=True)]
     show = params.dedupe.progress if progress is None else progress
     hashes = fingerprint_all(items, params.dedupe.workers, show)
+    if params.dedupe.embedding:  # this shard's embeddings: one more part of the shared cache
+        ensure_embeddings(EmbeddingCache.for_data_dir(io.data_dir), items, params.dedupe.workers, show)
     cache.write_shard(hashes, *shard)
     logger.info("dedupe shard %d/%d: %d images fingerprinted", shard[0], shard[1], len(hashes))
     return {"shard": f"{shard[0]}/{shard[1]}", "images": len(hashes), "computed": len(hashes)}
@@ -433,9 +465,12 @@ def _main(params: Params, data_dir: str | Path | None = None, progress: bool | N
     io = StageIO.of(params, data_dir)
     cache = HashCache(io.data_dir)
     df = io.read("raw")
+    emb = EmbeddingCache.for_data_dir(io.data_dir)
+    emb.folder.mkdir(parents=True, exist_ok=True)  # a DVC output, also with dedupe.embedding off
     out, metrics = run(df, params, store_root=io.images(df), cache=cache,
                        latest=io.decisions(),
-                       progress=params.dedupe.progress if progress is None else progress)
+                       progress=params.dedupe.progress if progress is None else progress,
+                       embeddings=emb)
     io.write("dedupe", out, metrics, cache)
     logger.info("dedupe: %d images, %d duplicate pairs, %d excluded as duplicates, %d label conflicts",
                 metrics["images"], metrics["near_duplicate_pairs"], metrics["excluded_duplicates"],

@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import checks, heads, manifest
+from pipeline import checks, manifest
+from pipeline.checks import junkhead as heads
 from pipeline.config import FilterParams, Params
 from pipeline.core import decisions
 from pipeline.core.blobstore import BlobProblem, raise_if_damaged, read_verified
-from pipeline.core.embedding import EmbeddingCache, embed, from_bytes, to_bytes
+from pipeline.core.embedding import EMBED_SIDE, EmbeddingCache, embed, embedding_input, from_bytes, to_bytes
 from pipeline.core.flags import add_review, drop_review_reason, ensure_review_columns
 from pipeline.core.imageio import ImageError, load_rgb
 from pipeline.core.lock import locks_data_dir
@@ -42,7 +43,7 @@ logger = logging.getLogger(__name__)
 _PKG = Path(__file__).parent
 CODE = [Path(__file__), _PKG / "core" / "imageio.py", *sorted((_PKG / "checks").glob("*.py"))]
 # … and, with filter.embedding, the embedding and the head (the head file joins at run time)
-EMBED_CODE = [_PKG / "heads.py", _PKG / "core" / "embedding.py", _PKG / "models" / "lite0_onnx.py",
+EMBED_CODE = [_PKG / "core" / "embedding.py", _PKG / "models" / "lite0_onnx.py",
               _PKG / "models" / "efficientnet_lite.py", _PKG / "models" / "torch_legacy.py"]
 
 _HEADS: dict[str, heads.Head] = {}
@@ -110,8 +111,10 @@ def _score_file(args: tuple[str, str, str, FilterParams, str | None, bytes | Non
     extra: dict = {}
     proba = None
     if head_path is not None:
-        if known is None:
-            known = extra["_embedding"] = to_bytes(embed([loaded.array])[0])
+        if known is None:  # dedupe did not embed it (dedupe.embedding off): computed, not kept
+            src = loaded.array if p.analysis_side == EMBED_SIDE else embedding_input(data)
+            known = to_bytes(embed([src])[0])
+            extra["_embedded"] = True
         vec = from_bytes(known)  # as stored (float16): a score is the same cached or not
         proba = dict(zip(heads.LABELS, (float(v) for v in _head(head_path).proba(vec)[0]), strict=True))
     try:
@@ -125,8 +128,9 @@ def score_all(items: list[tuple[str, str, str]], p: FilterParams, progress: bool
               embeddings: EmbeddingCache | None = None, root: str | Path = ".") -> pd.DataFrame:
     """Score ``(image_id, path, url)`` items in parallel processes.
 
-    With ``filter.embedding``, each image's embedding comes from ``embeddings`` or is
-    computed by the worker that decodes it (and added to ``embeddings``).
+    With ``filter.embedding``, each image's embedding comes from ``embeddings`` (which the
+    dedupe stage fills) or, where it has none, is computed by the worker that decodes it
+    for this run only: the cache is the dedupe stage's output, never written here.
     """
     head_path = None
     known: list[bytes | None] = [None] * len(items)
@@ -140,12 +144,9 @@ def score_all(items: list[tuple[str, str, str]], p: FilterParams, progress: bool
                      p.workers, "filter", progress)
     raise_if_damaged(rows, Path(items[0][1]).parents[2] if items else "")
     out = pd.DataFrame(rows)
-    if "_embedding" in out.columns:
-        new = out[out["_embedding"].notna()]
-        if embeddings is not None and len(new):
-            embeddings.add(list(new["image_id"]), np.stack([from_bytes(b) for b in new["_embedding"]]))
-        out.attrs["embedded"] = len(new)
-        out = out.drop(columns="_embedding")
+    if "_embedded" in out.columns:
+        out.attrs["embedded"] = int(out["_embedded"].fillna(False).astype(bool).sum())
+        out = out.drop(columns="_embedded")
     return out
 
 
@@ -223,8 +224,8 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
             it does not hold, or holds under another URL (URL hints), are scored.
         latest: Annotator decisions in force.
         progress: Show a progress bar.
-        embeddings: The shared embedding cache (``filter.embedding``): images it lacks are
-            embedded and added; without one they are embedded and not kept.
+        embeddings: The shared embedding cache the dedupe stage fills (read only here):
+            images it lacks are embedded for this run.
         root: The project root (``filter.head`` is relative to it).
 
     Returns:

@@ -48,21 +48,23 @@ STAGES: tuple[Stage, ...] = (
     Stage("dedupe", "exact and near-duplicate clusters, one representative each",
           deps=("data/manifests/raw.parquet", "data/store", REVIEWS_DB),
           params=("dedupe.phash_radius", "dedupe.dhash_radius", "dedupe.min_similarity",
-                  "dedupe.certain_distance", "dedupe.max_colour_distance"),
+                  "dedupe.certain_distance", "dedupe.max_colour_distance", "dedupe.embedding",
+                  "dedupe.embedding_cosine"),
           outs={"data/manifests/dedupe.parquet": {},
                 # fingerprints and verified pairs: a refresh only hashes new images
-                "data/dedupe": {"persist": True, "cache": False}},
+                "data/dedupe": {"persist": True, "cache": False},
+                # one embedding per image (by image_id), shared with the filter and training:
+                # a refresh embeds only new images
+                "data/embeddings": {"persist": True, "cache": False}},
           metrics=("data/metrics/dedupe.json",)),
     Stage("filter", "certificate/hand/quality checks, review flags, annotator decisions",
-          deps=("data/manifests/dedupe.parquet", REVIEWS_DB),
-          code_data=("pipeline/heads/junk_head.npz",),
+          deps=("data/manifests/dedupe.parquet", REVIEWS_DB, "data/embeddings"),
+          code_data=("pipeline/weights/junk_head.npz",),
           params=("filter.analysis_side", "filter.ocr_second_opinion", "filter.ocr_min_boxes",
                   "filter.use_url_hints", "filter.embedding", "filter.head", "filter.checks"),
           outs={"data/manifests/filter.parquet": {},
                 # per-image scores: a refresh scores only new images
-                "data/filter": {"persist": True, "cache": False},
-                # one embedding per image (by image_id): a refresh embeds only new images
-                "data/embeddings": {"persist": True, "cache": False}},
+                "data/filter": {"persist": True, "cache": False}},
           metrics=("data/metrics/filter.json",)),
     Stage("crop", "region-of-interest crop to square target-size images",
           deps=("data/manifests/filter.parquet",),

@@ -1,4 +1,4 @@
-"""Retrain the junk head that ships in the package (pipeline/heads/junk_head.npz + .json).
+"""Retrain the junk head that ships in the package (pipeline/weights/junk_head.npz + .json).
 
 It learns only from what may be shipped: the generated bank and, given --realdata, the
 licensed halves of hands/ (Apache-2.0) and documents/ (MIT) with their composites (see
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import heads  # noqa: E402
+from pipeline import heads
 
 
 def main() -> None:

@@ -84,26 +84,80 @@ def test_vectors_round_trip_as_float16_bytes():
     np.testing.assert_allclose(from_bytes(b), v, atol=4e-3)
 
 
-def test_the_filter_stage_embeds_each_image_once(tmp_path):
-    """A second run (another threshold, so every score is recomputed) embeds nothing new."""
+def test_dedupe_embeds_each_image_once_and_the_filter_reads_it(tmp_path):
+    """Dedupe fills the cache (a rerun embeds nothing); the filter scores from it without
+    writing, and gets the same head votes as when it embeds an image itself."""
+    from pipeline import dedupe
     from pipeline import filter as filt
     from pipeline.config import load_params
-    from pipeline.core.resultcache import ResultCache
     from tests.helpers import stored_photos
 
     df = stored_photos(tmp_path)
-    params = load_params(None, {"filter": {"workers": 1}})
+    params = load_params(None, {"filter": {"workers": 1}, "dedupe": {"workers": 1}})
     emb = EmbeddingCache(tmp_path / "embeddings")
-    cache = ResultCache(tmp_path / "filter", params.filter, filt.code_files(params.filter))
-    out, m = filt.run(df, params, store_root=tmp_path / "store", cache=cache, embeddings=emb)
+    dd, m = dedupe.run(df, params, store_root=tmp_path / "store", embeddings=emb)
     assert m["images_embedded"] == 3 and len(emb) == 3  # the truncated file has no embedding
+    _, m_again = dedupe.run(df, params, store_root=tmp_path / "store",
+                            embeddings=EmbeddingCache(tmp_path / "embeddings"))
+    assert m_again["images_embedded"] == 0
+    parts = sorted(p.name for p in emb.parts())
+    out, mf = filt.run(dd, params, store_root=tmp_path / "store",
+                       embeddings=EmbeddingCache(tmp_path / "embeddings"))
+    assert mf["images_embedded"] == 0 and sorted(p.name for p in emb.parts()) == parts
     assert out["head_hand"].notna().sum() == 3 and out["head_certificate"].notna().sum() == 3
-    other = load_params(None, {"filter": {"workers": 1, "checks": {"hand": {"threshold": 0.6}}}})
-    again, m2 = filt.run(df, other, store_root=tmp_path / "store", embeddings=EmbeddingCache(
-        tmp_path / "embeddings"))
-    assert m2["images_scored"] == 4 and m2["images_embedded"] == 0
-    pd.testing.assert_series_equal(out["head_hand"], again["head_hand"])
+    # no cache: the filter embeds what it scores, from the same decode: the same votes
+    alone, m2 = filt.run(dd, params, store_root=tmp_path / "store")
+    assert m2["images_embedded"] == 3
+    pd.testing.assert_series_equal(out["head_hand"], alone["head_hand"])
     # without the embedding: no head columns, and the handcrafted scores alone
     off = load_params(None, {"filter": {"workers": 1, "embedding": False}})
-    plain, m3 = filt.run(df, off, store_root=tmp_path / "store")
+    plain, m3 = filt.run(dd, off, store_root=tmp_path / "store")
     assert m3["images_embedded"] == 0 and plain["head_hand"].isna().all()
+
+
+def test_the_embedding_search_is_exact():
+    """Blockwise search against the full matrix: all pairs, and incremental (new rows only)."""
+    from pipeline.core.embedding import cosine_pairs, unit
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 1, (700, 64))
+    x[350:400] = x[:50] + rng.normal(0, 0.2, (50, 64))  # planted near copies
+    x[600] = 0  # an image without an embedding: never a candidate
+    u = unit(x)
+    full = u @ u.T
+    want = {(i, j) for i, j in zip(*np.nonzero(np.triu(full >= 0.9, 1)), strict=True)}
+    i, j, c = cosine_pairs(u, 0.9, block=64)
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) == want and len(i) == len(want) >= 50
+    np.testing.assert_allclose(c, full[i, j], rtol=1e-5)
+    new = np.arange(380, 700)
+    i2, j2, _ = cosine_pairs(u, 0.9, new, block=50)
+    got = set(zip(i2.tolist(), j2.tolist(), strict=True))
+    assert got == {(a, b) for a, b in want if a >= 380 or b >= 380} and len(got) == len(i2)
+
+
+def test_close_embeddings_are_candidates_that_hashes_miss(tmp_path):
+    """A 5 %-cropped, re-encoded copy with the hash radii at 0: only the embedding proposes
+    the pair, the usual verification confirms it; with the embedding off it stays apart."""
+    from pipeline import dedupe
+    from pipeline.config import load_params
+    from pipeline.core.blobstore import BlobStore
+    from tests.helpers import encode, gem_photo, raw_manifest
+
+    store = BlobStore(tmp_path / "store")
+    photo = gem_photo(4)[0]
+    h, w = photo.shape[:2]
+    crop = photo[int(0.04 * h):, int(0.05 * w):]
+    rows = [(store.put(encode(photo), "jpg")[0], "ruby", "P0", 800),
+            (store.put(encode(crop, q=80), "jpg")[0], "ruby", "P1", 760),
+            (store.put(encode(gem_photo(5)[0]), "jpg")[0], "ruby", "P2", 800)]
+    df = raw_manifest(rows)
+    strict = {"phash_radius": 0, "dhash_radius": 0, "certain_distance": -1, "workers": 1}
+    on = load_params(None, {"dedupe": strict})
+    out, m = dedupe.run(df, on, store_root=tmp_path / "store", embeddings=EmbeddingCache(None))
+    cl = out.set_index("product_id")["dup_cluster"]
+    assert cl["P0"] == cl["P1"] != cl["P2"]
+    assert m["near_duplicate_pairs"] == 1
+    off = load_params(None, {"dedupe": {**strict, "embedding": False}})
+    out2, m2 = dedupe.run(df, off, store_root=tmp_path / "store")
+    cl2 = out2.set_index("product_id")["dup_cluster"]
+    assert cl2["P0"] != cl2["P1"] and m2["images_embedded"] == 0 and m2["near_duplicate_pairs"] == 0

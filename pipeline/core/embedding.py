@@ -1,8 +1,10 @@
 """One ImageNet embedding per image, computed once and shared by the stages.
 
 The pooled 1280-d output of EfficientNet-Lite0 (offline ImageNet weights, run by
-ONNX Runtime: :mod:`pipeline.models.lite0_onnx`) of the whole picture resized to
-224 × 224. It is what the learned junk heads of the filter score
+ONNX Runtime: :mod:`pipeline.models.lite0_onnx`) of the whole picture (decoded at
+400 px, :data:`EMBED_SIDE`) resized to 224 × 224. The dedupe stage computes it for
+every image (:func:`ensure`) and takes close pairs as near-duplicate candidates
+(:func:`cosine_pairs`); the filter's learned junk heads score it
 (:mod:`pipeline.heads`); trainers and ``similar`` can read the same vectors.
 
 :class:`EmbeddingCache` keeps them by ``image_id`` (a content hash, so one id is
@@ -81,8 +83,9 @@ def from_bytes(data: bytes) -> np.ndarray:
 class EmbeddingCache:
     """Embeddings by ``image_id`` in parquet parts under one folder (see the module doc)."""
 
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
+    def __init__(self, folder: str | Path | None) -> None:
+        """``folder`` None: a cache in memory only (a run that keeps nothing)."""
+        self.folder = Path(folder) if folder is not None else None
         self._ids: np.ndarray | None = None
         self._vecs: np.ndarray | None = None
 
@@ -91,7 +94,7 @@ class EmbeddingCache:
         return cls(Path(data_dir) / "embeddings" / model_dir_name())
 
     def parts(self) -> list[Path]:
-        return sorted(self.folder.glob("part-*.parquet")) if self.folder.is_dir() else []
+        return sorted(self.folder.glob("part-*.parquet")) if self.folder and self.folder.is_dir() else []
 
     def _load(self) -> None:
         if self._ids is not None:
@@ -133,6 +136,11 @@ class EmbeddingCache:
         if not len(image_ids):
             return None
         vectors = np.asarray(vectors, np.float32).reshape(len(image_ids), EMBEDDING)
+        if self.folder is None:
+            self._load()
+            self._ids = np.concatenate([self._ids, np.asarray(list(image_ids), dtype=object)])
+            self._vecs = np.concatenate([self._vecs, vectors.astype("<f2")])
+            return None
         name = hashlib.sha256("\n".join(sorted(image_ids)).encode()).hexdigest()[:16]
         path = self._write(f"part-{name}.parquet", list(image_ids), vectors.astype("<f2"))
         self._ids = self._vecs = None
@@ -161,3 +169,72 @@ class EmbeddingCache:
         for p in old:
             if p != merged:
                 p.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- computing many
+#: the decode every embedding is computed from (JPEG: a reduced-size decode), whichever stage
+#: computes it, so an image's vector is the same wherever it came from
+EMBED_SIDE = 400
+
+
+def embedding_input(data: bytes) -> np.ndarray:
+    from pipeline.core.imageio import load_rgb
+
+    return load_rgb(data, max_side=EMBED_SIDE).array
+
+
+def _embed_file(args: tuple[str, str]) -> tuple[str, bytes | None]:
+    from pipeline.core.blobstore import BlobProblem, read_verified
+    from pipeline.core.imageio import ImageError
+
+    image_id, path = args
+    try:
+        return image_id, to_bytes(embed([embedding_input(read_verified(path, image_id))])[0])
+    except (BlobProblem, ImageError, OSError):  # the stages report broken files; no vector here
+        return image_id, None
+
+
+def ensure(cache: EmbeddingCache, items: Sequence[tuple[str, str]], workers: int = 0,
+           progress: bool = False) -> int:
+    """Embed the ``(image_id, path)`` items the cache lacks, in worker processes; their
+    vectors join the cache (one part per call). Returns how many were computed."""
+    from pipeline.core.parallel import map_items
+
+    _, found = cache.get([i for i, _ in items])
+    todo = [it for it, f in zip(items, found, strict=True) if not f]
+    if todo:
+        rows = [r for r in map_items(_embed_file, todo, workers, "embed", progress) if r[1] is not None]
+        if rows:
+            cache.add([i for i, _ in rows], np.stack([from_bytes(b) for _, b in rows]))
+    return len(rows) if todo else 0
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """L2-normalised float32 rows (an all-zero row, an unknown image, stays zero)."""
+    v = np.asarray(vectors, np.float32)
+    n = np.linalg.norm(v, axis=1, keepdims=True)
+    return np.divide(v, n, out=np.zeros_like(v), where=n > 0)
+
+
+def cosine_pairs(x: np.ndarray, min_cos: float, rows: np.ndarray | None = None,
+                 block: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair ``(i < j)`` of unit rows with cosine ≥ ``min_cos`` that involves one of
+    ``rows`` (all rows when None): exact, a blockwise brute force (``block`` × N floats at a
+    time). An incremental run passes the new rows: new × old and new × new, once each."""
+    n = len(x)
+    rows = np.arange(n) if rows is None else np.asarray(rows, np.int64)
+    is_row = np.zeros(n, bool)
+    is_row[rows] = True
+    out_i, out_j, out_c = [], [], []
+    for s in range(0, len(rows), block):
+        r = rows[s:s + block]
+        sims = x[r] @ x.T
+        bi, bj = np.nonzero(sims >= min_cos)
+        i, j = r[bi], bj
+        keep = (i != j) & (~is_row[j] | (i < j))
+        out_i.append(np.minimum(i, j)[keep])
+        out_j.append(np.maximum(i, j)[keep])
+        out_c.append(sims[bi, bj][keep])
+    if not out_i:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_c)

@@ -38,7 +38,7 @@ from pipeline.core.imageio import load_rgb, to_gray
 THUMB = 64
 COLOUR = 8  # side of the Lab colour thumbnail
 FEATURE_VERSION = 3  # bump when fingerprints change: cached ones are recomputed
-VERIFY_VERSION = 3  # bump when similarity() changes: cached pairs are verified again
+VERIFY_VERSION = 4  # bump when similarity() changes: cached pairs are verified again
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,106 @@
+"""Cost of the shared embedding (EfficientNet-Lite0, 224 px) on CPU.
+
+Compares what the stages run — the ONNX graph on ONNX Runtime
+(:mod:`pipeline.models.lite0_onnx`) — over threads and batch sizes, with the Keras
+port on TensorFlow (the training stack), per image, after a warm-up. Also the
+resize to 224 px and the cache's read and write speed.
+
+Usage:
+    .venv/bin/python -m bench.embedding [--images 256] [--out bench/out/embedding.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.core.embedding import EmbeddingCache  # noqa: E402
+from pipeline.models import lite0_onnx  # noqa: E402
+
+
+def _timed(fn, reps: int = 3) -> float:
+    fn()  # warm-up
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=256)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "embedding.json"))
+    a = ap.parse_args()
+    rng = np.random.default_rng(0)
+    n = a.images
+    x224 = rng.integers(0, 256, (n, 224, 224, 3), dtype=np.uint8)
+    big = [rng.integers(0, 256, (400, 300, 3), dtype=np.uint8) for _ in range(64)]
+    res: dict = {"cores": os.cpu_count(), "images": n}
+    t = _timed(lambda: [lite0_onnx.fit_square(b) for b in big])
+    res["resize_400px_to_224_ms"] = round(1000 * t / len(big), 3)
+    onnx = {}
+    for threads in (1, 2):
+        sess = lite0_onnx.session_for(threads=threads)
+        for batch in (1, 16, 64):
+            def run(sess=sess, batch=batch) -> None:
+                for i in range(0, n, batch):
+                    sess.run(["embedding"], {"image": lite0_onnx.preprocess(x224[i:i + batch])})
+            t = _timed(run, reps=2)
+            onnx[f"threads{threads}_batch{batch}_ms_per_image"] = round(1000 * t / n, 2)
+            print(f"onnxruntime threads={threads} batch={batch}: {1000 * t / n:.2f} ms/image", flush=True)
+    res["onnxruntime"] = onnx
+    try:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        from pipeline.models import efficientnet_lite
+
+        model = efficientnet_lite.build(include_top=False)
+        efficientnet_lite.load_imagenet(model)
+        xf = x224.astype("float32")
+        t = _timed(lambda: model.predict(xf, batch_size=32, verbose=0), reps=2)
+        res["keras_tensorflow_batch32_ms_per_image"] = round(1000 * t / n, 2)
+        print(f"keras/tensorflow batch=32: {1000 * t / n:.2f} ms/image", flush=True)
+    except ImportError:
+        res["keras_tensorflow_batch32_ms_per_image"] = None
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = EmbeddingCache(Path(tmp))
+        ids = [f"{i:064x}" for i in range(20_000)]
+        vecs = rng.random((len(ids), 1280)).astype(np.float32)
+        t = time.perf_counter()
+        cache.add(ids, vecs)
+        res["cache_write_20k_s"] = round(time.perf_counter() - t, 3)
+        t = time.perf_counter()
+        _, found = EmbeddingCache(Path(tmp)).get(ids[::2])
+        res["cache_read_10k_of_20k_s"] = round(time.perf_counter() - t, 3)
+        res["cache_bytes_per_image"] = round(sum(p.stat().st_size for p in cache.parts()) / len(ids), 1)
+        assert found.all()
+    # the candidate search: exact blockwise brute force, all pairs and new × all
+    from pipeline.core.embedding import cosine_pairs, unit
+
+    for total in (10_000, 40_000):
+        u = unit(rng.normal(0, 1, (total, 1280)).astype(np.float32))
+        t = time.perf_counter()
+        cosine_pairs(u, 0.93, np.arange(total - total // 100, total))  # a refresh adding 1 %
+        res[f"search_new_1pct_of_{total}_s"] = round(time.perf_counter() - t, 3)
+        if total <= 10_000:
+            t = time.perf_counter()
+            cosine_pairs(u, 0.93)
+            res[f"search_all_pairs_{total}_s"] = round(time.perf_counter() - t, 2)
+    print(json.dumps(res, indent=2))
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
