@@ -31,7 +31,7 @@ logger = logging.getLogger("gemcurate")
 # argparse destinations that hold paths the user typed (made absolute before the CLI
 # moves to the project root, so they keep meaning what they meant where they were typed)
 PATH_ARGS = ("params", "data_dir", "site", "out", "csv", "port_file", "cache_dir", "catalog", "image",
-             "images", "model", "embeddings")
+             "images", "model", "embeddings", "examples", "realdata", "out_dir")
 
 
 class NotInProject(UserError):
@@ -148,7 +148,7 @@ def cmd_train_head(a: argparse.Namespace, params) -> int:
         examples += found
         emb = EmbeddingCache.for_data_dir(io.data_dir)
     head, manifest_ = heads.train(examples, embeddings=emb, progress=not a.no_progress)
-    path = heads.save_versioned(head, manifest_, a.out_dir)
+    path = heads.save_versioned(head, manifest_, a.out_dir or "heads")
     print(json.dumps({"head": str(path), "decisions_used": n_decisions, **manifest_["metrics"]}, indent=2))
     print(f"use it: set filter.head: {path} in params.yaml (then dvc repro)")
     return 0
@@ -454,7 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="train-head: leave the annotators' decisions out")
             st.add_argument("--per-label", type=int, default=240,
                             help="train-head: generated bank images per class (default 240)")
-            st.add_argument("--out-dir", default="heads", help="train-head: where the head goes")
+            st.add_argument("--out-dir", help="train-head: where the head goes (default: heads/ "
+                                              "in the project)")
         if stage.name == "split":
             st.add_argument("--reset", action="store_true",
                             help="forget earlier assignments (a new split; breaks stability)")

@@ -69,7 +69,7 @@ class CropResult:
     object_box: list[int] | None  # tight [x0, y0, x1, y1]
     box: list[int] | None          # square with margin (may extend past the image)
     confidence: float
-    issue: str                     # none, no_object, cut_by_border, several_objects, low_contrast
+    issue: str  # none, no_object, cut_by_border, several_objects, low_contrast, fills_frame
     background: tuple[int, int, int]
 
 
@@ -100,20 +100,23 @@ def _grid_basis(gh: int, gw: int) -> np.ndarray:
     return np.stack([np.ones_like(gx), gx, gy, gx * gx, gy * gy, gx * gy], -1).reshape(-1, 6)
 
 
-def background_coarse(rgb: np.ndarray, frame: float = 0.04) -> np.ndarray:
+def background_coarse(rgb: np.ndarray, frame: float = 0.04, terms: int = 6) -> np.ndarray:
     """The border's smooth per-channel quadratic surface on a coarse grid (≈ H/8 × W/8 × 3).
 
     The surface is smooth, so it is fitted on a ≤ 96 px copy (block averages: a textured
     backdrop's single pixels are too noisy), to the border band (4 % of the shorter side),
     refitted without the pixels an object covers. Values are clipped to 0..255; a
-    bilinear resize of the grid stays in range.
+    bilinear resize of the grid stays in range. ``terms=3`` fits a plane: a noisy
+    (textured) border does not pin a quadratic's curvature, which then bulges over the
+    middle of the frame, where the object is.
     """
     h, w = rgb.shape[:2]
     src = fit(rgb, 96, fast=True)
     flat, design = _border_design(*src.shape[:2], frame)
+    design = design[:, :terms]
     vals = np.take(src.reshape(-1, 3), flat, axis=0).astype(np.float64)
     keep = np.ones(len(flat), bool)
-    coef = np.zeros((6, 3))
+    coef = np.zeros((terms, 3))
     for _ in range(3):  # refit without border pixels that belong to an object
         d = design[keep]  # 6 unknowns: the normal equations are well conditioned and 5× faster
         coef = np.linalg.solve(d.T @ d, d.T @ vals[keep])
@@ -125,7 +128,7 @@ def background_coarse(rgb: np.ndarray, frame: float = 0.04) -> np.ndarray:
             break
         keep = new
     gh, gw = max(2, h // 8), max(2, w // 8)
-    grid = (_grid_basis(gh, gw) @ coef.astype(np.float32)).reshape(gh, gw, 3)
+    grid = (_grid_basis(gh, gw)[:, :terms] @ coef.astype(np.float32)).reshape(gh, gw, 3)
     return np.clip(grid, 0, 255)
 
 
@@ -162,22 +165,49 @@ def _percentile_u8(values: np.ndarray, mask: np.ndarray, q: float) -> float:
     return float(np.searchsorted(np.cumsum(hist), q / 100 * total))
 
 
-def _soft_change(rgb: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+def _soft_change(rgb: np.ndarray, coarse: np.ndarray, glow: bool = True) -> np.ndarray:
     """Pixels that differ from the background by a common factor in every channel (uint8 0/1).
 
-    Darker (a cast shadow) or brighter (a lamp's hot spot on a radial backdrop), with the
-    background's chroma. These regions are soft, so they are found at half resolution
-    (4× fewer float divisions) and scaled back up.
+    Darker (a cast shadow) or, with ``glow``, brighter (a lamp's hot spot on a radial
+    backdrop), with the background's chroma. These regions are soft, so they are found at
+    half resolution (4× fewer float divisions) and scaled back up. On a textured backdrop
+    there is no hot spot to model, and a white pearl on grey fabric is "brighter by a
+    common factor": ``glow`` is off there.
     """
     h, w = rgb.shape[:2]
     img = (block_mean(rgb, 2) if min(h, w) >= 2 else rgb).astype(np.float32) + 1
+    if not glow:  # a textured backdrop: its grain would break the common factor of a shadow
+        img = cv2.GaussianBlur(img, (0, 0), 2.0)
     bg = cv2.resize(coarse, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR) + 1
     rch = cv2.split(cv2.divide(img, bg))
     rmean = cv2.add(cv2.add(rch[0], rch[1]), rch[2]) * (1 / 3)
     spread = cv2.max(cv2.max(cv2.absdiff(rch[0], rmean), cv2.absdiff(rch[1], rmean)),
                      cv2.absdiff(rch[2], rmean))
-    soft = (spread < 0.06) & (((rmean < 0.98) & (rmean > 0.35)) | (rmean > 1.02))
+    soft = (spread < 0.06) & (((rmean < 0.98) & (rmean > 0.35)) | ((rmean > 1.02) & glow))
     return cv2.resize(soft.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+TEXTURE_FACTOR = 1.5  # the object's residual must exceed the border's 95th percentile by this
+TEXTURE_EDGES = 0.03  # border pixels on Canny edges above which the backdrop counts as textured
+
+
+@lru_cache(maxsize=32)
+def _border_band(h: int, w: int, frame: float = 0.04) -> np.ndarray:
+    """The border band (4 % of the shorter side) as a uint8 mask."""
+    b = max(2, int(frame * min(h, w)))
+    band = np.zeros((h, w), np.uint8)
+    band[:b] = band[-b:] = 1
+    band[:, :b] = band[:, -b:] = 1
+    return band
+
+
+FILL_RESIDUAL = 60  # the border's 95th-percentile residual above which the stone fills the frame
+
+
+def _whole_frame(h: int, w: int, bg: tuple[int, int, int]) -> CropResult:
+    side = max(h, w)
+    sq = [round(w / 2 - side / 2), round(h / 2 - side / 2), round(w / 2 + side / 2), round(h / 2 + side / 2)]
+    return CropResult([0, 0, w, h], sq, 0.6, "fills_frame", bg)
 
 
 def find_box(rgb: np.ndarray, p: CropParams) -> CropResult:
@@ -189,28 +219,52 @@ def find_box(rgb: np.ndarray, p: CropParams) -> CropResult:
     bg = cv2.resize(coarse8, (w, h), interpolation=cv2.INTER_LINEAR)
     # residual: the largest channel difference from the model (uint8 throughout:
     # numpy's channel reductions and float arithmetic are the slow part at this size)
-    dch = cv2.split(cv2.absdiff(rgb, bg))
-    resid = cv2.max(cv2.max(dch[0], dch[1]), dch[2])
-    if p.blur_sigma > 0:
-        resid = cv2.GaussianBlur(resid, (0, 0), p.blur_sigma)
-    soft = _soft_change(rgb, coarse)
     # Canny on the background-subtracted luminance (grey is linear: grey(img) − grey(bg))
     grey_bg = cv2.cvtColor(bg, cv2.COLOR_RGB2GRAY)
     lum = cv2.addWeighted(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 1.0, grey_bg, -1.0, 128.0)
     if p.blur_sigma > 0:
         lum = cv2.GaussianBlur(lum, (0, 0), p.blur_sigma)
     edges = cv2.Canny(lum, p.canny_low, p.canny_high)
+    band = _border_band(h, w)
+    # a textured backdrop (fabric, granite, wood) makes edges all along the border: its
+    # model is a plane (see background_coarse), and the edges are found again against it
+    textured = float(np.count_nonzero(edges[band > 0])) > TEXTURE_EDGES * float(np.count_nonzero(band))
+    if textured:
+        coarse = background_coarse(rgb, terms=3)
+        bg = cv2.resize((coarse + 0.5).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
+        lum = cv2.addWeighted(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 1.0,
+                              cv2.cvtColor(bg, cv2.COLOR_RGB2GRAY), -1.0, 128.0)
+        if p.blur_sigma > 0:
+            lum = cv2.GaussianBlur(lum, (0, 0), p.blur_sigma)
+        edges = cv2.Canny(lum, p.canny_low, p.canny_high)
+    dch = cv2.split(cv2.absdiff(rgb, bg))
+    resid = cv2.max(cv2.max(dch[0], dch[1]), dch[2])
+    if p.blur_sigma > 0:
+        resid = cv2.GaussianBlur(resid, (0, 0), p.blur_sigma)
+    soft = _soft_change(rgb, coarse, glow=not textured)
     # shadow-like and glow-like pixels are not object area; every crisp edge is object
     # (a grey stone's body passes for shadow, its outline does not). Measured on 688
     # generated photos: dropping edges inside shadows put 9.6 % of boxes under IoU 0.75,
     # counting the hot spot of radial backdrops as object 4.7 %; both off: 0.3 %.
-    solid = (resid > p.background_tolerance) & (soft == 0)
+    # a textured backdrop (fabric, granite, wood) is no smooth surface: the border tells how
+    # far its own pixels stray from the model and how many edges its texture makes, and the
+    # object must stand out from that, not from a smooth backdrop's tolerance
+    border_p95 = _percentile_u8(resid, band, 95)
+    tol = max(float(p.background_tolerance), TEXTURE_FACTOR * border_p95)
+    solid = (resid > tol) & (soft == 0)
+    if textured:  # the grain's edges, and a grainy shadow's outline, are no object's outline
+        keep = (resid > tol) & (cv2.dilate(soft, np.ones((5, 5), np.uint8)) == 0)
+        edges = cv2.bitwise_and(edges, (keep * 255).astype(np.uint8))
     mask = (solid | (edges > 0)).view(np.uint8)
     k = max(3, int(0.01 * max(h, w)) | 1)
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
     areas, boxes = _components(mask, max(1, int(0.002 * h * w)))
+    # the border is no backdrop at all (facets or a cabochon's surface reach every edge): the
+    # stone fills the frame, and the frame is its crop
+    fills = border_p95 > FILL_RESIDUAL
     if len(areas) == 0 or areas.max() < p.min_object_area * h * w:
-        return CropResult(None, None, 0.0, "no_object", bg_colour)
+        return _whole_frame(h, w, bg_colour) if fills else CropResult(None, None, 0.0, "no_object",
+                                                                          bg_colour)
     order = np.argsort(-areas, kind="stable")
     main = int(order[0])
     areas = areas.astype(np.float64)
@@ -245,6 +299,8 @@ def find_box(rgb: np.ndarray, p: CropParams) -> CropResult:
     if touches:  # kept as the issue either way; only "review" makes it doubtful
         issue, conf = "cut_by_border", conf * (0.3 if p.cut_by_border == "review" else 1.0)
     elif second > 0.25:
+        if fills:
+            return _whole_frame(h, w, bg_colour)
         issue, conf = "several_objects", conf * (1 - min(second, 1.0)) * 0.6
     elif contrast < 1.5 * p.background_tolerance:
         issue = "low_contrast"

@@ -108,7 +108,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("object_box", "object", True, "crop", "[x0, y0, x1, y1] tight box of the detected object"),
     Column("crop_confidence", "float64", True, "crop", "0..1: how clearly one whole object was found"),
     Column("crop_issue", "string", True, "crop",
-           "none, no_object, cut_by_border, several_objects, low_contrast"),
+           "none, no_object, cut_by_border, several_objects, low_contrast, fills_frame (the "
+           "stone reaches every edge: the frame is the crop)"),
     Column("crop_path", "string", True, "crop", "the target-size crop, relative to <data_dir>/crops"),
     Column("background_rgb", "object", True, "crop", "[r, g, b] background colour used for padding"),
     # --- split ------------------------------------------------------------------------

@@ -66,3 +66,45 @@ def test_the_stage_writes_crops_flags_a_broken_file_and_reuses_its_cache(tmp_pat
                          cache=ResultCache(tmp_path / "crop", params.crop, crop.CODE))
     assert m2["images_reused"] == 3
     pd.testing.assert_series_equal(out["crop_path"], again["crop_path"])
+
+
+def _granite(rng: np.random.Generator, h: int, w: int, level: float) -> np.ndarray:
+    """A grey, grainy backdrop (fabric or granite): strong grain, a slow gradient."""
+    import cv2
+
+    grain = cv2.GaussianBlur(rng.normal(0, 35, (h, w)).astype(np.float32), (0, 0), 1.0) * 2
+    ramp_ = np.linspace(-15, 15, h)[:, None, None]
+    return np.clip(level + grain[..., None] + ramp_ + rng.normal(0, 4, (h, w, 3)), 0, 255)
+
+
+def test_a_pearl_on_grainy_fabric_is_found_without_its_shadow():
+    """The border's grain sets the tolerance, a plane models the backdrop (a quadratic
+    fitted to a noisy border bulges over the middle), and the white pearl is not taken
+    for a lamp's glow."""
+    rng = np.random.default_rng(3)
+    h = w = 300
+    img = _granite(rng, h, w, 115)
+    yy, xx = np.mgrid[:h, :w]
+    shadow = ((xx - 150) ** 2 + (yy - 185) ** 2) < 75 ** 2
+    img[shadow] *= 0.55  # a cast shadow below and right, with the backdrop's grain
+    pearl = ((xx - 145) ** 2 + (yy - 150) ** 2) < 70 ** 2
+    shade = np.clip(1.05 - ((xx - 125) ** 2 + (yy - 125) ** 2) / (2.2 * 70 ** 2), 0.75, 1.05)
+    img[pearl] = (np.array([248, 246, 240]) * shade[pearl][:, None])
+    res = find_box(img.astype(np.uint8), CropParams())
+    assert res.issue == "none"
+    assert iou(res.object_box, [75, 80, 215, 220]) >= 0.85
+
+
+def test_a_stone_that_fills_the_frame_is_its_own_crop():
+    """Facets reach every edge: no border is backdrop, and the whole frame is the object."""
+    rng = np.random.default_rng(5)
+    h, w = 240, 260
+    img = np.zeros((h, w, 3), np.uint8)
+    for _ in range(60):  # large facets of a green stone, bright and dark
+        pts = rng.integers(-40, 300, (3, 2)).astype(np.int32)
+        import cv2
+
+        cv2.fillPoly(img, [pts], tuple(int(v) for v in rng.integers(10, 250) * np.array([0.3, 1.0, 0.5])))
+    res = find_box(img, CropParams())
+    assert res.issue == "fills_frame" and res.object_box == [0, 0, w, h]
+    assert res.confidence >= CropParams().min_confidence  # a usable crop, not a review
