@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 MODEL = "efficientnet_lite0"
 MAX_PARTS = 16
 _SESSION = None
+_SESSION_PID = 0
 
 
 def model_dir_name() -> str:
@@ -53,11 +55,17 @@ def model_dir_name() -> str:
 
 
 def _session():
-    global _SESSION
-    if _SESSION is None:
+    """This process's ONNX Runtime session (one thread: the worker processes are the parallelism).
+
+    A session is never used across a fork: a pool worker forked from a process that had
+    already embedded (a small batch runs in the parent) would inherit it with its runtime
+    state frozen mid-flight, and hang on its first run. The owner's pid says whose it is.
+    """
+    global _SESSION, _SESSION_PID
+    if _SESSION is None or _SESSION_PID != os.getpid():
         from pipeline.models.lite0_onnx import session_for
 
-        _SESSION = session_for(threads=1)  # one per worker process: the workers are the parallelism
+        _SESSION, _SESSION_PID = session_for(threads=1), os.getpid()
     return _SESSION
 
 

@@ -43,21 +43,21 @@ def _die_with_parent() -> None:
 
 @contextlib.contextmanager
 def _single_threaded_opencv() -> Iterator[None]:
-    """OpenCV at one thread while worker processes are forked and run.
+    """OpenCV at one thread while worker processes are forked and run — and after.
 
     The processes are the parallelism: OpenCV's default of one thread per core in
     every worker oversubscribes the machine. It is set in the parent *before* the
-    fork, which the workers inherit; calling ``cv2.setNumThreads`` in a forked child
-    can deadlock on the thread pool the parent left behind.
+    fork, which the workers inherit. It is not set back: ``cv2.setNumThreads`` in a
+    forked child waits forever on the thread pool the parent left behind, and a process
+    that ran a pool is forked again later (a test's own pool, a task runner), whose
+    children then call this again. At one thread there is no pool to inherit, and the
+    call is skipped where the count already is one.
     """
     import cv2
 
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(before)
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
+    yield
 
 
 def map_items(fn: Callable[[Any], Any], items: Sequence[Any], workers: int = 0, desc: str = "",
