@@ -62,7 +62,7 @@ def _session():
     state frozen mid-flight, and hang on its first run. The owner's pid says whose it is.
     """
     global _SESSION, _SESSION_PID
-    if _SESSION is None or _SESSION_PID != os.getpid():
+    if _SESSION is None or os.getpid() != _SESSION_PID:
         from pipeline.models.lite0_onnx import session_for
 
         _SESSION, _SESSION_PID = session_for(threads=1), os.getpid()

