@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import resource
 import shutil
@@ -105,8 +106,9 @@ def bench_throughput(n: int = 200, passes: int = 3) -> dict:
         paths = []
         for k in range(n):
             plan = gems.plan_gem(rng_for(2024, "tp", k), list(gems.GEM_CLASSES)[k % 20], size=(800, 800))
-            path = Path(tmp) / f"{k:04d}.jpg"
-            path.write_bytes(junk.encode(gems.draw_gem(plan), "JPEG", 90))
+            data = junk.encode(gems.draw_gem(plan), "JPEG", 90)
+            path = Path(tmp) / f"{hashlib.sha256(data).hexdigest()}.jpg"  # named by its id, as stored
+            path.write_bytes(data)
             paths.append(str(path))
         stages = {
             "fingerprint": lambda q, _k: dedupe._fingerprint_file((Path(q).stem, q)),

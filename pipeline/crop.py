@@ -191,14 +191,22 @@ TEXTURE_FACTOR = 1.5  # the object's residual must exceed the border's 95th perc
 TEXTURE_EDGES = 0.03  # border pixels on Canny edges above which the backdrop counts as textured
 
 
-@lru_cache(maxsize=32)
-def _border_band(h: int, w: int, frame: float = 0.04) -> np.ndarray:
-    """The border band (4 % of the shorter side) as a uint8 mask."""
+def _border_values(img: np.ndarray, frame: float = 0.04) -> np.ndarray:
+    """The values of a 2-D array's border band (4 % of the shorter side), as one flat array.
+
+    Four strips, not a mask: a masked histogram or count scans the whole image (0.11 ms at
+    400 px), the strips only the band.
+    """
+    h, w = img.shape[:2]
     b = max(2, int(frame * min(h, w)))
-    band = np.zeros((h, w), np.uint8)
-    band[:b] = band[-b:] = 1
-    band[:, :b] = band[:, -b:] = 1
-    return band
+    return np.concatenate([img[:b].ravel(), img[-b:].ravel(), img[b:-b, :b].ravel(),
+                           img[b:-b, -b:].ravel()])
+
+
+def _p95_u8(values: np.ndarray) -> float:
+    """The 95th percentile (nearest rank) of flat uint8 values."""
+    cum = np.cumsum(np.bincount(values, minlength=256))
+    return float(np.searchsorted(cum, 0.95 * cum[-1])) if cum[-1] else 0.0
 
 
 FILL_RESIDUAL = 60  # the border's 95th-percentile residual above which the stone fills the frame
@@ -225,10 +233,10 @@ def find_box(rgb: np.ndarray, p: CropParams) -> CropResult:
     if p.blur_sigma > 0:
         lum = cv2.GaussianBlur(lum, (0, 0), p.blur_sigma)
     edges = cv2.Canny(lum, p.canny_low, p.canny_high)
-    band = _border_band(h, w)
     # a textured backdrop (fabric, granite, wood) makes edges all along the border: its
     # model is a plane (see background_coarse), and the edges are found again against it
-    textured = float(np.count_nonzero(edges[band > 0])) > TEXTURE_EDGES * float(np.count_nonzero(band))
+    border_edges = _border_values(edges)
+    textured = np.count_nonzero(border_edges) > TEXTURE_EDGES * border_edges.size
     if textured:
         coarse = background_coarse(rgb, terms=3)
         bg = cv2.resize((coarse + 0.5).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
@@ -249,8 +257,10 @@ def find_box(rgb: np.ndarray, p: CropParams) -> CropResult:
     # a textured backdrop (fabric, granite, wood) is no smooth surface: the border tells how
     # far its own pixels stray from the model and how many edges its texture makes, and the
     # object must stand out from that, not from a smooth backdrop's tolerance
-    border_p95 = _percentile_u8(resid, band, 95)
-    tol = max(float(p.background_tolerance), TEXTURE_FACTOR * border_p95)
+    border_p95 = _p95_u8(_border_values(resid))
+    # an integer threshold: for uint8 residuals "> t" is "> floor(t)", and a float would
+    # make numpy compare the whole image in float64
+    tol = int(max(p.background_tolerance, TEXTURE_FACTOR * border_p95))
     solid = (resid > tol) & (soft == 0)
     if textured:  # the grain's edges, and a grainy shadow's outline, are no object's outline
         keep = (resid > tol) & (cv2.dilate(soft, np.ones((5, 5), np.uint8)) == 0)
