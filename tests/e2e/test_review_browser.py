@@ -92,11 +92,15 @@ def test_an_annotator_reviews_five_images_by_keyboard_and_the_dataset_follows(pr
         page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
         page.goto(server + "/")
         assert "/login" in page.url
+        # the keyboard goes where the focus is: wait for the page's autofocus (on a loaded
+        # machine the first keys could land before it, and the login fail)
+        page.wait_for_function("document.activeElement && document.activeElement.name === 'name'")
         page.keyboard.type("ana")
         page.keyboard.press("Tab")
         page.keyboard.type(PASSWORD)
         press(page, "Enter")
-        assert page.locator("#left").text_content() == str(queued)
+        assert "/login" not in page.url, page.content()[:2000]
+        assert page.locator("#left").text_content(timeout=90_000) == str(queued)
         page.screenshot(path=str(shots[0]), full_page=False)
         press(page, "Enter")                        # open the first (selected) image
         page.screenshot(path=str(shots[1]), full_page=False)
