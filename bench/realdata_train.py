@@ -8,7 +8,7 @@ asked for, printing the test split's top-1/3/5 and macro F1. The photos never le
 
 Usage:
     .venv/bin/python bench/realdata_train.py [--folders jewelry,gems] [--models efficientnet_lite0,gemnet]
-        [--gemnet-size 128] [--work DIR]
+        [--gemnet-size 128] [--work DIR] [--set finetune_epochs=5 --set unfreeze=top]
 """
 
 from __future__ import annotations
@@ -63,7 +63,17 @@ def main() -> None:
     ap.add_argument("--work", help="keep the curated data here (reruns skip the curation)")
     ap.add_argument("--cut-by-border", choices=["review", "keep"],
                     help="crop.cut_by_border for every folder (default: keep for jewelry only)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="train.KEY override for every model, e.g. finetune_epochs=5 (YAML value)")
     a = ap.parse_args()
+    import yaml
+
+    extra = {}
+    for item in a.set:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        extra[k.removeprefix("train.")] = yaml.safe_load(v)
     if not REALDATA.is_dir():
         raise SystemExit(f"{REALDATA} absent")
     out = {}
@@ -77,7 +87,7 @@ def main() -> None:
         for model in a.models.split(","):
             if model == "gemnet" and name not in a.gemnet_folders.split(","):
                 continue
-            over = {"model": model}
+            over = {"model": model, **extra}
             if model == "gemnet":
                 over["image_size"] = a.gemnet_size
             p = load_params(ROOT / "params.yaml", {"train": over, "data": {"data_dir": str(work / "data")}})

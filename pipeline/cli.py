@@ -65,7 +65,7 @@ def cmd_store_serve(a: argparse.Namespace) -> int:
         raise ConfigError("--faults: must be a probability in [0, 1]")
     opts = ServerOptions(rate_limit=a.rate_limit, burst=a.burst, faults=a.faults,
                          ban_strikes=a.ban_strikes, ban_seconds=a.ban_seconds,
-                         page_size=a.page_size, fault_seed=a.seed,
+                         page_size=a.page_size, fault_seed=a.seed, layout=a.layout,
                          cache_dir=None if a.no_cache else (a.cache_dir or default_cache_dir()))
     serve(catalog_options(a), opts, a.host, a.port, a.port_file)
     return 0
@@ -420,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests inside a Retry-After window before a ban")
     s.add_argument("--ban-seconds", type=float, default=120.0)
     s.add_argument("--page-size", type=int, default=12)
+    s.add_argument("--layout", choices=["demo", "shopify", "woocommerce", "magento"], default="demo",
+                   help="serve the catalog with this platform's URLs, HTML and JSON (same images)")
     s.add_argument("--cache-dir", help="rendered-image cache (default ~/.cache/gemcurate)")
     s.add_argument("--no-cache", action="store_true", help="render every image on demand")
     add_catalog_flags(s)

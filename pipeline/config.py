@@ -55,8 +55,15 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
             try:
                 return _check_type(value, arg, key)
             except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: invalid value {value!r}")
+                errors.append((arg, str(exc)))
+        # the error of the alternative shaped like the value says what is wrong with it
+        shaped = [e for a, e in errors
+                  if (isinstance(value, dict)
+                      and (dataclasses.is_dataclass(a) or typing.get_origin(a) is dict))
+                  or (isinstance(value, list) and typing.get_origin(a) in (list, tuple))]
+        if len(shaped) == 1:
+            raise ConfigError(shaped[0])
+        raise ConfigError(errors[0][1] if len(errors) == 1 else f"{key}: invalid value {value!r}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
@@ -243,6 +250,10 @@ class ScrapeParams:
     )
     categories: list[str] = field(default_factory=tuple)
     max_products: int | None = field(default=None, metadata={"min": 1})
+    full_refresh_every: int = field(default=8, metadata={
+        "min": 0, "doc": "every Nth crawl re-checks every page and image; the others skip products "
+                         "whose sitemap lastmod is unchanged or whose page answers 304 (1: every "
+                         "crawl is a full pass; 0: only the first)"})
     progress: bool = True
 
     def validate(self) -> None:

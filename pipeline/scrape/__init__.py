@@ -90,7 +90,15 @@ def _crawl(params: Params, site: SiteConfig) -> ScrapeResult:
     run_id, resumed = state.open_run()
     logger.info("%s run %d of site %s at %s", "resuming" if resumed else "starting", run_id,
                 site.name, site.base_url)
-    crawler = Crawler(site, params.scrape, state, store)
+    every = params.scrape.full_refresh_every
+    done = state.complete_runs()
+    full = resumed_full(state, run_id) if resumed else (
+        every == 1 or done == 0 or (every > 1 and done % every == 0))
+    crawler = Crawler(site, params.scrape, state, store, full_pass=full)
+    if site.sitemap is not None or not full:
+        logger.info("%s pass (scrape.full_refresh_every %d, %d complete crawls before)",
+                    "full" if full else "incremental", every, done)
+    state.note_run(run_id, {"full_pass": full})
     t0 = time.time()
     try:
         asyncio.run(crawler.crawl(run_id, resumed))
@@ -138,6 +146,11 @@ def _crawl(params: Params, site: SiteConfig) -> ScrapeResult:
     return ScrapeResult(run_id, status, message, resumed, stats, out)
 
 
+def resumed_full(state: CrawlState, run_id: int) -> bool:
+    """A resumed run keeps the kind of pass it started as."""
+    return bool(state.run_note(run_id).get("full_pass", True))
+
+
 def _stats(cr: Crawler, elapsed: float, counts: dict) -> dict:
     c = cr.c
     span = (c.last_request or 0) - (c.first_request or 0)
@@ -150,6 +163,9 @@ def _stats(cr: Crawler, elapsed: float, counts: dict) -> dict:
         "pages_304": c.pages_304, "images_downloaded": c.images, "images_304": c.images_304,
         "bytes": c.bytes, "rate_limited_429": c.rate_limited, "retries": c.retries,
         "errors": c.errors, "bans": c.bans, "disallowed_skipped": c.disallowed,
+        "full_pass": cr.full_pass, "sitemaps": c.sitemaps,
+        "products_skipped": c.products_skipped, "images_skipped": c.images_skipped,
+        "unmapped_labels": dict(c.unmapped_labels),
         "by_status": {str(k): v for k, v in sorted(c.by_status.items())},
         "rejected": dict(c.rejected), "achieved_rate": round(achieved, 3),
         "store_allowed_rate": store_rate,
@@ -227,7 +243,7 @@ def format_summary(res: ScrapeResult, site: SiteConfig) -> str:
         f"  requests     {s.get('requests', 0):>8,}   achieved rate {rate}",
         f"  pages        {s.get('pages', 0):>8,}   304 not modified: {s.get('pages_304', 0):,}",
         f"  images       {s.get('images_downloaded', 0):>8,}   304 not modified: "
-        f"{s.get('images_304', 0):,}",
+        f"{s.get('images_304', 0):,}   unchanged, not requested: {s.get('images_skipped', 0):,}",
         f"  bytes        {s.get('bytes', 0) / 1e6:>8.1f} MB",
         f"  429s {s.get('rate_limited_429', 0)}, retries {s.get('retries', 0)}, "
         f"errors {s.get('errors', 0)}, bans {s.get('bans', 0)}, "
@@ -244,6 +260,12 @@ def format_summary(res: ScrapeResult, site: SiteConfig) -> str:
             f"  usable       {s.get('images_usable', 0):,} images; excluded: "
             + (", ".join(f"{k} {v}" for k, v in sorted(s.get("excluded", {}).items())) or "none"),
         ]
+    if s.get("products_skipped"):
+        lines.append(f"  incremental  {s['products_skipped']:,} unchanged products kept without a request "
+                     "(sitemap lastmod or a 304 page; scrape.full_refresh_every sets full passes)")
+    if s.get("unmapped_labels"):
+        lines.append("  unmapped     store labels not in label_map: " + ", ".join(
+            f"{k} ({v})" for k, v in sorted(s["unmapped_labels"].items())))
     if res.status != "complete":
         lines.append(f"  NOTE: {res.message}")
     return "\n".join(lines)

@@ -30,9 +30,10 @@ from pipeline.config import ScrapeParams
 from pipeline.core.blobstore import BlobStore, sha256_hex
 from pipeline.manifest import text_problem
 from pipeline.scrape.downloads import EXT, check_image, sniff
+from pipeline.scrape.extract import Doc, extract, extract_first
 from pipeline.scrape.ratelimit import HostLimiter
 from pipeline.scrape.robots import Robots
-from pipeline.scrape.site import SiteConfig, first, select
+from pipeline.scrape.site import SiteConfig
 from pipeline.scrape.state import CrawlState, now
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class TooLarge(Exception):
 
 MAX_REDIRECTS = 5
 PAGE_KINDS = ("home", "category", "product")
+# an image verdict that a new request could change: such a product is never skipped
+RETRY_REASONS = ("http_error", "too_large_bytes", "disallowed_by_robots")
 
 
 class BrokenBody(Exception):
@@ -84,8 +87,12 @@ class Counters:
     errors: int = 0
     bans: int = 0
     disallowed: int = 0
+    sitemaps: int = 0
+    products_skipped: int = 0
+    images_skipped: int = 0
     by_status: Counter = field(default_factory=Counter)
     rejected: Counter = field(default_factory=Counter)
+    unmapped_labels: Counter = field(default_factory=Counter)
     first_request: float | None = None
     last_request: float | None = None
 
@@ -131,6 +138,63 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
+def next_page_number(url: str, param: str, start: int, max_pages: int) -> str | None:
+    """``url`` with query parameter ``param`` one higher (``start`` when absent)."""
+    from urllib.parse import parse_qsl, urlencode
+
+    p = urlsplit(url)
+    query = parse_qsl(p.query, keep_blank_values=True)
+    current = start
+    for k, v in query:
+        if k == param:
+            try:
+                current = int(v)
+            except ValueError:
+                return None
+    if current + 1 - start >= max_pages:
+        logger.warning("%s: paginate.max_pages (%d) reached", url, max_pages)
+        return None
+    query = [(k, v) for k, v in query if k != param] + [(param, str(current + 1))]
+    return urlunsplit((p.scheme, p.netloc, p.path, urlencode(query), ""))
+
+
+def parse_sitemap(body: bytes, max_bytes: int) -> dict:
+    """``{"sitemaps": [loc…], "urls": [(loc, lastmod|None)…]}`` of a sitemap or sitemap index.
+
+    Gzipped sitemaps are unpacked up to ``max_bytes``; entities are never resolved (lxml
+    through parsel, ``resolve_entities=False``).
+
+    Raises:
+        ValueError: Not a sitemap (HTML, broken XML, a gzip bomb).
+    """
+    import gzip
+    import zlib
+
+    if body[:2] == b"\x1f\x8b":
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = d.decompress(body, max_bytes)
+        except (zlib.error, gzip.BadGzipFile) as exc:
+            raise ValueError(f"broken gzip: {exc}") from None
+        if d.unconsumed_tail:
+            raise ValueError(f"unpacks to more than max_bytes ({max_bytes})")
+    text = body.decode("utf-8", "replace").lstrip("\ufeff \r\n\t")
+    if not text.startswith("<?xml") and not re.match(r"<(\w+:)?(urlset|sitemapindex)\b", text):
+        raise ValueError("not a sitemap (no urlset or sitemapindex element)")
+    sel = Selector(text=text, type="xml")
+    sel.remove_namespaces()
+    if not sel.xpath("/urlset|/sitemapindex"):
+        raise ValueError("not a sitemap (no urlset or sitemapindex element)")
+    sitemaps = [u.strip() for u in sel.xpath("/sitemapindex/sitemap/loc/text()").getall() if u.strip()]
+    urls = []
+    for node in sel.xpath("/urlset/url"):
+        loc = (node.xpath("loc/text()").get() or "").strip()
+        if loc:
+            lastmod = (node.xpath("lastmod/text()").get() or "").strip() or None
+            urls.append((loc, lastmod))
+    return {"sitemaps": sitemaps, "urls": urls}
+
+
 class Crawler:
     """Crawl one site into the state database and the blob store.
 
@@ -142,8 +206,13 @@ class Crawler:
     """
 
     def __init__(self, site: SiteConfig, params: ScrapeParams, state: CrawlState,
-                 store: BlobStore) -> None:
+                 store: BlobStore, full_pass: bool = True) -> None:
         self.site = site
+        # a full pass re-checks every page and image (conditional GETs); otherwise a product
+        # whose sitemap lastmod is unchanged, or whose page answers 304, keeps its images
+        # without a request
+        self.full_pass = full_pass
+        self.tokens: dict[str, str | None] = {}  # product URL → its sitemap lastmod
         self.p = params
         self.state = state
         self.store = store
@@ -394,16 +463,29 @@ class Crawler:
                 headers["If-None-Match"] = old["etag"]
             if old.get("last_modified"):
                 headers["If-Modified-Since"] = old["last_modified"]
+        token = payload.get("token") if "token" in payload else self.tokens.get(url)
+        if kind == "product" and not self.full_pass and old and old.get("extracted") and token:
+            before = json.loads(old["extracted"])
+            if before.get("token") == token and self._carry(run_id, url, before):
+                self.state.mark(run_id, url, "done", "unchanged: same sitemap lastmod")
+                return []
         res = await self._fetch(url, limiter, headers, kind)
         if res.status == 304 and old:
             self.c.pages_304 += 1
             extracted = json.loads(old["extracted"])
+            extracted["token"] = token
+            if kind == "product" and not self.full_pass and self._carry(run_id, url, extracted):
+                # the page did not change, so neither did its images (the store's validators
+                # cover them); a periodic full pass re-checks
+                self.state.save_page(run_id, url, kind, None, None, extracted, res.attempts, False)
+                return []
             self.state.save_page(run_id, url, kind, None, None, extracted, res.attempts, False)
         elif res.status == 200:
             self.c.pages += 1
             self.c.bytes += len(res.body)
             # relative links resolve against where the page really is (after redirects)
-            extracted = self._extract(res.url or url, kind, res.body)
+            extracted = self._extract(res.url or url, kind, res.body, res.headers.get("Content-Type"))
+            extracted["token"] = token
             self.state.save_page(run_id, url, kind, res.headers.get("ETag"),
                                  res.headers.get("Last-Modified"), extracted, res.attempts, True)
         else:
@@ -422,46 +504,173 @@ class Crawler:
             if self.p.max_products is not None and self.products_seen >= self.p.max_products:
                 break
             self.products_seen += 1
-            children.append((u, "product", None))
+            children.append((u, "product", {"token": self.tokens.get(u)} if u in self.tokens else None))
         prod = extracted.get("product")
         if prod:
+            if prod.get("unmapped"):
+                self.c.unmapped_labels[prod["unmapped"]] += 1
+            if prod.get("unmapped") and self.site.unmapped_labels == "exclude":
+                self.state.mark(run_id, url, "done", f"label {prod['unmapped']!r} is not in label_map")
+                return children
             self.state.save_product(run_id, prod["product_id"], url, prod["label"], prod["attrs"])
             for i, u in enumerate(prod["images"]):
                 children.append((u, "image", {"product_id": prod["product_id"], "product_url": url,
                                               "label": prod["label"], "image_index": i}))
         return children
 
-    def _extract(self, url: str, kind: str, body: bytes) -> dict:
-        sel = Selector(text=body.decode("utf-8", "replace"))
+    def _extract(self, url: str, kind: str, body: bytes, content_type: str | None = None) -> dict:
+        doc = Doc(body, content_type, url)
         s = self.site
         out: dict = {}
         if kind == "home":
-            out["categories"] = self._abs(url, select(sel, s.category_links), "category")
+            out["categories"] = self._abs(url, extract(doc, s.category_links), "category")
         if kind in ("home", "category"):
-            out["products"] = self._abs(url, select(sel, s.product_links), "product")
-            out["next"] = self._abs(url, select(sel, s.next_page), "category")
+            out["products"] = self._abs(url, extract(doc, s.product_links), "product")
+            out["next"] = self._abs(url, extract(doc, s.next_page), "category")
+            if kind == "category" and s.paginate and out["products"]:
+                nxt = next_page_number(url, s.paginate.param, s.paginate.start, s.paginate.max_pages)
+                if nxt:
+                    out["next"].append(nxt)
         if kind == "product":
             ps = s.product
-            pid = first(sel, ps.id, ps.id_pattern) or urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
-            label = first(sel, ps.label, ps.label_pattern)
-            if label is None:
+            pid = extract_first(doc, ps.id, ps.id_pattern) or \
+                urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+            store_label = extract_first(doc, ps.label, ps.label_pattern)
+            if store_label is None:
                 logger.warning("no label on %s; product skipped (check product.label)", url)
                 return out
-            label = s.label_map.get(label, label)
-            why = text_problem(label)
-            if why or len(label) > 128:
-                self.c.rejected["unsafe_label"] += 1
-                logger.warning("product %s skipped: its label %r %s", url, label[:60],
-                               why or "is longer than 128 characters")
-                return out
-            imgs = select(sel, ps.images)
+            label, parent, mapped = s.target(store_label)
+            attrs = {k: extract_first(doc, v) for k, v in ps.attributes.items()}
+            if mapped and label != store_label:
+                attrs["store_label"] = store_label
+            if parent:
+                attrs["parent_label"] = parent
+            for name, value in (("id", pid), ("label", label)):
+                why = text_problem(value)
+                if why or len(value) > 128:
+                    self.c.rejected[f"unsafe_{name}"] += 1
+                    logger.warning("product %s skipped: its %s %r %s", url, name, value[:60],
+                                   why or "is longer than 128 characters")
+                    return out
+            imgs = extract(doc, ps.images)
             for rw in s.image_url_rewrite:
                 imgs = [re.sub(rw.pattern, rw.replace, u) for u in imgs]
-            attrs = {k: first(sel, v) for k, v in ps.attributes.items()}
             out["product"] = {"product_id": pid, "label": label,
                               "images": list(dict.fromkeys(self._abs(url, imgs, "image"))),
                               "attrs": {k: v for k, v in attrs.items() if v is not None}}
+            if s.label_map and not mapped:
+                out["product"]["unmapped"] = store_label
         return out
+
+    def _carry(self, run_id: int, url: str, extracted: dict) -> bool:
+        """Keep a product that did not change, and its images, without a request.
+
+        Only when every image it had is on disk with a final verdict; an image that failed
+        for a reason a new request could change means the page is fetched as usual.
+        """
+        prod = extracted.get("product")
+        if not prod:
+            return False
+        rows = self.state.product_images(url)
+        if not rows or len(rows) != len(prod.get("images", [])):
+            return False
+        for r in rows:
+            if r["excluded_reason"] in RETRY_REASONS or not r["path"] or not r["checked"] \
+                    or not self.store.exists(r["path"]):
+                return False
+        self.state.carry_product(run_id, url, prod["product_id"], [r["url"] for r in rows])
+        self.c.products_skipped += 1
+        self.c.images_skipped += len(rows)
+        return True
+
+    # ------------------------------------------------------------------ sitemaps
+    async def read_sitemaps(self, run_id: int) -> None:
+        """Read the store's sitemap(s): product URLs and their lastmod (``self.tokens``).
+
+        With ``sitemap.discover`` every product it lists joins the frontier. A sitemap that
+        fails makes the crawl incomplete when it is the discovery source (nothing is then
+        marked removed); otherwise its products are simply checked the usual way.
+        """
+        sm = self.site.sitemap
+        if sm is None:
+            return
+        robots, _, _ = await self.host(self.site.base_url)
+        roots = list(sm.url) or list(robots.sitemaps) or ["/sitemap.xml"]
+        todo = [u for u in self._abs(self.site.base_url, roots, "page")]
+        seen: set[str] = set()
+        pattern = re.compile(sm.products)
+        found: list[tuple[str, str | None]] = []
+        while todo:
+            url = todo.pop(0)
+            if url in seen:
+                logger.warning("sitemap %s is listed again (a loop); read once", url)
+                continue
+            if len(seen) >= sm.max_sitemaps:
+                logger.warning("more than sitemap.max_sitemaps (%d) sitemaps; the rest is ignored",
+                               sm.max_sitemaps)
+                break
+            seen.add(url)
+            got = await self._sitemap(url)
+            if got is None:
+                if sm.discover:
+                    self.failed_pages += 1
+                continue
+            self.c.sitemaps += 1
+            todo += [u for u in got["sitemaps"] if u not in seen]
+            for loc, lastmod in got["urls"]:
+                m = pattern.search(loc)
+                if not m:
+                    continue
+                if sm.product_url:
+                    value = m.group(1) if m.groups() else loc
+                    loc = normalize(urljoin(loc, sm.product_url.replace("{}", value)))
+                if self._in_scope(loc, "product"):
+                    found.append((loc, lastmod))
+        for loc, lastmod in found:
+            self.tokens[loc] = lastmod
+        logger.info("sitemaps: %d read, %d product URLs", len(seen), len(found))
+        if sm.discover:
+            items = []
+            for loc, lastmod in found:
+                if self.p.max_products is not None and self.products_seen >= self.p.max_products:
+                    break
+                self.products_seen += 1
+                items.append((loc, "product", {"token": lastmod}))
+            self.state.add(run_id, items)
+
+    async def _sitemap(self, url: str) -> dict | None:
+        """One sitemap (conditional GET; the stored copy answers a 304), or ``None``."""
+        robots, limiter, _ = await self.host(url)
+        if not robots.allowed(url, self.p.user_agent):
+            logger.warning("robots.txt disallows the sitemap %s", url)
+            return None
+        old = self.state.page(url)
+        headers = {}
+        if old and old.get("extracted"):
+            if old.get("etag"):
+                headers["If-None-Match"] = old["etag"]
+            if old.get("last_modified"):
+                headers["If-Modified-Since"] = old["last_modified"]
+        res = await self._fetch(url, limiter, headers, "sitemap")
+        if res.status == 304 and old:
+            self.c.pages_304 += 1
+            return json.loads(old["extracted"])
+        if res.status != 200:
+            logger.warning("sitemap %s failed: %s", url, res.error or res.status)
+            return None
+        self.c.pages += 1
+        self.c.bytes += len(res.body)
+        try:
+            got = parse_sitemap(res.body, self.p.max_bytes)
+        except ValueError as exc:
+            logger.warning("sitemap %s: %s", url, exc)
+            return None
+        base = res.url or url
+        got = {"sitemaps": self._abs(base, got["sitemaps"], "page"),
+               "urls": [(normalize(urljoin(base, u)), lm) for u, lm in got["urls"]]}
+        self.state.save_page(0, url, "sitemap", res.headers.get("ETag"),
+                             res.headers.get("Last-Modified"), got, res.attempts, True)
+        return got
 
     @staticmethod
     def _img_meta(payload: dict | None) -> dict:
@@ -557,6 +766,7 @@ class Crawler:
                           for u in self.site.start_urls]
                 self.state.add(run_id, starts)
             await self.host(self.site.base_url)
+            await self.read_sitemaps(run_id)
             queue: asyncio.Queue = asyncio.Queue()
             items = self.state.pending(run_id)
             for it in items:

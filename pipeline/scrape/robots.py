@@ -38,10 +38,12 @@ class Robots:
     groups: list[_Group] = field(default_factory=list)
     allow_all: bool = False
     disallow_all: bool = False
+    sitemaps: list[str] = field(default_factory=list)  # the Sitemap: lines (any group)
 
     @classmethod
     def parse(cls, text: str) -> Robots:
         groups: list[_Group] = []
+        sitemaps: list[str] = []
         cur: _Group | None = None
         last_was_agent = False
         for raw in text.splitlines():
@@ -50,6 +52,10 @@ class Robots:
                 continue
             key, value = (p.strip() for p in line.split(":", 1))
             key = key.lower()
+            if key == "sitemap":
+                if value and len(sitemaps) < 100:
+                    sitemaps.append(value)
+                continue
             if key == "user-agent":
                 if cur is None or not last_was_agent:
                     cur = _Group()
@@ -73,7 +79,7 @@ class Robots:
                     t *= {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(3)]
                     if n > 0:
                         cur.delay = max(cur.delay or 0.0, t / n)
-        return cls(groups)
+        return cls(groups, sitemaps=sitemaps)
 
     def _group(self, agent: str) -> _Group | None:
         token = agent.lower().split("/")[0].strip()

@@ -26,26 +26,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from parsel import Selector
-from parsel.csstranslator import HTMLTranslator
 
 from pipeline.config import ConfigError, from_dict, read_yaml
 from pipeline.manifest import text_problem
+from pipeline.scrape.extract import Doc, Extractor, Spec, check_regex, check_spec, extract, extract_first
 
-_CSS = HTMLTranslator()
+__all__ = ["Doc", "Extractor", "LabelTarget", "Paginate", "ProductSelectors", "Rewrite", "SiteConfig",
+           "SitemapSpec", "extract", "extract_first", "first", "load_site", "select"]
 
-
-def _check_css(expr: str, key: str) -> None:
-    try:
-        _CSS.css_to_xpath(expr)
-    except Exception as exc:  # cssselect raises several error types
-        raise ConfigError(f"{key}: invalid CSS selector {expr!r}: {exc}") from None
-
-
-def _check_regex(expr: str, key: str) -> None:
-    try:
-        re.compile(expr)
-    except re.error as exc:
-        raise ConfigError(f"{key}: invalid regular expression {expr!r}: {exc}") from None
+_check_regex = check_regex
 
 
 @dataclass(frozen=True)
@@ -61,24 +50,70 @@ class Rewrite:
 
 @dataclass(frozen=True)
 class ProductSelectors:
-    """Where the product data is on a product page."""
+    """Where the product data is on a product page (HTML or JSON)."""
 
-    images: str
-    id: str | None = None
+    images: Spec
+    id: Spec | None = None
     id_pattern: str | None = None
-    label: str | None = None
+    label: Spec | None = None
     label_pattern: str | None = None
-    attributes: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, Spec] = field(default_factory=dict)
 
     def validate(self) -> None:
         for key in ("images", "id", "label"):
-            if getattr(self, key):
-                _check_css(getattr(self, key), key)
+            check_spec(getattr(self, key), key)
         for key in ("id_pattern", "label_pattern"):
             if getattr(self, key):
                 _check_regex(getattr(self, key), key)
         for name, sel in self.attributes.items():
-            _check_css(sel, f"attributes.{name}")
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", name):
+                raise ConfigError(f"attributes.{name}: a name is [a-z][a-z0-9_]* (it becomes the "
+                                  f"manifest column attr_{name})")
+            check_spec(sel, f"attributes.{name}")
+
+
+@dataclass(frozen=True)
+class Paginate:
+    """Listings paged by number: the same URL with ``param`` = 2, 3, … until a page is empty."""
+
+    param: str = field(default="page", metadata={"pattern": r"[A-Za-z0-9_.\-\[\]]{1,40}"})
+    start: int = field(default=1, metadata={"min": 0})
+    max_pages: int = field(default=1000, metadata={"min": 1, "max": 100_000})
+
+
+@dataclass(frozen=True)
+class SitemapSpec:
+    """``sitemap.xml`` (and sitemap indexes): products with their ``lastmod``.
+
+    ``lastmod`` lets a refresh skip a product that did not change, with its images;
+    ``discover`` also crawls every product it lists (a store's most complete list).
+    """
+
+    url: tuple[str, ...] = ()            # default: robots.txt's Sitemap: lines, else /sitemap.xml
+    products: str = r".*"                # regex a product's <loc> matches (others are ignored)
+    product_url: str | None = None       # template: {} = the regex's first group (or the <loc>)
+    discover: bool = True
+    max_sitemaps: int = field(default=1000, metadata={"min": 1, "max": 100_000})
+
+    def validate(self) -> None:
+        _check_regex(self.products, "products")
+        if self.product_url is not None and self.product_url.count("{}") != 1:
+            raise ConfigError(f"product_url: {self.product_url!r} must hold {{}} exactly once")
+
+
+@dataclass(frozen=True)
+class LabelTarget:
+    """A class of the project's taxonomy, optionally under a parent class."""
+
+    label: str
+    parent: str | None = None
+
+    def validate(self) -> None:
+        for key in ("label", "parent"):
+            value = getattr(self, key)
+            why = text_problem(value) if value is not None else None
+            if why:
+                raise ConfigError(f"{key}: {value!r} {why}")
 
 
 SCHEDULE = re.compile(r"@(hourly|daily|weekly|monthly|yearly)|none|"
@@ -93,13 +128,25 @@ class SiteConfig:
     base_url: str
     product: ProductSelectors
     start_urls: tuple[str, ...] = ("/",)
-    category_links: str | None = None
-    next_page: str | None = None
-    product_links: str | None = None
+    category_links: Spec | None = None
+    next_page: Spec | None = None
+    product_links: Spec | None = None
+    paginate: Paginate | None = None
+    sitemap: SitemapSpec | None = None
     image_url_rewrite: tuple[Rewrite, ...] = ()
-    label_map: dict[str, str] = field(default_factory=dict)
+    label_map: dict[str, str | LabelTarget] = field(default_factory=dict)
+    unmapped_labels: str = field(default="keep", metadata={"choices": {"keep", "exclude"}})
     allowed_hosts: tuple[str, ...] = ()
     schedule: str = "@weekly"
+
+    def target(self, label: str) -> tuple[str, str | None, bool]:
+        """``(class, parent, mapped)`` of a store label under ``label_map``."""
+        t = self.label_map.get(label)
+        if t is None:
+            return label, None, False
+        if isinstance(t, str):
+            return t, None, True
+        return t.label, t.parent, True
 
     def validate(self) -> None:
         if not SCHEDULE.fullmatch(self.schedule.strip()):
@@ -108,10 +155,10 @@ class SiteConfig:
         if not re.match(r"^https?://[^/]+", self.base_url):
             raise ConfigError(f"base_url: {self.base_url!r} is not an http(s) URL")
         for key in ("category_links", "next_page", "product_links"):
-            if getattr(self, key):
-                _check_css(getattr(self, key), key)
-        if not self.start_urls:
-            raise ConfigError("start_urls: at least one start URL is needed")
+            check_spec(getattr(self, key), key)
+        if not self.start_urls and not (self.sitemap and self.sitemap.discover):
+            raise ConfigError("start_urls: at least one start URL is needed (or a sitemap with "
+                              "discover: true)")
         base = urlsplit(self.base_url)
         for i, u in enumerate(self.start_urls):
             p = urlsplit(u)
@@ -120,7 +167,7 @@ class SiteConfig:
                 raise ConfigError(f"start_urls[{i}]: {u!r} is not on {base.netloc} (base_url); "
                                   "a crawl stays on its store's host: give paths such as /shop")
         for k, label in self.label_map.items():
-            why = text_problem(label)
+            why = text_problem(label) if isinstance(label, str) else None
             if why:
                 raise ConfigError(f"label_map.{k}: {label!r} {why}")
         for i, h in enumerate(self.allowed_hosts):
@@ -143,20 +190,17 @@ def load_site(path: str | Path, base_url: str | None = None) -> SiteConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def select(sel: Selector, expr: str | None) -> list[str]:
-    """All matches of ``expr``, stripped, empties dropped."""
+def select(sel: Selector, expr: Spec | None) -> list[str]:
+    """All matches of ``expr`` in an HTML selector, stripped, empties dropped."""
     if not expr:
         return []
-    return [v.strip() for v in sel.css(expr).getall() if v and v.strip()]
+    doc = Doc(sel.get() if isinstance(sel, Selector) else str(sel))
+    doc.__dict__["sel"] = sel
+    return extract(doc, expr)
 
 
-def first(sel: Selector, expr: str | None, pattern: str | None = None) -> str | None:
+def first(sel: Selector, expr: Spec | None, pattern: str | None = None) -> str | None:
     """The first match of ``expr``, optionally reduced to ``pattern``'s first group."""
-    for value in select(sel, expr):
-        if pattern:
-            m = re.search(pattern, value)
-            if not m:
-                continue
-            value = m.group(1) if m.groups() else m.group(0)
-        return value
-    return None
+    doc = Doc(sel.get() if isinstance(sel, Selector) else str(sel))
+    doc.__dict__["sel"] = sel
+    return extract_first(doc, expr, pattern)

@@ -148,6 +148,20 @@ class CrawlState:
                                                  status="running")).inserted_primary_key[0]
             return int(rid), False
 
+    def note_run(self, run_id: int, note: dict) -> None:
+        """Keep ``note`` in the run's stats until it finishes (what kind of pass it is)."""
+        with self.engine.begin() as c:
+            c.execute(runs.update().where(runs.c.id == run_id, runs.c.stats.is_(None))
+                      .values(stats=json.dumps(note)))
+
+    def run_note(self, run_id: int) -> dict:
+        with self.engine.connect() as c:
+            text = c.execute(sa.select(runs.c.stats).where(runs.c.id == run_id)).scalar()
+        try:
+            return json.loads(text) if text else {}
+        except ValueError:
+            return {}
+
     def finish_run(self, run_id: int, status: str, message: str, stats: dict) -> None:
         with self.engine.begin() as c:
             c.execute(runs.update().where(runs.c.id == run_id).values(
@@ -240,6 +254,35 @@ class CrawlState:
                     site=self.site, product_id=product_id, url=url, label=label,
                     attrs=json.dumps(attrs), first_seen_run=run_id, last_seen_run=run_id,
                     status="active"))
+
+    def product_images(self, product_url: str) -> list[dict]:
+        """The active image rows a product page listed."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(images.c.url, images.c.path, images.c.excluded_reason,
+                                       images.c.checked).where(
+                images.c.site == self.site, images.c.product_url == product_url,
+                images.c.status == "active")).mappings().all()
+        return [dict(r) for r in rows]
+
+    def carry_product(self, run_id: int, product_url: str, product_id: str,
+                      image_urls: list[str]) -> None:
+        """Mark an unchanged product and its images as seen in this run (no request was sent)."""
+        with self.engine.begin() as c:
+            c.execute(products.update().where(products.c.site == self.site,
+                                              products.c.product_id == product_id)
+                      .values(last_seen_run=run_id, status="active"))
+            for i in range(0, len(image_urls), 500):
+                c.execute(images.update().where(images.c.site == self.site,
+                                                images.c.url.in_(image_urls[i:i + 500]))
+                          .values(last_seen_run=run_id))
+            c.execute(pages.update().where(pages.c.site == self.site, pages.c.url == product_url)
+                      .values(last_run=run_id))
+
+    def complete_runs(self) -> int:
+        """How many crawls of the site completed."""
+        with self.engine.connect() as c:
+            return int(c.execute(sa.select(sa.func.count()).select_from(runs).where(
+                runs.c.site == self.site, runs.c.status == "complete")).scalar() or 0)
 
     # ------------------------------------------------------------------ images
     def image(self, url: str) -> dict | None:

@@ -51,6 +51,9 @@ RATES = {"certificate": 0.12, "hand": 0.10, "dup_exact": 0.05, "dup_near": 0.06,
 P_REMOVE = 0.05   # per product and epoch
 P_NEW = 0.08      # new products per class and epoch, as a share of products_per_class
 P_RESHOOT = 0.04  # per image and epoch
+# Share of a catalog's images that the three above add, change or remove from one epoch to
+# the next (measured on the default catalog); ``--churn`` scales all three to another share.
+DEFAULT_CHURN = 0.17
 
 
 def stable_int(*parts: object) -> int:
@@ -138,6 +141,11 @@ class CatalogOptions:
     min_images: int = 2
     max_images: int = 6
     junk_scale: float = 1.0
+    churn: float | None = None  # share of images changing per epoch; None: DEFAULT_CHURN
+
+    @property
+    def churn_scale(self) -> float:
+        return 1.0 if self.churn is None else self.churn / DEFAULT_CHURN
 
 
 class Catalog:
@@ -183,14 +191,15 @@ class Catalog:
             if unknown:
                 raise ValueError(f"unknown gem classes {unknown}; known: {', '.join(names)}")
             labels = list(o.classes)
-        n_new = max(1, round(P_NEW * o.products_per_class))
         slots: list[tuple[str, int, int]] = []  # (label, number, born)
         for label in labels:
             slots += [(label, n, 0) for n in range(o.products_per_class)]
+            base = o.products_per_class
             for k in range(1, o.epoch + 1):
-                base = o.products_per_class + (k - 1) * n_new
+                n_new = _n_new(o, label, k)
                 slots += [(label, base + j, k) for j in range(n_new)]
-        alive = [s for s in slots if not _removed(o.seed, s[0], s[1], s[2], o.epoch)]
+                base += n_new
+        alive = [s for s in slots if not _removed(o, s[0], s[1], s[2])]
         all_base = [(lab, n) for lab in labels for n in range(o.products_per_class)]
         products = [_gen_product(o, lab, n, born, all_base) for lab, n, born in alive]
         return cls(o, products)
@@ -212,7 +221,7 @@ class Catalog:
                 chunk, i = files[i:i + k], i + k
                 pid = f"{_slug(label)[:3].upper()}-{n:04d}"
                 # epoch 0 serves every file; later epochs remove a few products
-                gone_at = int(rng.integers(1, 4)) if rng.random() < 0.08 else 10**9
+                gone_at = int(rng.integers(1, 4)) if rng.random() < 0.08 * o.churn_scale else 10**9
                 n += 1
                 if gone_at <= o.epoch:
                     continue
@@ -310,6 +319,10 @@ class Catalog:
     def last_modified(self, e: ImageEntry) -> datetime:
         return BASE_DATE + timedelta(days=7 * e.version_epoch)
 
+    def product_modified(self, p: Product) -> datetime:
+        """When the product last changed: listed, or one of its images re-shot."""
+        return BASE_DATE + timedelta(days=7 * max([p.born, *(e.version_epoch for e in p.images)]))
+
     # ------------------------------------------------------------------ truth
     def truth(self) -> dict:
         """The ground truth: every image with label, junk type, duplicate group and box."""
@@ -340,8 +353,18 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
-def _removed(seed: int, label: str, n: int, born: int, epoch: int) -> bool:
-    return any(rng_for(seed, "rm", label, n, k).random() < P_REMOVE for k in range(born + 1, epoch + 1))
+def _removed(o: CatalogOptions, label: str, n: int, born: int) -> bool:
+    p = P_REMOVE * o.churn_scale
+    return any(rng_for(o.seed, "rm", label, n, k).random() < p for k in range(born + 1, o.epoch + 1))
+
+
+def _n_new(o: CatalogOptions, label: str, epoch: int) -> int:
+    """New products of ``label`` in ``epoch``: at least one at the default churn, else drawn."""
+    if o.churn is None:
+        return max(1, round(P_NEW * o.products_per_class))
+    mean = P_NEW * o.churn_scale * o.products_per_class
+    whole = int(mean)
+    return whole + int(rng_for(o.seed, "new", label, epoch).random() < mean - whole)
 
 
 def _pid(label: str, n: int) -> str:
@@ -381,7 +404,7 @@ def _gen_product(o: CatalogOptions, label: str, n: int, born: int,
     def version_of(i: int) -> tuple[int, int]:
         v = ve = 0
         for k in range(max(born, 0) + 1, o.epoch + 1):
-            if rng_for(o.seed, "reshoot", pid, i, k).random() < P_RESHOOT:
+            if rng_for(o.seed, "reshoot", pid, i, k).random() < P_RESHOOT * o.churn_scale:
                 v, ve = v + 1, k
         return v, ve
 

@@ -31,6 +31,9 @@ def add_catalog_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-images", type=int, default=6)
     g.add_argument("--junk-scale", type=float, default=1.0,
                    help="multiply the share of certificate/hand/duplicate/broken images")
+    g.add_argument("--churn", type=float, default=None, metavar="SHARE",
+                   help="approximate share of images added, changed or removed from one epoch to "
+                        "the next (default about 0.17)")
 
 
 def catalog_options(a: argparse.Namespace) -> CatalogOptions:
@@ -52,12 +55,14 @@ def catalog_options(a: argparse.Namespace) -> CatalogOptions:
         raise ConfigError("--products-per-class: must be at least 1")
     if a.epoch < 0:
         raise ConfigError("--epoch: must be 0 or more")
+    if a.churn is not None and not 0 <= a.churn <= 1:
+        raise ConfigError("--churn: must be a share in [0, 1]")
     if not 1 <= a.min_images <= a.max_images:
         raise ConfigError("--min-images/--max-images: need 1 <= min <= max")
     return CatalogOptions(seed=a.seed, classes=classes, products_per_class=a.products_per_class,
                           epoch=a.epoch, catalog=a.catalog, junk=tuple(junk),
                           min_images=a.min_images, max_images=a.max_images,
-                          junk_scale=a.junk_scale)
+                          junk_scale=a.junk_scale, churn=a.churn)
 
 
 def catalog_options_from_args(args: list[str]) -> CatalogOptions:

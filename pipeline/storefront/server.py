@@ -40,6 +40,7 @@ from aiohttp import web
 
 from pipeline.core import atomic
 from pipeline.storefront.catalog import BASE_DATE, Catalog, CatalogOptions, ImageEntry
+from pipeline.storefront.layouts import ImageRef, Page, make_layout
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class ServerOptions:
     cache_dir: str | None = None
     fault_seed: int = 0
     workers: int = 2
+    layout: str = "demo"  # demo, shopify, woocommerce, magento (see layouts.py)
 
 
 @dataclass
@@ -130,32 +132,39 @@ class Storefront:
         self.cache_dir = Path(self.opt.cache_dir) if self.opt.cache_dir else None
         self.last_modified = format_datetime(
             BASE_DATE + timedelta(days=7 * catalog.options.epoch), usegmt=True)
+        self.layout = make_layout(self.opt.layout, catalog, self.opt.page_size)
 
     # ------------------------------------------------------------------ app
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
-        app.router.add_get("/", self.home)
         app.router.add_get("/robots.txt", self.robots)
         app.router.add_get("/_stats", self.get_stats)
         app.router.add_post("/_stats/reset", self.reset_stats)
-        app.router.add_get("/category/{label}", self.category)
-        app.router.add_get("/product/{pid}", self.product)
-        app.router.add_get("/cdn/img/{variant}/{pid}/{filename}", self.image)
-        app.router.add_route("*", "/{tail:.*}", self.not_found)
+        if self.layout.name == "demo":
+            app.router.add_get("/", self.home)
+            app.router.add_get("/category/{label}", self.category)
+            app.router.add_get("/product/{pid}", self.product)
+            app.router.add_get("/cdn/img/{variant}/{pid}/{filename}", self.image)
+            app.router.add_get("/sitemap.xml", self.platform)
+            app.router.add_route("*", "/{tail:.*}", self.not_found)
+        else:
+            app.router.add_get("/{tail:.*}", self.platform)
+            app.router.add_route("*", "/{tail:.*}", self.not_found)
         app.on_cleanup.append(self._cleanup)
         return app
 
     async def _cleanup(self, app: web.Application) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    @staticmethod
-    def _kind(path: str) -> str:
+    def _kind(self, path: str) -> str:
         if path == "/":
             return "home"
         if path == "/robots.txt":
             return "robots"
         if path.startswith(DISALLOWED):
             return "disallowed"
+        if self.layout.name != "demo" or path == "/sitemap.xml":
+            return self.layout.kind(path)
         if path.startswith("/cdn/img/full/"):
             return "image"
         if path.startswith("/cdn/img/"):
@@ -248,16 +257,34 @@ class Storefront:
         raise ConnectionResetError("injected connection reset")
 
     # ------------------------------------------------------------------ pages
-    def _page(self, request: web.Request, title: str, body: str) -> web.Response:
+    def _page(self, request: web.Request, title: str, body: str, tag: str = "",
+              last_modified: str | None = None) -> web.Response:
         doc = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>"
                f"{html.escape(title)} | Gem Emporium</title></head><body>"
                f"<header><a class='logo' href='/'>Gem Emporium</a> "
                f"<a href='/search?q='>Search</a> <a href='/account/login'>Sign in</a> "
                f"<a href='/cart'>Cart</a></header>{body}"
                f"<footer>© Gem Emporium demo store</footer></body></html>")
+        # a product page's validators change with its images, so that a 304 means they stand
         return self._conditional(request, doc.encode(), "text/html; charset=utf-8",
-                                 '"' + hashlib.sha1(doc.encode()).hexdigest()[:20] + '"',
-                                 self.last_modified)
+                                 '"' + hashlib.sha1((doc + tag).encode()).hexdigest()[:20] + '"',
+                                 last_modified or self.last_modified)
+
+    def _base(self, request: web.Request) -> str:
+        return f"{request.scheme}://{request.host}"
+
+    async def platform(self, request: web.Request) -> web.Response:
+        """Every page, sitemap and image of a platform layout (and the demo's sitemap)."""
+        got = self.layout.route(request.path, dict(request.query), self._base(request))
+        if got is None:
+            return await self.not_found(request)
+        if isinstance(got, ImageRef):
+            return await self._image_answer(request, got.entry, got.width)
+        assert isinstance(got, Page)
+        data = got.body.encode()
+        etag = '"' + hashlib.sha1(data + got.tag.encode()).hexdigest()[:20] + '"'
+        return self._conditional(request, data, got.ctype, etag,
+                                 format_datetime(got.modified, usegmt=True))
 
     def _conditional(self, request: web.Request, data: bytes, ctype: str, etag: str,
                      last_modified: str) -> web.Response:
@@ -278,8 +305,9 @@ class Storefront:
         delay = 1.0 / self.opt.rate_limit
         lines = ["User-agent: *", f"Crawl-delay: {delay:.3g}"]
         lines += [f"Disallow: {p}" for p in DISALLOWED]
+        sitemap = "/wp-sitemap.xml" if self.layout.name == "woocommerce" else "/sitemap.xml"
         lines += ["Allow: /", "", "User-agent: BadBot", "Disallow: /", "",
-                  "Sitemap: /sitemap.xml", ""]
+                  f"Sitemap: {self._base(request)}{sitemap}", ""]
         return web.Response(text="\n".join(lines), content_type="text/plain")
 
     async def home(self, request: web.Request) -> web.Response:
@@ -347,16 +375,21 @@ class Storefront:
                 f"<form action='/cart/add' method='post'><input type='hidden' name='sku' "
                 f"value='{p.product_id}'><button>Add to cart</button></form></article>"
                 f"<section class='related'><h2>You may also like</h2>{rel}</section>")
-        return self._page(request, p.title, body)
+        return self._page(request, p.title, body, self.layout.version_tag(p),
+                          format_datetime(self.catalog.product_modified(p), usegmt=True))
 
     async def image(self, request: web.Request) -> web.Response:
         info = request.match_info
         e = self.catalog.images.get(f"/cdn/img/full/{info['pid']}/{info['filename']}")
         if e is None or info["variant"] not in ("full", "w_200"):
             return await self.not_found(request)
-        thumb = info["variant"] != "full"
-        data, ctype = await self._bytes(e, thumb)
-        etag = e.etag if not thumb else e.etag[:-1] + '-t"'
+        return await self._image_answer(request, e, None if info["variant"] == "full" else 200)
+
+    async def _image_answer(self, request: web.Request, e: ImageEntry, width: int | None
+                            ) -> web.Response:
+        data, ctype = await self._bytes(e, width)
+        etag = e.etag if width is None else e.etag[:-1] + (
+            '-t"' if width == 200 and self.layout.name == "demo" else f'-{width}"')
         lm = format_datetime(self.catalog.last_modified(e), usegmt=True)
         return self._conditional(request, data, ctype, etag, lm)
 
@@ -372,8 +405,8 @@ class Storefront:
         return web.json_response({"ok": True})
 
     # ------------------------------------------------------------------ bytes
-    async def _bytes(self, e: ImageEntry, thumb: bool) -> tuple[bytes, str]:
-        key = e.etag.strip('"') + ("-t" if thumb else "")
+    async def _bytes(self, e: ImageEntry, width: int | None) -> tuple[bytes, str]:
+        key = e.etag.strip('"') + ("" if width is None else "-t" if width == 200 else f"-{width}")
         hit = self._mem.get(key)
         if hit is not None:
             self._mem.move_to_end(key)
@@ -381,7 +414,7 @@ class Storefront:
         fut = self._inflight.get(key)
         if fut is None:
             loop = asyncio.get_running_loop()
-            fut = loop.run_in_executor(self.pool, self._render, e, thumb, key)
+            fut = loop.run_in_executor(self.pool, self._render, e, width, key)
             self._inflight[key] = fut
             try:
                 out = await fut
@@ -396,21 +429,21 @@ class Storefront:
             self._mem_bytes -= len(old)
         return out
 
-    def _render(self, e: ImageEntry, thumb: bool, key: str) -> tuple[bytes, str]:
+    def _render(self, e: ImageEntry, width: int | None, key: str) -> tuple[bytes, str]:
         cached = self.cache_dir / f"{key}.bin" if self.cache_dir and e.kind != "file" else None
         if cached is not None and cached.exists():
             blob = cached.read_bytes()
             n = blob.index(b"\n")
             return blob[n + 1:], blob[:n].decode()
         data, ctype = self.catalog.render(e)
-        if thumb:
-            data, ctype = _thumbnail(data, ctype)
+        if width is not None:
+            data, ctype = _thumbnail(data, ctype, width)
         if cached is not None:
             atomic.write_bytes(cached, ctype.encode() + b"\n" + data)
         return data, ctype
 
 
-def _thumbnail(data: bytes, ctype: str) -> tuple[bytes, str]:
+def _thumbnail(data: bytes, ctype: str, side: int = 200) -> tuple[bytes, str]:
     import io
 
     from PIL import Image
@@ -419,9 +452,9 @@ def _thumbnail(data: bytes, ctype: str) -> tuple[bytes, str]:
         with Image.open(io.BytesIO(data)) as im:
             if im.width * im.height > 50_000_000:
                 return data, ctype
-            im.draft("RGB", (200, 200))
+            im.draft("RGB", (side, side))
             im = im.convert("RGB")
-            im.thumbnail((200, 200))
+            im.thumbnail((side, side))
             buf = io.BytesIO()
             im.save(buf, "JPEG", quality=80)
             return buf.getvalue(), "image/jpeg"
@@ -461,7 +494,8 @@ def serve(catalog_opts: CatalogOptions, server_opts: ServerOptions, host: str = 
         await site.start()
         bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         print(f"gemcurate storefront serving on http://{host}:{bound}/ "
-              f"({len(catalog.products)} products, {n_img} images, epoch {catalog_opts.epoch}, "
+              f"({server_opts.layout} layout, {len(catalog.products)} products, {n_img} images, "
+              f"epoch {catalog_opts.epoch}, "
               f"rate limit {server_opts.rate_limit}/s)", flush=True)
         if port_file:
             atomic.write_text(port_file, str(bound))
