@@ -44,14 +44,19 @@ class NotInProject(UserError):
 def cmd_init(a: argparse.Namespace) -> int:
     from pipeline.project import init_project
 
-    files = init_project(a.dir, site=a.site, base_url=a.base_url, git=not a.no_git)
+    files = init_project(a.dir, site=a.site, base_url=a.base_url, git=not a.no_git,
+                         platform=a.platform)
     root = Path(a.dir).resolve()
     print(f"initialised a gemcurate project in {root} ({len(files)} files"
           f"{', git + DVC' if not a.no_git else ', DVC without git'})")
-    print(f"  store adapter  sites/{a.site}.yaml   parameters  params.yaml   pipeline  dvc.yaml")
+    print(f"  store adapter  sites/{a.site}.yaml ({a.platform} template)   parameters  params.yaml   "
+          "pipeline  dvc.yaml")
     print(f"next:  cd {root}")
-    if a.site == "demo" and not a.base_url:
-        print("       gemcurate store serve --port 8000 &    # the bundled demo store")
+    if not a.base_url:
+        layout = "" if a.platform == "demo" else f" --layout {a.platform}"
+        print(f"       gemcurate store serve --port 8000{layout} &    # the bundled demo store")
+    if a.platform != "demo" or a.base_url:
+        print(f"       gemcurate site check sites/{a.site}.yaml       # what each selector finds")
     print("       gemcurate scrape && dvc repro && gemcurate publish")
     return 0
 
@@ -74,7 +79,7 @@ def cmd_store_serve(a: argparse.Namespace) -> int:
 def cmd_store_truth(a: argparse.Namespace) -> int:
     from pipeline.storefront.server import write_truth
 
-    truth = write_truth(catalog_options(a), a.out)
+    truth = write_truth(catalog_options(a), a.out, a.layout)
     junk: dict[str, int] = {}
     for im in truth["images"]:
         junk[str(im["junk"])] = junk.get(str(im["junk"]), 0) + 1
@@ -99,6 +104,23 @@ def cmd_scrape(a: argparse.Namespace) -> int:
     res = scrape(params, site)
     print(format_summary(res, site))
     return res.exit_code
+
+
+def cmd_site_check(a: argparse.Namespace) -> int:
+    import dataclasses
+
+    from pipeline.config import ScrapeParams
+    from pipeline.scrape.check import check_site
+    from pipeline.scrape.site import load_site
+
+    site = load_site(a.file, a.base_url)
+    sp = load_params(a.params).scrape if Path(a.params).exists() else ScrapeParams()
+    sp = dataclasses.replace(sp, progress=False, max_rate=a.max_rate or sp.max_rate)
+    print(f"gemcurate site check {a.file}: {site.name} at {site.base_url} "
+          f"(user agent {sp.user_agent!r})")
+    rep = check_site(site, sp)
+    print(rep.format(a.show))
+    return 0 if rep.ok else 1
 
 
 def cmd_airflow(a: argparse.Namespace) -> int:
@@ -404,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--site", default="demo", help="the first store's name (sites/<site>.yaml)")
     i.add_argument("--base-url", help="the store's address (default: the demo storefront's)")
     i.add_argument("--no-git", action="store_true", help="DVC without git (no dataset versions)")
+    i.add_argument("--platform", choices=["demo", "shopify", "woocommerce", "magento"], default="demo",
+                   help="start the site adapter from this platform's commented template")
     i.set_defaults(func=cmd_init)
 
     store = sub.add_parser("store", help="the demo storefront")
@@ -428,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_store_serve)
     t = ssub.add_parser("truth", help="write the catalog's ground truth (never served)")
     t.add_argument("--out", required=True)
+    t.add_argument("--layout", choices=["demo", "shopify", "woocommerce", "magento"], default="demo",
+                   help="the URLs of this layout (the same catalog otherwise)")
     add_catalog_flags(t)
     t.set_defaults(func=cmd_store_truth)
 
@@ -440,6 +466,18 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--concurrency", type=int)
     sc.add_argument("--no-progress", action="store_true")
     sc.set_defaults(func=cmd_scrape)
+
+    si = sub.add_parser("site", help="site adapters (sites/<name>.yaml)")
+    sisub = si.add_subparsers(dest="site_cmd", required=True)
+    chk = sisub.add_parser("check", help="fetch one listing and one product politely and print "
+                                         "what each key of the YAML finds")
+    chk.add_argument("file", help="the site adapter YAML")
+    chk.add_argument("--base-url", help="override the file's base_url")
+    chk.add_argument("--params", default="params.yaml",
+                     help="politeness settings from this params file when it exists (else defaults)")
+    chk.add_argument("--max-rate", type=float, help="cap on requests/s (default: params scrape.max_rate)")
+    chk.add_argument("--show", type=int, default=3, help="values shown per key")
+    chk.set_defaults(func=cmd_site_check)
 
     for stage in STAGES:
         st = sub.add_parser(stage.name, help=stage.help)

@@ -182,9 +182,19 @@ def require_current_lock(root: Path | None, stage: str | None = None) -> None:
 # --------------------------------------------------------------------------- init
 
 
-def render_site(name: str, base_url: str) -> str:
-    """``sites/<name>.yaml``: the commented template of every key, for ``name`` at ``base_url``."""
-    return template("site.yaml").replace("{name}", name).replace("{base_url}", base_url)
+PLATFORMS = ("demo", "shopify", "woocommerce", "magento")
+
+
+def render_site(name: str, base_url: str, platform: str = "demo") -> str:
+    """``sites/<name>.yaml``: the commented template of every key, for ``name`` at ``base_url``.
+
+    ``platform`` picks the template: ``demo`` (the bundled storefront's HTML), ``shopify``,
+    ``woocommerce`` or ``magento`` (their public URL schemes, HTML and JSON shapes).
+    """
+    if platform not in PLATFORMS:
+        raise ProjectError(f"--platform {platform!r}: expected one of {', '.join(PLATFORMS)}")
+    name_file = "site.yaml" if platform == "demo" else f"site-{platform}.yaml"
+    return template(name_file).replace("{name}", name).replace("{base_url}", base_url)
 
 
 def render_params(site_file: str) -> str:
@@ -206,7 +216,7 @@ def _dvc() -> list[str]:
 
 
 def init_project(dest: str | Path, site: str = "demo", base_url: str | None = None,
-                 git: bool = True) -> list[Path]:
+                 git: bool = True, platform: str = "demo") -> list[Path]:
     """Scaffold a new curation project in ``dest`` (which must be empty or absent).
 
     Args:
@@ -215,6 +225,7 @@ def init_project(dest: str | Path, site: str = "demo", base_url: str | None = No
             storefront's adapter.
         base_url: The store's address (default: the demo storefront's).
         git: Make it a git repository with a first commit (DVC needs git to version data).
+        platform: The site template (``demo``, ``shopify``, ``woocommerce``, ``magento``).
 
     Returns:
         The files written.
@@ -239,7 +250,7 @@ def init_project(dest: str | Path, site: str = "demo", base_url: str | None = No
     dest.mkdir(parents=True, exist_ok=True)
     files = {
         "params.yaml": render_params(f"sites/{site}.yaml"),
-        f"sites/{site}.yaml": render_site(site, url),
+        f"sites/{site}.yaml": render_site(site, url, platform),
         "dvc.yaml": render_dvc_yaml("lock"),
         ".gitignore": template("gitignore"),
         ".dvcignore": template("dvcignore"),

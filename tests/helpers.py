@@ -29,7 +29,10 @@ def catalog_options(args: list[str]) -> CatalogOptions:
 
 
 def truth_for(args: list[str]) -> dict:
-    return Catalog.build(catalog_options(args)).truth()
+    """The truth of the catalog ``store serve ARGS`` serves, with the URLs of its ``--layout``."""
+    args = [str(a) for a in args]
+    layout = args[args.index("--layout") + 1] if "--layout" in args else "demo"
+    return Catalog.build(catalog_options(args)).truth(layout)
 
 
 def params(data_dir: str | Path | None = None, **sections: dict):

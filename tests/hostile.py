@@ -68,6 +68,7 @@ class Hostile:
         self.robots = "User-agent: *\nAllow: /\n"
         self.hits: Counter[str] = Counter()
         self.labels: dict[str, str] = {}  # product id → the label its page shows instead
+        self.files: dict[str, tuple[bytes, str]] = {}  # path → (body, content type) served as is
         self.port = 0
         pids = [p for ps in PRODUCTS.values() for p in ps]
         self.images = {f"/cdn/{p.lower()}-{k}.jpg": jpeg(10 * i + k)
@@ -118,6 +119,8 @@ class Hostile:
         how = self.behaviour.get(path, "ok")
         if path == "/robots.txt":
             body, ctype = self.robots.encode(), "text/plain"
+        elif path in self.files:
+            body, ctype = self.files[path]
         elif path in self.images:
             body, ctype = self.images[path], "image/jpeg"
             etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'

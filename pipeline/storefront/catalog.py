@@ -324,23 +324,30 @@ class Catalog:
         return BASE_DATE + timedelta(days=7 * max([p.born, *(e.version_epoch for e in p.images)]))
 
     # ------------------------------------------------------------------ truth
-    def truth(self) -> dict:
-        """The ground truth: every image with label, junk type, duplicate group and box."""
+    def truth(self, layout: str = "demo") -> dict:
+        """The ground truth: every image with label, junk type, duplicate group and box.
+
+        ``layout`` names the URLs (the storefront's ``--layout``); everything else is the
+        same in every layout.
+        """
+        from pipeline.storefront.layouts import make_layout
+
+        lay = make_layout(layout, self)
         images = []
         for p in self.products.values():
             for e in p.images:
                 images.append({
-                    "url": e.url, "label": e.label, "product_id": e.product_id,
+                    "url": lay.image_url(e), "label": e.label, "product_id": e.product_id,
                     "junk": e.junk, "dup_group": e.dup_group, "bbox": self.bbox(e),
                     "kind": e.kind, "version": e.version, "format": e.fmt,
                     "etag": e.etag, "recipe": e.recipe,
                 })
         o = self.options
         return {
-            "seed": o.seed, "epoch": o.epoch, "catalog": o.catalog,
+            "seed": o.seed, "epoch": o.epoch, "catalog": o.catalog, "layout": layout,
             "classes": self.categories,
             "products": [{"product_id": p.product_id, "label": p.label, "born": p.born,
-                          "url": f"/product/{p.product_id}", "n_images": len(p.images)}
+                          "url": lay.product_url(p), "n_images": len(p.images)}
                          for p in self.products.values()],
             "images": images,
         }

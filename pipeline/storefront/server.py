@@ -509,9 +509,9 @@ def serve(catalog_opts: CatalogOptions, server_opts: ServerOptions, host: str = 
         asyncio.run(main())
 
 
-def write_truth(catalog_opts: CatalogOptions, out: str) -> dict:
+def write_truth(catalog_opts: CatalogOptions, out: str, layout: str = "demo") -> dict:
     """Write the ground truth of a catalog to ``out`` (JSON) without serving it."""
-    truth = Catalog.build(catalog_opts).truth()
+    truth = Catalog.build(catalog_opts).truth(layout)
     atomic.write_text(out, json.dumps(truth, indent=1))
     return truth
 
