@@ -24,6 +24,9 @@ def test_the_repository_files_are_what_init_writes_for_the_demo():
     assert (ROOT / "params.yaml").read_text() == project.render_params("sites/demo.yaml")
     assert (ROOT / "sites" / "demo.yaml").read_text() == project.render_site(
         "demo", "http://127.0.0.1:8000")
+    for platform in ("shopify", "woocommerce", "magento"):
+        assert (ROOT / "sites" / f"{platform}.yaml").read_text() == project.render_site(
+            platform, "http://127.0.0.1:8000", platform)
     assert project.dvc_yaml_mode(ROOT) == "files"
     # one source: the repository's DAG file is a link to the template init writes
     dags = ROOT / "dags" / "gemcurate_dags.py"
@@ -83,3 +86,20 @@ def test_a_stale_lock_stops_the_stages_whose_code_changed(tmp_path):
         project.require_current_lock(dest)  # publish: any stale stage
     assert project.write_lock(dest) == ["split"]
     assert project.stale_stages(dest) == []
+
+
+@pytest.mark.parametrize("platform", ["shopify", "woocommerce", "magento"])
+def test_init_starts_the_site_adapter_from_a_platform_template(tmp_path, platform):
+    dest = tmp_path / "p"
+    project.init_project(dest, site="gems-r-us", base_url="https://gems.example", git=False,
+                         platform=platform)
+    site = load_site(dest / "sites" / "gems-r-us.yaml")
+    assert site.name == "gems-r-us" and site.base_url == "https://gems.example"
+    assert site.sitemap is not None  # every platform template reads lastmod from the sitemap
+    text = (dest / "sites" / "gems-r-us.yaml").read_text()
+    assert "gemcurate site check" in text
+
+
+def test_init_refuses_an_unknown_platform(tmp_path):
+    with pytest.raises(project.ProjectError, match="--platform 'bigcommerce'"):
+        project.init_project(tmp_path / "p", git=False, platform="bigcommerce")
