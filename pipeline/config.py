@@ -409,6 +409,10 @@ class SplitParams:
         "doc": "images awaiting an annotator stay out of the dataset until decided"})
     tolerance: float = field(default=0.05, metadata={
         "min": 0.0, "max": 1.0, "doc": "allowed deviation of a split's overall share from its ratio"})
+    label_level: str = field(default="class", metadata={
+        "choices": {"class", "parent"},
+        "doc": "parent: train on the label_map parents (swiss-blue-topaz → topaz); the class is "
+               "kept as attr_class_label"})
 
     def ratios(self) -> dict[str, float]:
         return {k: v for k, v in (("train", self.train), ("val", self.val), ("test", self.test)) if v > 0}

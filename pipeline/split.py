@@ -209,6 +209,31 @@ def run(df: pd.DataFrame, params: Params, *, ledger: Ledger | None = None
     return out, metrics
 
 
+PARENT_COL = "attr_parent_label"
+CLASS_COL = "attr_class_label"
+
+
+def to_level(df: pd.DataFrame, level: str) -> pd.DataFrame:
+    """The manifest with ``label`` at ``level``: ``class`` as scraped, or ``parent``.
+
+    The parent of a class comes from the site adapter's ``label_map`` (the scrape keeps it
+    as ``attr_parent_label``); a class without one is its own parent. The class stays in
+    ``attr_class_label``. An annotator's relabel is mapped too (the parent of its class).
+    """
+    if level == "class":
+        return df
+    if PARENT_COL in df.columns:
+        known = df.dropna(subset=[PARENT_COL])
+        parent_of = dict(zip(known["label"], known[PARENT_COL], strict=True))
+    else:
+        parent_of = {}
+    df[CLASS_COL] = df["label"].astype("string")
+    df["label"] = df["label"].map(lambda v: parent_of.get(v, v)).astype(df["label"].dtype)
+    logger.info("split: training on parent labels: %d classes → %d", df[CLASS_COL].nunique(),
+                df["label"].nunique())
+    return df
+
+
 def assign_splits(df: pd.DataFrame, p: SplitParams, ledger: pd.DataFrame | None = None,
                   images: pd.DataFrame | None = None
                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
@@ -223,7 +248,7 @@ def assign_splits(df: pd.DataFrame, p: SplitParams, ledger: pd.DataFrame | None 
     Returns:
         The split manifest, the updated ledger, the image assignments, and metrics.
     """
-    out = df.copy()
+    out = to_level(df.copy(), p.label_level)
     out["split_group"] = split_groups(out)
     ok, reason = eligible(out, p)
     new_reason = reason.notna() & out["excluded_reason"].isna()

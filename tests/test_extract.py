@@ -12,6 +12,7 @@ from pipeline.config import ConfigError
 from pipeline.scrape.crawler import next_page_number, parse_sitemap
 from pipeline.scrape.extract import Doc, Extractor, extract, largest_srcset
 from pipeline.scrape.site import load_site
+from tests.helpers import ROOT
 
 PAGE = """<html><head>
 <meta property="og:image" content="https://s.example/og.jpg">
@@ -88,7 +89,7 @@ def test_srcset_picks_the_largest_candidate():
     ({"json": "a", "jsonpath": "$.a"}, "unknown key (did you mean 'json'?)"),
 ])
 def test_a_bad_extractor_names_the_file_and_the_key(tmp_path, value, error):
-    site = yaml.safe_load(open("sites/demo.yaml"))
+    site = yaml.safe_load((ROOT / "sites" / "demo.yaml").read_text())
     site["product"]["images"] = value
     f = tmp_path / "bad.yaml"
     f.write_text(yaml.safe_dump(site))
@@ -98,7 +99,7 @@ def test_a_bad_extractor_names_the_file_and_the_key(tmp_path, value, error):
 
 
 def test_site_keys_for_taxonomy_sitemaps_and_pagination_are_validated(tmp_path):
-    site = yaml.safe_load(open("sites/demo.yaml"))
+    site = yaml.safe_load((ROOT / "sites" / "demo.yaml").read_text())
     for key, value, error in [
         ("label_map", {"a": {"label": "x/../y"}}, "label_map.a.label"),
         ("label_map", {"a": {"lable": "x"}}, "did you mean 'label'"),

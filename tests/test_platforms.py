@@ -154,3 +154,39 @@ def test_sitemap_discovery_survives_a_loop_and_malformed_sitemaps(params_for, tm
         res2 = scrape(params, base_url=store.base_url)
     assert res2.status == "incomplete"
     assert (read_manifest(res.manifest_path)["status"] == "active").all()
+
+
+@pytest.mark.parametrize("unmapped", ["keep", "exclude"])
+def test_a_label_taxonomy_maps_classes_to_parents_and_reports_the_unmapped(
+        storefront, params_for, tmp_path, unmapped):
+    base = ["--classes", "amethyst,citrine,smoky-quartz,ruby", "--products-per-class", "3",
+            "--faults", "0", "--rate-limit", "300", "--burst", "50", "--layout", "shopify"]
+    store = storefront(*base)
+    site = yaml.safe_load((ROOT / "sites" / "shopify.yaml").read_text())
+    site["label_map"] = {c: {"label": c, "parent": "quartz"}
+                         for c in ("amethyst", "citrine", "smoky-quartz")}
+    site["unmapped_labels"] = unmapped
+    f = tmp_path / "taxonomy.yaml"
+    f.write_text(yaml.safe_dump(site))
+    res = scrape(params_for(site=str(f), max_rate=400.0), base_url=store.base_url)
+    assert res.status == "complete", res.message
+    df = read_manifest(res.manifest_path)
+    truth = truth_for(base)
+    assert len(df) == len(truth["images"])  # nothing silently dropped
+    ruby = df["label"] == "ruby"
+    assert res.stats["unmapped_labels"] == {"ruby": 3}
+    assert df.loc[~ruby, "attr_parent_label"].eq("quartz").all()
+    assert df.loc[ruby, "attr_parent_label"].isna().all()
+    if unmapped == "exclude":
+        assert df.loc[ruby, "excluded_reason"].eq("unmapped_label").all()
+        assert df.loc[ruby, "path"].isna().all()  # listed, never downloaded
+        assert store.stats()["images_served"] == int((~ruby).sum())
+    else:
+        assert df.loc[ruby, "path"].notna().all()
+    # a trainer can train on either level
+    from pipeline.split import to_level
+
+    parent = to_level(df.copy(), "parent")
+    assert set(parent["label"]) == {"quartz", "ruby"}
+    assert set(parent["attr_class_label"]) == {"amethyst", "citrine", "smoky-quartz", "ruby"}
+    assert to_level(df.copy(), "class")["label"].equals(df["label"])

@@ -134,3 +134,20 @@ def test_ledger_persists_and_resets_on_a_new_seed(tmp_path):
     assert len(fresh) == 0 and none is None
     led.reset()
     assert not led.path.exists()
+
+
+def test_label_level_parent_splits_and_stratifies_on_the_parents(tmp_path):
+    df = crop_manifest(tmp_path, classes=4, products=20, write_images=False)
+    classes = sorted(df["label"].unique())
+    parents = {classes[0]: "stone-a", classes[1]: "stone-a", classes[2]: "stone-b"}  # 4th: none
+    df["attr_parent_label"] = df["label"].map(parents).astype("string")
+    by_class, _, _, _ = split.assign_splits(df, params())
+    out, _, _, m = split.assign_splits(df, params(label_level="parent"))
+    assert set(out["label"]) == {"stone-a", "stone-b", classes[3]}
+    assert m["classes"] == 3
+    assert out["attr_class_label"].tolist() == df["label"].tolist()
+    table = split.class_table(out)
+    assert table.loc["stone-a", "total"] == 2 * table.loc["stone-b", "total"]
+    # products still never span splits, at either level
+    assert (out.groupby("product_id")["split"].nunique() == 1).all()
+    assert (by_class.groupby("product_id")["split"].nunique() == 1).all()

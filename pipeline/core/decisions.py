@@ -53,7 +53,8 @@ IN_FORCE = ("accept", "reject", "relabel")  # the kinds the pipeline applies
 REJECTED = "rejected_by_annotator"
 # download failures cannot be accepted into a dataset: there is nothing to train on
 UNACCEPTABLE = ("http_error", "not_an_image", "corrupt", "too_large_bytes", "too_many_pixels",
-                "unsupported_format", "disallowed_by_robots", "removed_from_catalog", "undecodable")
+                "unsupported_format", "disallowed_by_robots", "removed_from_catalog", "undecodable",
+                "unmapped_label")
 
 meta = sa.MetaData()
 decisions_table = sa.Table(

@@ -509,10 +509,16 @@ class Crawler:
         if prod:
             if prod.get("unmapped"):
                 self.c.unmapped_labels[prod["unmapped"]] += 1
-            if prod.get("unmapped") and self.site.unmapped_labels == "exclude":
-                self.state.mark(run_id, url, "done", f"label {prod['unmapped']!r} is not in label_map")
-                return children
             self.state.save_product(run_id, prod["product_id"], url, prod["label"], prod["attrs"])
+            if prod.get("unmapped") and self.site.unmapped_labels == "exclude":
+                # listed in the manifest as excluded, never downloaded
+                for i, u in enumerate(prod["images"]):
+                    self.state.save_image(run_id, u, {
+                        "product_id": prod["product_id"], "product_url": url, "label": prod["label"],
+                        "image_index": i}, {"excluded_reason": "unmapped_label", "detail":
+                                            f"store label {prod['unmapped']!r} is not in label_map "
+                                            "(unmapped_labels: exclude)"}, 0)
+                return children
             for i, u in enumerate(prod["images"]):
                 children.append((u, "image", {"product_id": prod["product_id"], "product_url": url,
                                               "label": prod["label"], "image_index": i}))
