@@ -65,6 +65,14 @@ def run(layout: str, a: argparse.Namespace) -> dict:
         s1 = store.stats()
     assert r1.status == "complete", r1.message
     t0 = Catalog.build(catalog_options_from_args(flags)).truth(layout)
+    df0 = read_manifest(r0.manifest_path)
+    prefix0 = df0["source_url"].iloc[0].split("/", 3)
+    usable = set(df0.loc[df0["excluded_reason"].isna(), "source_url"].str.removeprefix(
+        f"{prefix0[0]}//{prefix0[2]}"))
+    valid = {im["url"] for im in t0["images"] if im["junk"] not in ("corrupt", "html", "oversized")}
+    out.update({"first_valid_share": round(len(valid & usable) / len(valid), 4),
+                "first_rate_share": r0.stats.get("rate_share"),
+                "first_faults": sum(s0["faults"].values())})
     t1 = Catalog.build(catalog_options_from_args([*flags, "--epoch", "1"])).truth(layout)
     truth = changes(t0, t1)
     df = read_manifest(r1.manifest_path)
@@ -102,11 +110,12 @@ def main() -> None:
         r = run(layout, a)
         rows.append(r)
         print(json.dumps(r), flush=True)
-    print(f"\n{'layout':<12} {'first crawl':>11} {'refresh':>8} {'ratio':>7}  added/changed/removed "
-          f"recorded of truth")
+    print(f"\n{'layout':<12} {'first crawl':>11} {'valid':>6} {'rate':>5} {'refresh':>8} {'ratio':>7}  "
+          f"added/changed/removed recorded of truth")
     for r in rows:
         rec = "/".join(f"{r['recorded'][k]}:{r['truth'][k]}" for k in ("added", "changed", "removed"))
-        print(f"{r['layout']:<12} {r['first_requests']:>11,} {r['refresh_requests']:>8,} "
+        print(f"{r['layout']:<12} {r['first_requests']:>11,} {100 * r['first_valid_share']:>5.1f}% "
+              f"{100 * (r['first_rate_share'] or 0):>4.0f}% {r['refresh_requests']:>8,} "
               f"{100 * r['ratio']:>6.2f}%  {rec}")
 
 

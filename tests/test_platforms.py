@@ -7,6 +7,7 @@ import subprocess
 import sys
 from urllib.parse import urlsplit
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -190,3 +191,28 @@ def test_a_label_taxonomy_maps_classes_to_parents_and_reports_the_unmapped(
     assert set(parent["label"]) == {"quartz", "ruby"}
     assert set(parent["attr_class_label"]) == {"amethyst", "citrine", "smoky-quartz", "ruby"}
     assert to_level(df.copy(), "class")["label"].equals(df["label"])
+
+
+@pytest.mark.slow
+def test_the_same_curated_dataset_from_two_layouts(storefront, params_for, tmp_path):
+    """Layouts differ in URLs and pages only: the curated split is the same, image for image."""
+    from pipeline import crop, dedupe, split
+    from pipeline import filter as filt
+    from pipeline.manifest import manifest_path
+
+    base = ["--seed", "13", "--classes", "3", "--products-per-class", "5", "--faults", "0",
+            "--rate-limit", "300", "--burst", "50", "--junk-scale", "2"]
+    out = {}
+    for layout in ("demo", "magento"):
+        store = storefront(*base, "--layout", layout)
+        params = params_for(tmp_path / layout, site=str(ROOT / "sites" / f"{layout}.yaml"),
+                            max_rate=400.0)
+        assert scrape(params, base_url=store.base_url).status == "complete"
+        store.stop()
+        for mod in (dedupe, filt, crop, split):
+            mod.main(params, progress=False)
+        df = read_manifest(manifest_path(tmp_path / layout, "split"))
+        cols = ["image_id", "label", "product_id", "split", "excluded_reason", "dup_cluster"]
+        out[layout] = df[cols].astype("string").fillna("").sort_values(cols).reset_index(drop=True)
+    assert out["demo"]["excluded_reason"].ne("").any() and out["demo"]["split"].ne("").any()
+    pd.testing.assert_frame_equal(out["demo"], out["magento"])

@@ -156,7 +156,8 @@ async def _check(site: SiteConfig, p: ScrapeParams, work: Path) -> Report:
                                 if prod.get("attrs", {}).get("parent_label") else "")
                             + (" — not in label_map" if prod.get("unmapped") else "")
                             if prod else "no label: every product would be skipped"),
-                    Finding("product.images", prod.get("images", []), required=True),
+                    Finding("product.images", prod.get("images") or cr._abs(
+                        res.url or url, extract(doc, ps.images), "image"), required=True),
                 ]
                 findings += [Finding(f"attributes.{k}", extract(doc, v)) for k, v in ps.attributes.items()]
                 rep.sections.append(("product", url, findings))
