@@ -205,8 +205,11 @@ def test_the_same_curated_dataset_from_two_layouts(storefront, params_for, tmp_p
     out = {}
     for layout in ("demo", "magento"):
         store = storefront(*base, "--layout", layout)
-        params = params_for(tmp_path / layout, site=str(ROOT / "sites" / f"{layout}.yaml"),
-                            max_rate=400.0)
+        # one store that moved platform: the same site name (it scopes product ids and groups)
+        site = yaml.safe_load((ROOT / "sites" / f"{layout}.yaml").read_text())
+        site["name"] = "gems"
+        (tmp_path / f"{layout}.yaml").write_text(yaml.safe_dump(site))
+        params = params_for(tmp_path / layout, site=str(tmp_path / f"{layout}.yaml"), max_rate=400.0)
         assert scrape(params, base_url=store.base_url).status == "complete"
         store.stop()
         for mod in (dedupe, filt, crop, split):
