@@ -138,6 +138,17 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
+def validators(old: dict | None) -> dict[str, str]:
+    """Conditional-request headers from a stored page row (only when its extraction is kept)."""
+    headers: dict[str, str] = {}
+    if old and old.get("extracted"):
+        if old.get("etag"):
+            headers["If-None-Match"] = old["etag"]
+        if old.get("last_modified"):
+            headers["If-Modified-Since"] = old["last_modified"]
+    return headers
+
+
 def next_page_number(url: str, param: str, start: int, max_pages: int) -> str | None:
     """``url`` with query parameter ``param`` one higher (``start`` when absent)."""
     from urllib.parse import parse_qsl, urlencode
@@ -457,12 +468,7 @@ class Crawler:
     async def _page(self, run_id: int, url: str, kind: str, payload: dict,
                     limiter: HostLimiter) -> list:
         old = self.state.page(url)
-        headers = {}
-        if old and old.get("extracted"):
-            if old.get("etag"):
-                headers["If-None-Match"] = old["etag"]
-            if old.get("last_modified"):
-                headers["If-Modified-Since"] = old["last_modified"]
+        headers = validators(old)
         token = payload.get("token") if "token" in payload else self.tokens.get(url)
         if kind == "product" and not self.full_pass and old and old.get("extracted") and token:
             before = json.loads(old["extracted"])
@@ -651,12 +657,7 @@ class Crawler:
             logger.warning("robots.txt disallows the sitemap %s", url)
             return None
         old = self.state.page(url)
-        headers = {}
-        if old and old.get("extracted"):
-            if old.get("etag"):
-                headers["If-None-Match"] = old["etag"]
-            if old.get("last_modified"):
-                headers["If-Modified-Since"] = old["last_modified"]
+        headers = validators(old)
         res = await self._fetch(url, limiter, headers, "sitemap")
         if res.status == 304 and old:
             self.c.pages_304 += 1
