@@ -15,7 +15,7 @@ from pipeline.scrape.site import load_site
 from tests.helpers import ROOT
 
 PAGE = """<html><head>
-<meta property="og:image" content="https://s.example/og.jpg">
+<meta property="og:image" content="http://127.0.0.1/og.jpg">
 <script type="application/ld+json">{"@context": "https://schema.org", "@graph": [
   {"@type": "BreadcrumbList"},
   {"@type": "Product", "name": "Ruby", "sku": "R-1",
@@ -45,7 +45,7 @@ def ex(**kw) -> Extractor:
     (ex(xpath="//dd[@itemprop='sku']/text()", pattern=r"SKU-(\d+)"), ["0042"]),
     (ex(jsonld="image"), ["/a.jpg", "/b.jpg", "/c.jpg"]),  # ImageObject, string, single URL
     (ex(jsonld="offers.price"), ["120.00"]),
-    (ex(meta="og:image"), ["https://s.example/og.jpg"]),
+    (ex(meta="og:image"), ["http://127.0.0.1/og.jpg"]),
     (ex(script="script[type='text/x-magento-init']", json='*."mage/gallery/gallery".data[].full'),
      ["/m/full1.jpg", "/m/full2.jpg"]),
     (ex(css="img.g::attr(srcset)", srcset=True), ["/p-1200x1200.jpg", "/q@2x.jpg"]),
@@ -75,7 +75,7 @@ def test_json_sources_and_malformed_json():
 def test_srcset_picks_the_largest_candidate():
     assert largest_srcset("a.jpg 300w, b.jpg 1200w,c.jpg 600w") == "b.jpg"
     assert largest_srcset("a.jpg, b.jpg 2x") == "b.jpg"
-    assert largest_srcset("https://x/y,z.jpg 100w") == "https://x/y,z.jpg"
+    assert largest_srcset("http://127.0.0.1/y,z.jpg 100w") == "http://127.0.0.1/y,z.jpg"
     assert largest_srcset("") is None
 
 
@@ -122,25 +122,25 @@ def test_site_keys_for_taxonomy_sitemaps_and_pagination_are_validated(tmp_path):
 
 
 def test_next_page_number():
-    assert next_page_number("http://s/c/p.json?limit=250", "page", 1, 100) == \
-        "http://s/c/p.json?limit=250&page=2"
-    assert next_page_number("http://s/c?page=7&x=1", "page", 1, 100) == "http://s/c?x=1&page=8"
-    assert next_page_number("http://s/c?page=3", "page", 1, 3) is None  # max_pages
-    assert next_page_number("http://s/c?page=abc", "page", 1, 100) is None
+    assert next_page_number("http://127.0.0.1/c/p.json?limit=250", "page", 1, 100) == \
+        "http://127.0.0.1/c/p.json?limit=250&page=2"
+    assert next_page_number("http://127.0.0.1/c?page=7&x=1", "page", 1, 100) == "http://127.0.0.1/c?x=1&page=8"
+    assert next_page_number("http://127.0.0.1/c?page=3", "page", 1, 3) is None  # max_pages
+    assert next_page_number("http://127.0.0.1/c?page=abc", "page", 1, 100) is None
 
 
 SITEMAP = ("<?xml version='1.0'?><urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>"
-           "<url><loc> http://s/p/1 </loc><lastmod>2026-01-05</lastmod></url>"
-           "<url><loc>http://s/p/2</loc></url></urlset>")
+           "<url><loc> http://127.0.0.1/p/1 </loc><lastmod>2026-01-05</lastmod></url>"
+           "<url><loc>http://127.0.0.1/p/2</loc></url></urlset>")
 
 
 def test_sitemaps_and_sitemap_indexes_are_parsed():
     assert parse_sitemap(SITEMAP.encode(), 10**6) == {
-        "sitemaps": [], "urls": [("http://s/p/1", "2026-01-05"), ("http://s/p/2", None)]}
+        "sitemaps": [], "urls": [("http://127.0.0.1/p/1", "2026-01-05"), ("http://127.0.0.1/p/2", None)]}
     index = ("<sitemapindex xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'><sitemap>"
-             "<loc>http://s/sm1.xml</loc></sitemap></sitemapindex>")
-    assert parse_sitemap(index.encode(), 10**6)["sitemaps"] == ["http://s/sm1.xml"]
-    assert parse_sitemap(gzip.compress(SITEMAP.encode()), 10**6)["urls"][0][0] == "http://s/p/1"
+             "<loc>http://127.0.0.1/sm1.xml</loc></sitemap></sitemapindex>")
+    assert parse_sitemap(index.encode(), 10**6)["sitemaps"] == ["http://127.0.0.1/sm1.xml"]
+    assert parse_sitemap(gzip.compress(SITEMAP.encode()), 10**6)["urls"][0][0] == "http://127.0.0.1/p/1"
 
 
 @pytest.mark.parametrize("body, error", [
@@ -157,6 +157,6 @@ def test_a_sitemap_never_resolves_entities(tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("TOPSECRET")
     body = (f"<?xml version='1.0'?><!DOCTYPE u [<!ENTITY x SYSTEM 'file://{secret}'>]>"
-            "<urlset><url><loc>http://s/&x;</loc></url></urlset>").encode()
+            "<urlset><url><loc>http://127.0.0.1/&x;</loc></url></urlset>").encode()
     urls = parse_sitemap(body, 10**6)["urls"]
     assert all("TOPSECRET" not in u for u, _ in urls)

@@ -91,10 +91,10 @@ def test_a_stale_lock_stops_the_stages_whose_code_changed(tmp_path):
 @pytest.mark.parametrize("platform", ["shopify", "woocommerce", "magento"])
 def test_init_starts_the_site_adapter_from_a_platform_template(tmp_path, platform):
     dest = tmp_path / "p"
-    project.init_project(dest, site="gems-r-us", base_url="https://gems.example", git=False,
+    project.init_project(dest, site="gems-r-us", base_url="http://127.0.0.1:8100", git=False,
                          platform=platform)
     site = load_site(dest / "sites" / "gems-r-us.yaml")
-    assert site.name == "gems-r-us" and site.base_url == "https://gems.example"
+    assert site.name == "gems-r-us" and site.base_url == "http://127.0.0.1:8100"
     assert site.sitemap is not None  # every platform template reads lastmod from the sitemap
     text = (dest / "sites" / "gems-r-us.yaml").read_text()
     assert "gemcurate site check" in text
