@@ -480,12 +480,11 @@ class Crawler:
             self.c.pages_304 += 1
             extracted = json.loads(old["extracted"])
             extracted["token"] = token
+            self.state.save_page(run_id, url, kind, None, None, extracted, res.attempts, False)
             if kind == "product" and not self.full_pass and self._carry(run_id, url, extracted):
                 # the page did not change, so neither did its images (the store's validators
                 # cover them); a periodic full pass re-checks
-                self.state.save_page(run_id, url, kind, None, None, extracted, res.attempts, False)
                 return []
-            self.state.save_page(run_id, url, kind, None, None, extracted, res.attempts, False)
         elif res.status == 200:
             self.c.pages += 1
             self.c.bytes += len(res.body)

@@ -1,5 +1,6 @@
 """Site adapters are data: ``sites/<name>.yaml`` says where a store's pages and
-images are, with CSS selectors (parsel syntax, ``::text`` and ``::attr(x)``).
+images are, with extractors (pipeline/scrape/extract.py: CSS in parsel syntax, XPath,
+JMESPath on JSON, JSON-LD, meta tags), pagination, sitemaps and a label taxonomy.
 
 A new store needs a YAML file, not code.
 
@@ -25,16 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from parsel import Selector
-
 from pipeline.config import ConfigError, from_dict, read_yaml
 from pipeline.manifest import text_problem
-from pipeline.scrape.extract import Doc, Extractor, Spec, check_regex, check_spec, extract, extract_first
-
-__all__ = ["Doc", "Extractor", "LabelTarget", "Paginate", "ProductSelectors", "Rewrite", "SiteConfig",
-           "SitemapSpec", "extract", "extract_first", "first", "load_site", "select"]
-
-_check_regex = check_regex
+from pipeline.scrape.extract import Spec, check_regex, check_spec
 
 
 @dataclass(frozen=True)
@@ -45,7 +39,7 @@ class Rewrite:
     replace: str
 
     def validate(self) -> None:
-        _check_regex(self.pattern, "pattern")
+        check_regex(self.pattern, "pattern")
 
 
 @dataclass(frozen=True)
@@ -64,7 +58,7 @@ class ProductSelectors:
             check_spec(getattr(self, key), key)
         for key in ("id_pattern", "label_pattern"):
             if getattr(self, key):
-                _check_regex(getattr(self, key), key)
+                check_regex(getattr(self, key), key)
         for name, sel in self.attributes.items():
             if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", name):
                 raise ConfigError(f"attributes.{name}: a name is [a-z][a-z0-9_]* (it becomes the "
@@ -96,7 +90,7 @@ class SitemapSpec:
     max_sitemaps: int = field(default=1000, metadata={"min": 1, "max": 100_000})
 
     def validate(self) -> None:
-        _check_regex(self.products, "products")
+        check_regex(self.products, "products")
         if self.product_url is not None and self.product_url.count("{}") != 1:
             raise ConfigError(f"product_url: {self.product_url!r} must hold {{}} exactly once")
 
@@ -188,19 +182,3 @@ def load_site(path: str | Path, base_url: str | None = None) -> SiteConfig:
         return from_dict(SiteConfig, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-
-
-def select(sel: Selector, expr: Spec | None) -> list[str]:
-    """All matches of ``expr`` in an HTML selector, stripped, empties dropped."""
-    if not expr:
-        return []
-    doc = Doc(sel.get() if isinstance(sel, Selector) else str(sel))
-    doc.__dict__["sel"] = sel
-    return extract(doc, expr)
-
-
-def first(sel: Selector, expr: Spec | None, pattern: str | None = None) -> str | None:
-    """The first match of ``expr``, optionally reduced to ``pattern``'s first group."""
-    doc = Doc(sel.get() if isinstance(sel, Selector) else str(sel))
-    doc.__dict__["sel"] = sel
-    return extract_first(doc, expr, pattern)

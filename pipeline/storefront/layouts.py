@@ -109,13 +109,30 @@ class Layout:
     def resolve(self, path: str) -> ImageRef | None:
         """The image a (decoded) request path names, full size or resized."""
         e = self.full.get(path)
-        return ImageRef(e, None) if e is not None else None
+        if e is not None:
+            return ImageRef(e, None)
+        got = self.resized(path)
+        if got is None:
+            return None
+        e = self.full.get(got[0])
+        return ImageRef(e, got[1]) if e is not None else None
+
+    def resized(self, path: str) -> tuple[str, int] | None:
+        """``(full-size path, width)`` of a resized copy's path (each platform names them its way)."""
+        return None
 
     def product_url(self, p: Product) -> str:
         return f"/product/{p.product_id}"
 
+    category_prefix: str | None = None  # a path that starts so is a listing (for /_stats)
+    product_prefix: str | None = None
+
     def kind(self, path: str) -> str:
         """``image``, ``thumbnail``, ``category``, ``product``, ``sitemap`` or ``other``."""
+        if self.category_prefix and path.startswith(self.category_prefix):
+            return "category"
+        if self.product_prefix and path.startswith(self.product_prefix):
+            return "product"
         if path.startswith("/sitemap") or path.startswith("/wp-sitemap"):
             return "sitemap"
         ref = self.resolve(path)
@@ -234,11 +251,10 @@ class DemoLayout(Layout):
     def image_url(self, e: ImageEntry, width: int | None = None) -> str:
         return e.url if width is None else e.thumb_url
 
-    def resolve(self, path: str) -> ImageRef | None:
+    def resized(self, path: str) -> tuple[str, int] | None:
         if path.startswith("/cdn/img/w_200/"):
-            e = self.full.get("/cdn/img/full/" + path[len("/cdn/img/w_200/"):])
-            return ImageRef(e, 200) if e is not None else None
-        return super().resolve(path)
+            return "/cdn/img/full/" + path[len("/cdn/img/w_200/"):], 200
+        return None
 
     def sitemap(self, path: str, base: str) -> str | None:
         if path == "/sitemap.xml":
@@ -268,26 +284,15 @@ class ShopifyLayout(Layout):
         stem, ext = _split_ext(self.file_name(e))
         return "/cdn/shop/files/" + quote(stem + (f"_{width}x" if width else "") + ext)
 
-    def resolve(self, path: str) -> ImageRef | None:
-        e = self.full.get(path)
-        if e is not None:
-            return ImageRef(e, None)
+    category_prefix = "/collections/"
+    product_prefix = "/products/"
+
+    def resized(self, path: str) -> tuple[str, int] | None:
         m = SHOPIFY_IMG.match(path)
-        if m and m["w"]:
-            e = self.full.get(f"/cdn/shop/files/{m['stem']}{m['ext']}")
-            if e is not None:
-                return ImageRef(e, int(m["w"]))
-        return None
+        return (f"/cdn/shop/files/{m['stem']}{m['ext']}", int(m["w"])) if m and m["w"] else None
 
     def product_url(self, p: Product) -> str:
         return f"/products/{self.handle(p)}"
-
-    def kind(self, path: str) -> str:
-        if path.startswith("/collections/"):
-            return "category"
-        if path.startswith("/products/"):
-            return "product"
-        return super().kind(path)
 
     @staticmethod
     def numeric_id(text: str) -> int:
@@ -397,26 +402,15 @@ class WooLayout(Layout):
         stem, ext = _split_ext(self.file_name(e))
         return self._dir(e) + quote(stem + (f"-{width}x{width}" if width else "") + ext)
 
-    def resolve(self, path: str) -> ImageRef | None:
-        e = self.full.get(path)
-        if e is not None:
-            return ImageRef(e, None)
+    category_prefix = "/product-category/"
+    product_prefix = "/product/"
+
+    def resized(self, path: str) -> tuple[str, int] | None:
         m = WOO_IMG.match(path)
-        if m and m["w"]:
-            e = self.full.get(f"{m['dir']}{m['stem']}{m['ext']}")
-            if e is not None:
-                return ImageRef(e, int(m["w"]))
-        return None
+        return (f"{m['dir']}{m['stem']}{m['ext']}", int(m["w"])) if m and m["w"] else None
 
     def product_url(self, p: Product) -> str:
         return f"/product/{self.handle(p)}/"
-
-    def kind(self, path: str) -> str:
-        if path.startswith("/product-category/"):
-            return "category"
-        if path.startswith("/product/"):
-            return "product"
-        return super().kind(path)
 
     def page(self, path: str, query: dict, base: str) -> Page | None:
         if path == "/":
@@ -515,18 +509,10 @@ class MagentoLayout(Layout):
             return "/media/catalog/product/" + rel
         return f"/media/catalog/product/cache/{self.cache_hash(width)}/{rel}"
 
-    def resolve(self, path: str) -> ImageRef | None:
+    def resized(self, path: str) -> tuple[str, int] | None:
         m = MAGENTO_IMG.match(path)
-        if not m:
-            return None
-        e = self.full.get("/media/catalog/product/" + m["rest"])
-        if e is None:
-            return None
-        if not m["hash"]:
-            return ImageRef(e, None)
-        widths = {self.cache_hash(w): w for w in SIZES}
-        w = widths.get(m["hash"])
-        return ImageRef(e, w) if w else None
+        w = {self.cache_hash(w): w for w in SIZES}.get(m["hash"]) if m and m["hash"] else None
+        return ("/media/catalog/product/" + m["rest"], w) if w else None
 
     def product_url(self, p: Product) -> str:
         return f"/{self.handle(p)}.html"
