@@ -136,15 +136,23 @@ def test_sitemap_discovery_survives_a_loop_and_malformed_sitemaps(params_for, tm
     f.write_text(yaml.safe_dump(site))
     params = params_for(site=str(f), max_rate=200.0, default_rate=200.0, backoff_base_s=0.01,
                         max_retries=1)
-    with Hostile() as store:
+    with Hostile() as store, Hostile() as other:
         store.robots = "User-agent: *\nAllow: /\nSitemap: /sitemap.xml\n"
+        off = (f"<?xml version='1.0'?><sitemapindex><sitemap><loc>{other.base_url}/sitemap.xml</loc>"
+               f"</sitemap></sitemapindex>")
         store.files = {
-            "/sitemap.xml": (SITEMAP_INDEX.encode(), "application/xml"),
+            "/sitemap.xml": (SITEMAP_INDEX.replace(
+                "</sitemapindex>", "<sitemap><loc>/sm-off.xml</loc></sitemap></sitemapindex>"
+            ).encode(), "application/xml"),
+            # a sitemap on another host, and a product there: never fetched
+            "/sm-off.xml": (off.encode(), "application/xml"),
             "/sm-products.xml": (sitemap_of([]).encode(), "application/xml"),  # back to the index
-            "/sm-urls.xml": (sitemap_of(["R-1", "R-2", "O-1", "O-2"], back=False).encode(),
+            "/sm-urls.xml": (sitemap_of(["R-1", "R-2", "O-1", "O-2"], back=False).replace(
+                "</urlset>", f"<url><loc>{other.base_url}/product/R-1</loc></url></urlset>").encode(),
                              "application/xml")}
         res = scrape(params, base_url=store.base_url)
         hits = dict(store.hits)
+        assert not other.hits
     assert res.status == "complete", res.message
     assert hits["/sitemap.xml"] == 1 and hits["/sm-products.xml"] == 1 and hits["/sm-urls.xml"] == 1
     assert "/" not in hits and not any(h.startswith("/category/") for h in hits)
