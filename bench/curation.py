@@ -338,6 +338,10 @@ def bench_realdata(copies: int = 300, overrides: dict | None = None) -> dict:
             entry["held_out_images"] = int(held.sum())
             entry["held_out_recall"] = round(float(flags.loc[held, WANT[k]].mean()), 4)
         entry["needs_review"] = round(float(ft.loc[rows_, "needs_review"].fillna(False).mean()), 4)
+        # the files themselves, to look at: junk let through, products taken for junk
+        off = (~flags.loc[rows_, WANT[k]]) if k in WANT else flags.loc[rows_].any(axis=1)
+        entry["missed" if k in WANT else "wrongly_flagged"] = sorted(
+            name_of[i].split("/", 1)[1] for i in off[off].index)
         per_source[folder] = entry
     precision = {}
     for k, col in WANT.items():

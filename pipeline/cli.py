@@ -493,7 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
             st.add_argument("--no-decisions", action="store_true",
                             help="train-head: leave the annotators' decisions out")
             st.add_argument("--per-label", type=int, default=240,
-                            help="train-head: generated bank images per class (default 240)")
+                            help="train-head: generated bank images per class and look "
+                                 "(two looks per class; default 240)")
             st.add_argument("--out-dir", help="train-head: where the head goes (default: heads/ "
                                               "in the project)")
         if stage.name == "split":

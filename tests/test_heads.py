@@ -134,8 +134,13 @@ def test_train_needs_every_class_and_reports_held_out_metrics():
         heads.train(bank, progress=False)
     head, manifest = heads.train(heads.bank(per_label=10), progress=False)
     m = manifest["metrics"]
-    assert m["trained_on"] + m["held_out"] == 30 and m["held_out"] > 0
-    assert manifest["counts"]["generated"] == {"product": 10, "certificate": 10, "hand": 10}
+    # two looks per class: plain renders, and as real stores show them (worn rings, ring
+    # products, photographed reports)
+    assert m["trained_on"] + m["held_out"] == 60 and m["held_out"] > 0
+    assert manifest["counts"]["generated"] == {"product": 20, "certificate": 20, "hand": 20}
+    names = [e.name for e in heads.bank(per_label=2)]
+    assert sum(n.startswith("generated/worn/") for n in names) == 2
+    assert sum(n.startswith("generated/photocert/") for n in names) == 2
     assert head.temperature >= 1.0
 
 

@@ -26,6 +26,8 @@ from pipeline.core.imageio import fit
 
 #: the learned head's hand vote counts in full once the largest skin region covers this share
 SKIN_GATE = (0.08, 0.16)
+#: the shape cues count only as far as the head's hand probability reaches this
+SHAPE_VETO = (0.02, 0.08)
 SIDE = 128  # analysis size: shape cues do not need more, and texture is measured at a fixed scale
 
 
@@ -100,4 +102,7 @@ class Hand(Check):
                  * (1 - ramp(f["specular"], 0.15, 0.4)))
         if image.junk_proba is None:
             return shape
-        return max(shape, image.junk_proba["hand"] * ramp(f["area"], *SKIN_GATE))
+        # the head sure of a product (a gold watch, a citrine whose outline the shape cues
+        # take for fingers) is the strong counter-cue that clears the shape's score
+        p = image.junk_proba["hand"]
+        return max(shape * ramp(p, *SHAPE_VETO), p * ramp(f["area"], *SKIN_GATE))

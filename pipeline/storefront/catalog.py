@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.storefront import junk
+from pipeline.storefront import junk, worn
 from pipeline.storefront.gems import GEM_CLASSES, draw_gem, plan_gem, plan_stone
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 def _render_code() -> str:
     """A fingerprint of the code that draws the store's images."""
     h = hashlib.sha1()
-    for name in ("gems.py", "junk.py", "catalog.py"):
+    for name in ("gems.py", "junk.py", "catalog.py", "worn.py", "jewelry.py"):
         h.update((Path(__file__).parent / name).read_bytes())
     return h.hexdigest()[:12]
 
@@ -48,6 +48,8 @@ CTYPE_OF = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF
 # Share of products that carry each extra image (generated mode).
 RATES = {"certificate": 0.12, "hand": 0.10, "dup_exact": 0.05, "dup_near": 0.06,
          "truncated": 0.012, "corrupt": 0.012, "html": 0.01, "oversized": 0.006}
+#: certificates photographed as booklets or beside a seal, hands as fingers wearing a ring
+REAL_LOOK_SHARE = 0.35
 P_REMOVE = 0.05   # per product and epoch
 P_NEW = 0.08      # new products per class and epoch, as a share of products_per_class
 P_RESHOOT = 0.04  # per image and epoch
@@ -295,11 +297,14 @@ class Catalog:
             data = Path(e.source or "").read_bytes()
             return data, CTYPE_OF.get(_sniff(data), "application/octet-stream")
         rng = rng_for(seed, e.kind, e.key, e.version)
+        # a share of the junk as real stores show it (drawn apart, so the rest stays the same)
+        real_look = rng_for(seed, "look", e.kind, e.key).random() < REAL_LOOK_SHARE
         if e.kind == "certificate":
-            return junk.encode(junk.render_certificate(rng, e.label, e.product_id), e.fmt, 90), \
-                CTYPE_OF[e.fmt]
+            draw = junk.photographed_certificate if real_look else junk.render_certificate
+            return junk.encode(draw(rng, e.label, e.product_id), e.fmt, 90), CTYPE_OF[e.fmt]
         if e.kind == "hand":
-            return junk.encode(junk.render_hand(rng, e.label), e.fmt, 90), CTYPE_OF[e.fmt]
+            img = worn.render_worn(rng, e.label) if real_look else junk.render_hand(rng, e.label)
+            return junk.encode(img, e.fmt, 90), CTYPE_OF[e.fmt]
         if e.kind == "html":
             return junk.HTML_ERROR, "text/html; charset=utf-8"
         if e.kind == "oversized":

@@ -53,6 +53,61 @@ def render_certificate(rng: np.random.Generator, gem: str, product_id: str) -> n
     return render_report_page(rng, gem, product_id)
 
 
+def photographed_certificate(rng: np.random.Generator, gem: str, product_id: str) -> np.ndarray:
+    """A lab report as stores photograph it: a folded booklet standing in perspective on a
+    studio backdrop, or a report page beside the lab's large round seal (RGB uint8)."""
+    page = render_report_page(rng, gem, product_id) if rng.random() < 0.6 \
+        else render_report_card(rng, gem, product_id)
+    w = int(rng.integers(500, 1000))
+    h = int(np.clip(w * rng.uniform(0.45, 1.0), 300, 900))
+    bg = rng.uniform(150, 250) if rng.random() < 0.7 else rng.uniform(40, 110)
+    yy = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    img = np.full((h, w, 3), bg, np.float32) * (0.85 + 0.2 * yy)
+    ph, pw = page.shape[:2]
+    if rng.random() < 0.55:  # folded booklet: two or three panels at alternating angles
+        panels = int(rng.choice([2, 3]))
+        cuts = np.linspace(0, pw, panels + 1).astype(int)
+        left = w * rng.uniform(0.05, 0.2)
+        span = (w * rng.uniform(0.65, 0.9) - left) / panels
+        top, bottom = h * rng.uniform(0.05, 0.2), h * rng.uniform(0.8, 0.95)
+        lean = (bottom - top) * rng.uniform(0.04, 0.12)
+        for k in range(panels):
+            part = page[:, cuts[k]:cuts[k + 1]].astype(np.float32)
+            x0, x1 = left + k * span, left + (k + 1) * span
+            up = lean if k % 2 == 0 else 0.0
+            down = 0.0 if k % 2 == 0 else lean
+            src = np.float32([[0, 0], [part.shape[1], 0], [part.shape[1], ph], [0, ph]])
+            dst = np.float32([[x0, top + up], [x1, top + down], [x1, bottom - down], [x0, bottom - up]])
+            m = cv2.getPerspectiveTransform(src, dst)
+            warped = cv2.warpPerspective(part * (1.0 if k % 2 == 0 else rng.uniform(0.78, 0.92)), m, (w, h))
+            mask = cv2.warpPerspective(np.ones(part.shape[:2], np.float32), m, (w, h))[..., None]
+            shadow = cv2.GaussianBlur(mask[..., 0], (0, 0), w * 0.015)
+            shadow = cv2.warpAffine(shadow, np.float32([[1, 0, w * 0.015], [0, 1, h * 0.02]]), (w, h))
+            img *= (1 - 0.35 * shadow)[..., None]
+            img = img * (1 - mask) + warped * mask
+    else:  # the report beside its lab's seal
+        f = min(h * rng.uniform(0.7, 0.95) / ph, w * 0.5 / pw)
+        small = cv2.resize(page, (max(8, int(pw * f)), max(8, int(ph * f))), interpolation=cv2.INTER_AREA)
+        sh, sw = small.shape[:2]
+        x0, y0 = int(w * rng.uniform(0.45, 0.5)), (h - sh) // 2
+        img[y0:y0 + sh, x0:x0 + sw] = small[: h - y0, : w - x0]
+        r = int(min(h * 0.4, w * 0.22))
+        c = (int(w * 0.25), h // 2)
+        ink = tuple(float(v) for v in rng.choice([(30, 60, 140), (150, 110, 60), (40, 40, 40), (20, 90, 70)]))
+        cv2.circle(img, c, r, ink, -1, cv2.LINE_AA)
+        cv2.circle(img, c, int(r * 0.8), (250, 250, 250), max(2, r // 20), cv2.LINE_AA)
+        cv2.circle(img, c, int(r * 0.55), (250, 250, 250), -1, cv2.LINE_AA)
+        for k in range(24):  # the lettering's dots round the seal
+            a = 2 * math.pi * k / 24
+            p = (int(c[0] + r * 0.9 * math.cos(a)), int(c[1] + r * 0.9 * math.sin(a)))
+            cv2.circle(img, p, max(1, r // 22), (250, 250, 250), -1, cv2.LINE_AA)
+        pts = np.array([(c[0] + r * 0.45 * math.cos(a), c[1] + r * 0.45 * math.sin(a))
+                        for a in np.linspace(0, 2 * math.pi, 7)[:-1]], np.int32)
+        cv2.fillPoly(img, [pts], ink, cv2.LINE_AA)
+    img += rng.normal(0, 2, (h, w, 1)).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
 def _qr(rng: np.random.Generator, d: ImageDraw.ImageDraw, x: int, y: int, size: int, ink) -> None:
     """A QR-code-like square: three finder patterns and random modules."""
     n = 25
