@@ -10,8 +10,8 @@ has seen fingers close up, so the storefront draws them and the head's bank
 * three or four fingers side by side, each a shaded cylinder (light across it, a darker
   rim where two fingers meet), with knuckle creases and a nail (bare or polished);
 * the back of the hand or the palm behind them, running off the frame's edge;
-* a ring on one finger (a metal band across it and a stone, sometimes with a halo of
-  small diamonds), or a stone pinched between two fingertips;
+* a ring on one finger: a metal band across it and a stone, sometimes with a halo of
+  small diamonds;
 * the whole turned to any angle and cropped close, on a jewelry-store backdrop (velvet,
   wood, marble, fabric, white cloth, a dark studio with out-of-focus lights, denim).
 
@@ -38,7 +38,8 @@ def _backdrop(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     if kind in jewelry.BACKDROPS:
         img = jewelry.backdrop(rng, w, h, kind)
     elif kind == "studio":  # dark, with out-of-focus lights
-        img = np.full((h, w, 3), rng.uniform(10, 60), np.float32) * rng.uniform(0.7, 1.2, 3).astype(np.float32)
+        level = rng.uniform(10, 60)
+        img = np.full((h, w, 3), level, np.float32) * rng.uniform(0.7, 1.2, 3).astype(np.float32)
         for _ in range(int(rng.integers(3, 12))):
             c = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
             cv2.circle(img, c, int(rng.uniform(0.02, 0.08) * w),
@@ -81,7 +82,7 @@ def _cylinder(across: np.ndarray, r: float, light: float) -> np.ndarray:
 
 
 def render_worn(rng: np.random.Generator, gem: str | None = None) -> np.ndarray:
-    """A close-up of fingers wearing a ring (or pinching a stone), RGB uint8."""
+    """A close-up of fingers wearing a ring, RGB uint8."""
     w = int(rng.integers(500, 1000))
     h = int(np.clip(w * rng.uniform(0.75, 1.35), 450, 1200))
     side = 900  # drawn on a canonical square (fingers pointing up), then turned and cropped
@@ -196,7 +197,7 @@ def _ring_top(rng: np.random.Generator, colour: np.ndarray, alpha: np.ndarray | 
     cv2.circle(circ, (stone // 2, stone // 2), int(stone * 0.34), 1.0, -1, cv2.LINE_AA)
     circ = cv2.GaussianBlur(circ, (0, 0), 1.0)
     sx, sy = int(pos[0] - stone / 2), int(pos[1] - stone / 2)
-    if 0 <= sx and 0 <= sy and sx + stone <= w and sy + stone <= h:
+    if sx >= 0 and sy >= 0 and sx + stone <= w and sy + stone <= h:
         roi = colour[sy:sy + stone, sx:sx + stone]
         roi[:] = roi * (1 - circ[..., None]) + gem_img * circ[..., None]
         if alpha is not None:
@@ -242,8 +243,8 @@ def render_ring_product(rng: np.random.Generator, gem: str | None = None) -> np.
         tilt = rng.uniform(0.3, 0.9)
         _tube_ring(img, centre, radius, tilt, rng.uniform(-30, 30), radius * rng.uniform(0.12, 0.35), metal)
         if rng.random() < 0.7:
-            _ring_top(rng, img, None, centre - np.array([0, radius * tilt]), int(radius * rng.uniform(0.6, 1.2)),
-                      gem)
+            top = centre - np.array([0, radius * tilt])
+            _ring_top(rng, img, None, top, int(radius * rng.uniform(0.6, 1.2)), gem)
     img += rng.normal(0, 1.5, (h, w, 1)).astype(np.float32)
     return np.clip(cv2.GaussianBlur(img, (0, 0), 0.6), 0, 255).astype(np.uint8)
 
