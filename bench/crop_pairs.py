@@ -7,7 +7,9 @@ speckle). A twin is left out of the score, and listed, when its mask cannot be a
 stone's: empty, a speck (< 0.5 % of the frame), the whole frame (> 97 %), the twin's
 size differs from the photo's, or its pixels differ from the photo's inside its own
 mask (mean > 25 levels: rembg keeps the object's pixels, so such a twin is rotated,
-flipped or shifted; the ones looked at were).
+flipped or shifted; the ones looked at were). Twins found wrong by eye (a kept reflection
+or shadow, a dropped near-white tip) are left out too, each with its reason
+(:data:`WRONG_TWINS`).
 
 Scores per photo: IoU of the crop stage's ``object_box`` (found exactly as the
 stage finds it: ``find_box`` on the analysis image, scaled back) with the truth;
@@ -42,6 +44,22 @@ PAIRS = ROOT.parent / "shared" / "realdata" / "crop-pairs"
 WHITE = 235
 TEXTURED = 4.0
 MAX_TWIN_DIFF = 25.0
+#: twins whose mask is wrong, found by eye (2026-12-02): every photo the stage scored under
+#: IoU 0.95 (147 of 455) was looked at, the photo with its twin's box beside the twin, with
+#: the stage's box hidden; the rest of those twins were right (the stage's box was wrong)
+WRONG_TWINS = {
+    "Alexandrite/alexandrite_2.jpg": "twin keeps the reflection below the stone",
+    "Alexandrite/alexandrite_20.jpg": "twin keeps the reflection below the stone",
+    "Alexandrite/alexandrite_29.jpg": "twin keeps the shadow below the stone",
+    "Amethyst/amethyst_10.jpg": "twin keeps the reflection below the stone",
+    "Amethyst/amethyst_12.jpg": "twin keeps the shadow below the stone",
+    "Aquamarine/aquamarine_10.jpg": "twin keeps a patch of shadow beside the stone",
+    "Aquamarine/aquamarine_21.jpg": "twin keeps backdrop at the lower left",
+    "Diamond/diamond_20.jpg": "twin drops the stone's near-white tip",
+    "Diamond/diamond_21.jpg": "twin drops the stone's near-white tip",
+    "Peridot/peridot_2.jpg": "twin keeps the reflection below the stone",
+    "Sapphire Blue/sapphire blue_28.jpg": "twin's mask misses a piece of the stone",
+}
 
 
 def iou(a, b) -> float:
@@ -101,11 +119,21 @@ def stage_box(rgb: np.ndarray, p) -> tuple[list[int] | None, bool, str]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "crop_pairs.json"))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a crop param (YAML value), e.g. --set blur_sigma=0.8")
     a = ap.parse_args()
+    import yaml
+
+    overrides = {}
+    for item in a.set:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            ap.error(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
     if not PAIRS.exists():
         print(f"{PAIRS} absent: nothing to measure")
         return
-    p = load_params(ROOT / "params.yaml").crop
+    p = load_params(ROOT / "params.yaml", {"crop": overrides}).crop
     rows, left_out = [], []
     for photo in sorted((PAIRS / "photo").glob("*/*")):
         twin = PAIRS / "nobg" / photo.parent.name / photo.name
@@ -120,6 +148,8 @@ def main() -> None:
                                    f"photo {rgb.shape[1]}x{rgb.shape[0]}"))
             continue
         truth, why = truth_box(nobg)
+        if name in WRONG_TWINS:
+            truth, why = None, f"looked at: {WRONG_TWINS[name]}"
         if truth is None:
             left_out.append((name, why))
             continue
@@ -132,7 +162,10 @@ def main() -> None:
                                    "inside its mask)"))
             continue
         box, review, issue = stage_box(rgb, p)
-        rows.append({"name": name, "class": photo.parent.name, "iou": iou(box, truth),
+        # how far each side of the box lies outside the truth's (px; negative: inside)
+        slack = [truth[0] - box[0], truth[1] - box[1], box[2] - truth[2], box[3] - truth[3]] \
+            if box is not None else None
+        rows.append({"name": name, "class": photo.parent.name, "iou": iou(box, truth), "slack": slack,
                      "canny_iou": iou(canny_box(rgb), truth), "review": review, "issue": issue,
                      "textured": border_texture(rgb) > TEXTURED})
 
@@ -145,7 +178,10 @@ def main() -> None:
                 "share_iou_ge_0.75": round(float((ious >= 0.75).mean()), 4),
                 "to_review": round(float(np.mean([r["review"] for r in sel])), 4),
                 "canny_median_iou": round(float(np.median(can)), 4),
-                "canny_share_iou_ge_0.75": round(float((can >= 0.75).mean()), 4)}
+                "canny_share_iou_ge_0.75": round(float((can >= 0.75).mean()), 4),
+                # median px each side lies outside the truth (left, top, right, bottom)
+                "median_slack_px": [float(v) for v in np.median(
+                    [r["slack"] for r in sel if r["slack"] is not None], axis=0)]}
 
     out = {"all": summary(rows),
            "textured_border": summary([r for r in rows if r["textured"]]),
@@ -154,7 +190,7 @@ def main() -> None:
                          for c in sorted({r["class"] for r in rows})},
            "issues": {k: sum(r["issue"] == k for r in rows) for k in sorted({r["issue"] for r in rows})},
            "worst": sorted((round(r["iou"], 3), r["name"], r["issue"]) for r in rows)[:15],
-           "left_out": left_out}
+           "left_out": left_out, "photos": rows}
     print(json.dumps({k: out[k] for k in ("all", "textured_border", "plain_border", "issues")}, indent=2))
     print(f"left out ({len(left_out)}):", left_out)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

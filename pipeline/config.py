@@ -374,7 +374,7 @@ class CropParams:
     margin: float = field(default=0.08, metadata={"min": 0.0, "max": 1.0,
                                                   "doc": "added around the box, share of its longer side"})
     analysis_side: int = field(default=384, metadata={"min": 64, "max": 4096})
-    blur_sigma: float = field(default=1.2, metadata={"min": 0.0, "max": 20.0})
+    blur_sigma: float = field(default=0.8, metadata={"min": 0.0, "max": 20.0})
     canny_low: int = field(default=30, metadata={"min": 0, "max": 1000})
     canny_high: int = field(default=90, metadata={"min": 1, "max": 1000})
     background_tolerance: float = field(default=14.0, metadata={

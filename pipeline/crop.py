@@ -302,6 +302,9 @@ def find_box(rgb: np.ndarray, p: CropParams) -> CropResult:
     contrast = _percentile_u8(np.ascontiguousarray(resid[y:y + bh, x:x + bw]), obj[:bh], 90)
     box_obj = [x, y, x + bw, y + bh]
     touches = x <= 0 or y <= 0 or x + bw >= w or y + bh >= h
+    if touches and border_contact(rgb, (x, y, bw, bh), bg_colour,
+                                  3 * p.background_tolerance) < CUT_CONTACT:
+        touches = False  # it grazes the frame, the frame does not cut it
     second = max(others) / areas[main] if others else 0.0
     conf = 1.0
     conf *= float(np.clip(contrast / (3 * p.background_tolerance), 0.0, 1.0)) ** 0.5
@@ -318,6 +321,40 @@ def find_box(rgb: np.ndarray, p: CropParams) -> CropResult:
     cxm, cym = x + bw / 2, y + bh / 2
     sq = [round(cxm - side / 2), round(cym - side / 2), round(cxm + side / 2), round(cym + side / 2)]
     return CropResult(box_obj, sq, round(float(conf), 4), issue, bg_colour)
+
+
+#: the share of the box's side along which the object lies on the frame's edge, from which
+#: the frame cuts it (a stone cropped tight by the store grazes the frame over a few pixels;
+#: a cut one lies on it along a chord)
+CUT_CONTACT = 0.2
+
+
+def border_contact(rgb: np.ndarray, box: tuple[int, int, int, int], bg: tuple[int, int, int],
+                   tol: int) -> float:
+    """The largest share of the box's extent along a frame edge it reaches where the edge's
+    pixels are not the backdrop's colour (``bg``, within ``tol``): the chord a cut object
+    leaves on the frame. (The residual mask cannot tell: the background model is fitted to
+    the border, where a cut object's own pixels are, and so is the tolerance derived from
+    the border's residual.)"""
+    x, y, bw, bh = box
+    h, w = rgb.shape[:2]
+    ref = np.array(bg, np.int16)
+
+    def off(line: np.ndarray) -> float:
+        if not len(line):
+            return 0.0
+        return float((np.abs(line.astype(np.int16) - ref).max(axis=-1) > tol).mean())
+
+    share = 0.0
+    if x <= 0:
+        share = max(share, off(rgb[y:y + bh, 0]))
+    if x + bw >= w:
+        share = max(share, off(rgb[y:y + bh, w - 1]))
+    if y <= 0:
+        share = max(share, off(rgb[0, x:x + bw]))
+    if y + bh >= h:
+        share = max(share, off(rgb[h - 1, x:x + bw]))
+    return share
 
 
 def reflection_split(rows: np.ndarray) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -26,6 +27,12 @@ def test_crop_flags_empty_cut_and_several():
     assert find_box(np.full((300, 300, 3), 240, np.uint8), p).issue == "no_object"
     img, _plan = gem_photo(40, width=600, height=600, cx=20.0, cy=300.0, radius=150.0, reflection=0.0)
     assert find_box(img, p).issue == "cut_by_border"
+    # cropped tight by the store: the stone grazes the frame, the frame does not cut it
+    for cx, issue in ((100, "none"), (101, "none"), (60, "cut_by_border")):
+        disc = np.full((400, 400, 3), 245, np.uint8)
+        cv2.circle(disc, (cx, 200), 100, (150, 40, 60), -1, cv2.LINE_AA)
+        res = find_box(disc, p)
+        assert res.object_box[0] == 0 and res.issue == issue, (cx, res)
     a, _ = gem_photo(41, width=800, height=400, cx=180.0, cy=200.0, radius=110.0, reflection=0.0,
                bg_kind="white", shadow=(0, 0, 0))
     b, _ = gem_photo(42, width=800, height=400, cx=620.0, cy=200.0, radius=110.0, reflection=0.0,

@@ -144,6 +144,21 @@ def test_train_needs_every_class_and_reports_held_out_metrics():
     assert head.temperature >= 1.0
 
 
+def test_the_shipped_head_knows_junk_as_real_stores_show_it():
+    """Fingers wearing rings are hands, the same rings without a hand are products, and
+    photographed report booklets are certificates (a seed the bank never held)."""
+    from pipeline.core.embedding import embed
+    from pipeline.storefront import junk, worn
+    from pipeline.storefront.catalog import rng_for
+
+    head = heads.Head.load()
+    looks = {"hand": lambda r: worn.render_worn(r), "product": lambda r: worn.render_ring_product(r),
+             "certificate": lambda r: junk.photographed_certificate(r, "ruby", "X-1")}
+    for label, draw in looks.items():
+        p = head.proba(embed([draw(rng_for(991, "look", label, k)) for k in range(12)]))
+        assert (p.argmax(1) == heads.LABELS.index(label)).mean() >= 0.9, (label, p.round(2))
+
+
 def test_the_head_votes_in_the_checks():
     """A confident head flags a certificate; its hand vote counts only where there is skin."""
     from tests.helpers import gem_photo
@@ -160,6 +175,15 @@ def test_the_head_votes_in_the_checks():
     skin[:, 200:] = 250  # a skin-coloured region entering from three borders
     gated = checks.Image(skin, (300, 300), "", junk_proba={"product": 0.1, "certificate": 0.0, "hand": 0.9})
     assert checks.get("hand").score(gated) == pytest.approx(0.9)
+    # a head sure of a product clears what the shape cues alone would flag
+    from pipeline.storefront import junk
+    from pipeline.storefront.catalog import rng_for
+
+    hand = junk.render_hand(rng_for(12, 0), "ruby")
+    assert checks.get("hand").score(checks.Image(hand, hand.shape[1::-1], "")) >= 0.5
+    sure = checks.Image(hand, hand.shape[1::-1], "", junk_proba={"product": 0.995, "certificate": 0.0,
+                                                                 "hand": 0.005})
+    assert checks.get("hand").score(sure) == pytest.approx(0.0, abs=0.01)
 
 
 def test_train_head_cli_writes_a_versioned_head_a_project_can_use(tmp_path):
