@@ -98,9 +98,15 @@ def render_worn(rng: np.random.Generator, gem: str | None = None) -> np.ndarray:
         colour[:] = colour * (1 - m) + rgb * m
         alpha[:] = np.maximum(alpha, m[..., 0])
 
-    n = int(rng.choice([3, 4, 4, 4]))
-    fw = side * rng.uniform(0.1, 0.14)  # finger radius
-    knuckle_y = side * rng.uniform(0.55, 0.68)
+    # together: fingers side by side filling the frame; spread: the whole hand, fingers
+    # fanned; palm: palm up, fingertips curled, the jewel lying on it
+    pose = str(rng.choice(["together", "together", "spread", "palm"]))
+    n = int(rng.choice([3, 4, 4, 4])) if pose == "together" else 4
+    fw = side * (rng.uniform(0.1, 0.14) if pose == "together" else rng.uniform(0.065, 0.09))
+    fan = rng.uniform(0.0, 0.12) if pose == "together" else rng.uniform(0.15, 0.32)
+    knuckle_y = side * (rng.uniform(0.55, 0.68) if pose == "together" else rng.uniform(0.42, 0.52))
+    if pose == "palm":  # palms are paler and pinker than the back of the hand
+        tone = np.clip(tone * 0.75 + np.array([250, 200, 185], np.float32) * 0.25, 0, 255)
     x0 = side / 2 - (n - 1) * fw * 1.0
     # the back of the hand (or palm), running off the bottom edge
     hand_l, hand_r = x0 - fw * 1.1, x0 + (n - 1) * 2 * fw + fw * 1.1
@@ -115,8 +121,10 @@ def render_worn(rng: np.random.Generator, gem: str | None = None) -> np.ndarray:
     rng.shuffle(order)
     for i in order:
         base = np.array([x0 + i * 2 * fw * rng.uniform(0.97, 1.03), knuckle_y + rng.normal(0, fw * 0.2)])
-        ang = -math.pi / 2 + (i - (n - 1) / 2) * rng.uniform(0.0, 0.12) + rng.normal(0, 0.05)
+        ang = -math.pi / 2 + (i - (n - 1) / 2) * fan + rng.normal(0, 0.05)
         length = side * rng.uniform(0.42, 0.6) * (0.8 if i in (0, n - 1) else 1.0)
+        if pose == "palm":  # curled towards the camera: short, foreshortened
+            length *= rng.uniform(0.35, 0.55)
         tip = base + length * np.array([math.cos(ang), math.sin(ang)])
         r = fw * rng.uniform(0.88, 1.0)
         t, across, dist, length = _segment_coords(xx, yy, base, tip)
@@ -137,6 +145,30 @@ def render_worn(rng: np.random.Generator, gem: str | None = None) -> np.ndarray:
         polish = (np.array(POLISH[int(rng.integers(len(POLISH)))], np.float32) if rng.random() < 0.45
                   else tone * 0.5 + np.array([240, 205, 200], np.float32) * 0.5)
         paint(cv2.GaussianBlur(nail, (0, 0), 1.0) * 0.9, polish * shade[..., None] * 1.05)
+    if pose != "together":  # the thumb, from the side of the hand
+        sgn = -1 if rng.random() < 0.5 else 1
+        t_base = np.array([(hand_l + hand_r) / 2 + sgn * half * 0.9, knuckle_y + half * 0.9])
+        t_ang = -math.pi / 2 + sgn * rng.uniform(0.6, 1.1)
+        t_tip = t_base + side * rng.uniform(0.22, 0.32) * np.array([math.cos(t_ang), math.sin(t_ang)])
+        t, across, dist, _ = _segment_coords(xx, yy, t_base, t_tip)
+        tr = fw * 1.1
+        paint(cv2.GaussianBlur((dist < tr).astype(np.float32), (0, 0), 1.2),
+              tone * _cylinder(across, tr, light)[..., None])
+    if pose == "palm":  # the palm's creases, and the jewel lying on it
+        for _ in range(3):
+            c = np.array([(hand_l + hand_r) / 2 + rng.normal(0, half * 0.2),
+                          knuckle_y + half * rng.uniform(0.5, 1.1)])
+            cv2.ellipse(colour, (int(c[0]), int(c[1])), (int(half * rng.uniform(0.4, 0.8)), int(half * 0.2)),
+                        float(rng.uniform(-30, 30)), 180, 360, tuple(float(v) for v in tone * 0.7), 2,
+                        cv2.LINE_AA)
+        pos = np.array([(hand_l + hand_r) / 2, knuckle_y + half * rng.uniform(0.6, 0.9)])
+        metal = np.array(jewelry.METALS[str(rng.choice(["gold", "silver", "rose", "white"]))], np.float32)
+        colour[:] = np.clip(colour, 0, 255)
+        _tube_ring(colour, pos, half * rng.uniform(0.25, 0.4), rng.uniform(0.4, 0.9), rng.uniform(-30, 30),
+                   half * 0.08, metal)
+        top = pos - np.array([0, half * 0.25])
+        _ring_top(rng, colour, alpha, top, int(half * rng.uniform(0.3, 0.5)), gem)
+        return _finish(rng, colour, alpha, pos, side, w, h)
     # the ring on one finger: a metal band across it and a stone on top
     base, tip, r, ang = fingers[int(rng.integers(len(fingers)))]
     pos = base + (tip - base) * rng.uniform(0.2, 0.38)
@@ -150,6 +182,12 @@ def render_worn(rng: np.random.Generator, gem: str | None = None) -> np.ndarray:
                                                                              / 0.5) ** 2))[..., None])
     colour = np.clip(colour, 0, 255)
     _ring_top(rng, colour, alpha, pos, int(r * rng.uniform(1.3, 2.6)), gem)
+    return _finish(rng, colour, alpha, pos, side, w, h)
+
+
+def _finish(rng: np.random.Generator, colour: np.ndarray, alpha: np.ndarray, pos: np.ndarray, side: int,
+            w: int, h: int) -> np.ndarray:
+    """Skin texture, then turned, cropped round ``pos`` and set on a store backdrop."""
     # skin texture: slow blotches and fine grain
     blotch = cv2.GaussianBlur(rng.normal(0, 1, (side, side)).astype(np.float32), (0, 0), 25)
     blotch /= np.abs(blotch).max() + 1e-6
