@@ -383,8 +383,9 @@ class CropParams:
                                                          "doc": "below: needs_review"})
     min_object_area: float = field(default=0.003, metadata={"min": 0.0, "max": 1.0})
     cut_by_border: str = field(default="review", metadata={"choices": ["review", "keep"], "doc": (
-        "an object touching the border: an annotator looks (gem photos: the stone may be cut "
-        "off), or keep the crop (jewelry: a necklace often fills the frame)")})
+        "an object the frame cuts (its edge crosses the object along 20 % of the box; one "
+        "that only grazes the frame is fine): an annotator looks (gem photos: the stone may be "
+        "cut off), or keep the crop (jewelry: a necklace often fills the frame)")})
     format: str = field(default="png", metadata={"choices": ["png", "jpg", "webp"]})
     workers: int = field(default=0, metadata={"min": 0, "max": 256})
     progress: bool = True
