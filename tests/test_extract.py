@@ -12,11 +12,12 @@ from pipeline.config import ConfigError
 from pipeline.scrape.crawler import next_page_number, parse_sitemap
 from pipeline.scrape.extract import Doc, Extractor, extract, largest_srcset
 from pipeline.scrape.site import load_site
+from pipeline.storefront.layouts import SCHEMA_ORG, SITEMAP_NS
 from tests.helpers import ROOT
 
 PAGE = """<html><head>
 <meta property="og:image" content="http://127.0.0.1/og.jpg">
-<script type="application/ld+json">{"@context": "https://schema.org", "@graph": [
+<script type="application/ld+json">{"@context": "@SCHEMA_ORG@", "@graph": [
   {"@type": "BreadcrumbList"},
   {"@type": "Product", "name": "Ruby", "sku": "R-1",
    "image": [{"@type": "ImageObject", "url": "/a.jpg"}, "/b.jpg"],
@@ -31,7 +32,7 @@ PAGE = """<html><head>
 <img class="g" src="/p-600x600.jpg" srcset="/p-100x100.jpg 100w, /p-1200x1200.jpg 1200w, /p-300x300.jpg 300w">
 <img class="g" src="data:," data-src="/q-600x600.jpg" srcset="/q.jpg 1x, /q@2x.jpg 2x">
 <span class="type">Swiss Blue Topaz</span>
-</body></html>"""
+</body></html>""".replace("@SCHEMA_ORG@", SCHEMA_ORG)
 
 
 def ex(**kw) -> Extractor:
@@ -129,7 +130,7 @@ def test_next_page_number():
     assert next_page_number("http://127.0.0.1/c?page=abc", "page", 1, 100) is None
 
 
-SITEMAP = ("<?xml version='1.0'?><urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>"
+SITEMAP = (f"<?xml version='1.0'?><urlset xmlns='{SITEMAP_NS}'>"
            "<url><loc> http://127.0.0.1/p/1 </loc><lastmod>2026-01-05</lastmod></url>"
            "<url><loc>http://127.0.0.1/p/2</loc></url></urlset>")
 
@@ -137,7 +138,7 @@ SITEMAP = ("<?xml version='1.0'?><urlset xmlns='http://www.sitemaps.org/schemas/
 def test_sitemaps_and_sitemap_indexes_are_parsed():
     assert parse_sitemap(SITEMAP.encode(), 10**6) == {
         "sitemaps": [], "urls": [("http://127.0.0.1/p/1", "2026-01-05"), ("http://127.0.0.1/p/2", None)]}
-    index = ("<sitemapindex xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'><sitemap>"
+    index = (f"<sitemapindex xmlns='{SITEMAP_NS}'><sitemap>"
              "<loc>http://127.0.0.1/sm1.xml</loc></sitemap></sitemapindex>")
     assert parse_sitemap(index.encode(), 10**6)["sitemaps"] == ["http://127.0.0.1/sm1.xml"]
     assert parse_sitemap(gzip.compress(SITEMAP.encode()), 10**6)["urls"][0][0] == "http://127.0.0.1/p/1"

@@ -12,6 +12,7 @@ import yaml
 
 from pipeline.manifest import read_manifest
 from pipeline.scrape import scrape
+from pipeline.storefront.layouts import SITEMAP_NS
 from tests.helpers import ROOT, truth_for
 from tests.hostile import Hostile
 from tests.test_scrape import check_against_truth
@@ -112,7 +113,7 @@ def test_site_check_prints_what_every_key_finds(storefront):
     assert "PROBLEM: product.images found no image" in out.stdout
 
 
-SITEMAP_INDEX = ("<?xml version='1.0'?><sitemapindex xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>"
+SITEMAP_INDEX = (f"<?xml version='1.0'?><sitemapindex xmlns='{SITEMAP_NS}'>"
                  "<sitemap><loc>/sitemap.xml</loc></sitemap><sitemap><loc>/sm-products.xml</loc>"
                  "</sitemap></sitemapindex>")
 
@@ -121,9 +122,9 @@ def sitemap_of(pids: list[str], back: bool = True) -> str:
     urls = "".join(f"<url><loc>/product/{p}</loc><lastmod>2026-01-05</lastmod></url>" for p in pids)
     loop = "<sitemap><loc>/sitemap.xml</loc></sitemap>" if back else ""
     # a products sitemap that (wrongly) lists the index again is still read once
-    return (f"<?xml version='1.0'?><urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>{urls}"
+    return (f"<?xml version='1.0'?><urlset xmlns='{SITEMAP_NS}'>{urls}"
             f"</urlset>") if not loop else (
-        f"<?xml version='1.0'?><sitemapindex xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>{loop}"
+        f"<?xml version='1.0'?><sitemapindex xmlns='{SITEMAP_NS}'>{loop}"
         f"<sitemap><loc>/sm-urls.xml</loc></sitemap></sitemapindex>")
 
 

@@ -35,7 +35,7 @@ def test_the_repository_files_are_what_init_writes_for_the_demo():
 
 def test_init_scaffolds_a_git_and_dvc_project(tmp_path):
     dest = tmp_path / "gems"
-    files = project.init_project(dest, site="my-store", base_url="https://shop.example.com")
+    files = project.init_project(dest, site="my-store", base_url="http://127.0.0.1:8000")
     names = {f.relative_to(dest).as_posix() for f in files}
     assert {"params.yaml", "dvc.yaml", "sites/my-store.yaml", ".gitignore", ".dvcignore",
             "README.md", ".gemcurate/code.yaml", "expectations/dataset.json",
@@ -43,7 +43,7 @@ def test_init_scaffolds_a_git_and_dvc_project(tmp_path):
     params = load_params(dest / "params.yaml")
     assert params.scrape.site == "sites/my-store.yaml"
     site = load_site(dest / "sites" / "my-store.yaml")
-    assert site.name == "my-store" and site.base_url == "https://shop.example.com"
+    assert site.name == "my-store" and site.base_url == "http://127.0.0.1:8000"
     dvc = yaml.safe_load((dest / "dvc.yaml").read_text())
     assert list(dvc["stages"]) == [s.name for s in DVC_STAGES]
     assert project.dvc_yaml_mode(dest) == "lock" and project.stale_stages(dest) == []

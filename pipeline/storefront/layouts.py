@@ -40,8 +40,10 @@ from pipeline.storefront.catalog import BASE_DATE, Catalog, ImageEntry, Product
 LAYOUTS = ("demo", "shopify", "woocommerce", "magento")
 SIZES = (100, 200, 300, 600)  # resized variants the platform pages link
 SITEMAP_CHUNK = 250           # products per sitemap file where the platform splits them
-NS = ("xmlns='http://www.sitemaps.org/schemas/sitemap/0.9' "
-      "xmlns:image='http://www.google.com/schemas/sitemap-image/1.1'")
+#: XML namespaces (names, never fetched): sitemaps, Google's image sitemaps, schema.org
+SITEMAP_NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
+SCHEMA_ORG = "https://schema.org"
+NS = f"xmlns='{SITEMAP_NS}' xmlns:image='http://www.google.com/schemas/sitemap-image/1.1'"
 
 
 def iso(dt: datetime) -> str:
@@ -205,12 +207,12 @@ class Layout:
         return hashlib.sha1("|".join(e.etag for e in p.images).encode()).hexdigest()[:12]
 
     def jsonld(self, p: Product, base: str) -> str:
-        doc = {"@context": "https://schema.org/", "@type": "Product", "name": p.title,
+        doc = {"@context": f"{SCHEMA_ORG}/", "@type": "Product", "name": p.title,
                "sku": p.product_id, "category": title_of(p.label),
                "image": [base + self.image_url(e) for e in p.images],
                "brand": {"@type": "Brand", "name": "Gem Emporium"},
                "offers": {"@type": "Offer", "price": p.attrs.get("price", ""),
-                          "priceCurrency": "USD", "availability": "https://schema.org/InStock",
+                          "priceCurrency": "USD", "availability": f"{SCHEMA_ORG}/InStock",
                           "url": base + self.product_url(p)}}
         if len(p.images) == 1 and p.product_id.endswith(("0", "5")):
             doc["image"] = doc["image"][0]  # schema.org allows a single URL as well as a list
@@ -233,7 +235,7 @@ class Layout:
                 next(iter(self.catalog.products.values()))))
             rows.append(f"<sitemap><loc>{esc(base + name)}</loc><lastmod>{iso(last)}</lastmod></sitemap>")
         return (f"<?xml version='1.0' encoding='UTF-8'?><sitemapindex "
-                f"xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>{''.join(rows)}</sitemapindex>")
+                f"xmlns='{SITEMAP_NS}'>{''.join(rows)}</sitemapindex>")
 
     def products_sorted(self) -> list[Product]:
         return sorted(self.catalog.products.values(), key=lambda p: p.product_id)
