@@ -36,6 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import param_overrides  # noqa: E402
 from pipeline import crop  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
 from pipeline.core.imageio import load_rgb  # noqa: E402
@@ -122,18 +123,11 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a crop param (YAML value), e.g. --set blur_sigma=0.8")
     a = ap.parse_args()
-    import yaml
-
-    overrides = {}
-    for item in a.set:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            ap.error(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key] = yaml.safe_load(value)
+    overrides = param_overrides(a.set, "crop")
     if not PAIRS.exists():
         print(f"{PAIRS} absent: nothing to measure")
         return
-    p = load_params(ROOT / "params.yaml", {"crop": overrides}).crop
+    p = load_params(ROOT / "params.yaml", overrides).crop
     rows, left_out = [], []
     for photo in sorted((PAIRS / "photo").glob("*/*")):
         twin = PAIRS / "nobg" / photo.parent.name / photo.name

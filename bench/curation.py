@@ -41,6 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import param_overrides  # noqa: E402
 from pipeline import crop, dedupe, heads  # noqa: E402
 from pipeline import filter as filt  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
@@ -396,15 +397,7 @@ def main() -> None:
                     help="override a param for the realdata part (YAML value), e.g. "
                          "--set dedupe.embedding_cosine=1.0")
     a = ap.parse_args()
-    import yaml
-
-    overrides: dict = {}
-    for item in a.set:
-        key, _, value = item.partition("=")
-        section, _, name = key.partition(".")
-        if not section or not name or not _:
-            ap.error(f"--set {item!r}: expected SECTION.KEY=VALUE")
-        overrides.setdefault(section, {})[name] = yaml.safe_load(value)
+    overrides = param_overrides(a.set)
     parts = ["realdata"] if a.realdata else a.only.split(",")
     out: dict = {}
     if "throughput" in parts:

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 REALDATA = ROOT.parent / "shared" / "realdata"
 
+from bench import param_overrides  # noqa: E402
 from pipeline import augment, crop, dataset, dedupe, evaluate, export, split, train, validate  # noqa: E402
 from pipeline import filter as filt  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
@@ -66,14 +67,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="train.KEY override for every model, e.g. finetune_epochs=5 (YAML value)")
     a = ap.parse_args()
-    import yaml
-
-    extra = {}
-    for item in a.set:
-        k, sep, v = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
-        extra[k.removeprefix("train.")] = yaml.safe_load(v)
+    extra = param_overrides(a.set, "train").get("train", {})
     if not REALDATA.is_dir():
         raise SystemExit(f"{REALDATA} absent")
     out = {}
