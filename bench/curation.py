@@ -214,6 +214,16 @@ SOURCES = (("photo", "gems/*/*"), ("photo", "jewelry/*/*"), ("photo", "products-
            ("document", "documents/*"), ("document", "certificates/*"))
 WANT = {"hand": "is_hand", "document": "is_certificate"}
 
+# pairs of files in the source set that the MAD test below calls different pictures but that,
+# looked at side by side, are one photograph re-framed or colour-edited: merging them is right,
+# so they are left out of "different pictures merged" and listed (the figure with them is kept)
+SAME_PICTURE = {
+    frozenset(("gems/Aquamarine/aquamarine_10.jpg", "gems/Aquamarine/aquamarine_12.jpg")):
+        "one photograph re-framed: the same facets, reflections and inclusion dots",
+    frozenset(("gems/Turquoise/turquoise_4.jpg", "gems/Turquoise/turquoise_5.jpg")):
+        "one photograph re-framed and colour-edited: the same veins and highlights",
+}
+
 
 def bench_realdata(copies: int = 300, overrides: dict | None = None) -> dict:
     """Dedupe + filter on the real sample photos, with made copies (see the module doc)."""
@@ -312,7 +322,11 @@ def bench_realdata(copies: int = 300, overrides: dict | None = None) -> dict:
                 if frozenset((a, b)) not in made_pairs and pix.get(a) != pix.get(b):
                     wrong += 1
                     merged.append((name_of.get(a), name_of.get(b)))
-    different = [(a, b, mad) for a, b in merged if (mad := _mad(REALDATA / a, REALDATA / b)) >= 4.0]
+    different_all = [(a, b, mad) for a, b in merged
+                     if (mad := _mad(REALDATA / a, REALDATA / b)) >= 4.0]
+    different = [x for x in different_all if frozenset(x[:2]) not in SAME_PICTURE]
+    looked_at = [[a, b, SAME_PICTURE[frozenset((a, b))]] for a, b, _ in different_all
+                 if frozenset((a, b)) in SAME_PICTURE]
     product_folders = {"gems", "jewelry", "products-textured"}
     n_products = sum(meta.loc[i, "kind"] == "photo" for i in originals)
     different_products = [x for x in different if x[0].split("/", 1)[0] in product_folders
@@ -369,9 +383,13 @@ def bench_realdata(copies: int = 300, overrides: dict | None = None) -> dict:
         # many of those are the same picture saved twice in the source set (re-encoded or
         # resized, e.g. aquamarine_10/12, kunzite_9/11, the pearl series): an independent
         # check, mean absolute grey difference at 128 px after resizing both, says which
+        # and of those, the pairs that are one photograph by eye (SAME_PICTURE) left out, listed
         "different_pictures_merged": different,
         "different_pictures_merged_per_1000_photos": round(1000 * len(different) / max(1, len(originals)),
                                                            3),
+        "merged_same_picture_by_eye": looked_at,
+        "different_pictures_merged_before_looking_per_1000_photos": round(
+            1000 * len(different_all) / max(1, len(originals)), 3),
         # product photos only (junk of one lab template clustering together costs nothing)
         "different_product_photos_merged": different_products,
         "different_product_photos_merged_per_1000": round(1000 * len(different_products)
