@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.core.embedding import EmbeddingCache  # noqa: E402
+from pipeline.core.embedding import FEATURES, EmbeddingCache  # noqa: E402
 from pipeline.models import lite0_onnx  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def main() -> None:
         for batch in (1, 16, 64):
             def run(sess=sess, batch=batch) -> None:
                 for i in range(0, n, batch):
-                    sess.run(["embedding"], {"image": lite0_onnx.preprocess(x224[i:i + batch])})
+                    sess.run(["embedding", "peaks"], {"image": lite0_onnx.preprocess(x224[i:i + batch])})
             t = _timed(run, reps=2)
             onnx[f"threads{threads}_batch{batch}_ms_per_image"] = round(1000 * t / n, 2)
             print(f"onnxruntime threads={threads} batch={batch}: {1000 * t / n:.2f} ms/image", flush=True)
@@ -76,7 +76,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = EmbeddingCache(Path(tmp))
         ids = [f"{i:064x}" for i in range(20_000)]
-        vecs = rng.random((len(ids), 1280)).astype(np.float32)
+        vecs = rng.random((len(ids), FEATURES)).astype(np.float32)
         t = time.perf_counter()
         cache.add(ids, vecs)
         res["cache_write_20k_s"] = round(time.perf_counter() - t, 3)

@@ -40,7 +40,7 @@ from pipeline.config import DedupeParams, Params
 from pipeline.core import decisions
 from pipeline.core.atomic import write_text
 from pipeline.core.blobstore import BlobProblem, raise_if_damaged, read_verified
-from pipeline.core.embedding import EmbeddingCache, cosine_pairs, unit
+from pipeline.core.embedding import EmbeddingCache, cosine_pairs, mean_part, unit
 from pipeline.core.embedding import ensure as ensure_embeddings
 from pipeline.core.flags import ensure_review_columns
 from pipeline.core.groups import UnionFind
@@ -392,7 +392,7 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
         n_embedded = ensure_embeddings(emb, [(i, str(Path(store_root) / paths[i])) for i in good["image_id"]],
                                        p.workers, progress)
         got, _found = emb.get(good["image_id"])
-        vecs = unit(got)
+        vecs = unit(mean_part(got))
     t_embed = time.perf_counter() - t_embed
     t2 = time.perf_counter()
     if len(good) < 2 or (not full and not new_mask.any()):

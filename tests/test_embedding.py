@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.core.embedding import EmbeddingCache, embed, from_bytes, to_bytes
+from pipeline.core.embedding import FEATURES, EmbeddingCache, embed, from_bytes, mean_part, to_bytes
 from pipeline.models.efficientnet_lite import EMBEDDING
 
 
-def test_the_onnx_graph_gives_the_keras_ports_embedding_and_logits():
+def test_the_onnx_graph_gives_the_keras_ports_embedding_peaks_and_logits():
     """Two independent ports of one state dict: folded batch norms + SAME_UPPER padding in
     ONNX against Keras' layers with padding="same" (itself checked against PyTorch)."""
     pytest.importorskip("keras")
@@ -20,16 +20,22 @@ def test_the_onnx_graph_gives_the_keras_ports_embedding_and_logits():
     rng = np.random.default_rng(3)
     x = rng.integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
     x[2] = 127  # a flat grey picture: everything comes from the biases and the padding
-    emb, logits = L.session_for(threads=1).run(["embedding", "logits"], {"image": L.preprocess(x)})
+    emb, peaks, logits = L.session_for(threads=1).run(["embedding", "peaks", "logits"],
+                                                      {"image": L.preprocess(x)})
     import keras
 
     model = E.build(include_top=True)
     E.load_imagenet(model)
     pooled = keras.Model(model.input, model.get_layer("avg_pool").output)
     ref_emb = pooled.predict(x.astype("float32"), verbose=0)
+    fmap = keras.Model(model.input, model.get_layer("avg_pool").input).predict(x.astype("float32"),
+                                                                                verbose=0)
     ref_logits = model.predict(x.astype("float32"), verbose=0)
     assert emb.shape == (3, EMBEDDING) and logits.shape == (3, 1000)
     np.testing.assert_allclose(emb, ref_emb, atol=1e-4)
+    assert peaks.shape == (3, EMBEDDING)
+    np.testing.assert_allclose(peaks, fmap.max(axis=(1, 2)), atol=1e-4)
+    assert (peaks >= emb - 1e-6).all()
     np.testing.assert_allclose(logits, ref_logits, atol=1e-4)
 
 
@@ -38,9 +44,10 @@ def test_embed_takes_any_size_and_is_deterministic():
     imgs = [rng.integers(0, 256, (300, 500, 3), dtype=np.uint8),
             rng.integers(0, 256, (64, 40, 3), dtype=np.uint8)]
     a, b = embed(imgs), embed(imgs, batch=1)
-    assert a.shape == (2, EMBEDDING) and np.isfinite(a).all()
+    assert a.shape == (2, FEATURES) and np.isfinite(a).all()
     np.testing.assert_allclose(a, b, atol=1e-5)
-    assert (a >= 0).all()  # after ReLU6 and average pooling
+    assert (a >= 0).all() and (a <= 6).all()  # after ReLU6, average and max pooling
+    assert (a[:, EMBEDDING:] >= mean_part(a) - 1e-6).all()  # a maximum is never below the mean
     assert not np.allclose(a[0], a[1])
 
 
@@ -50,7 +57,7 @@ def test_the_cache_keeps_vectors_by_id_across_parts_and_compacts(tmp_path, monke
     monkeypatch.setattr(E, "MAX_PARTS", 3)
     cache = EmbeddingCache(tmp_path / "emb")
     rng = np.random.default_rng(1)
-    vecs = {f"id{i}": rng.random(EMBEDDING).astype(np.float32) * 6 for i in range(10)}
+    vecs = {f"id{i}": rng.random(FEATURES).astype(np.float32) * 6 for i in range(10)}
     for i in range(0, 10, 2):  # five parts → compacted once past MAX_PARTS
         ids = [f"id{i}", f"id{i + 1}"]
         cache.add(ids, np.stack([vecs[k] for k in ids]))
@@ -68,7 +75,7 @@ def test_a_damaged_part_or_row_costs_its_rows_not_the_run(tmp_path):
     import pyarrow.parquet as pq
 
     cache = EmbeddingCache(tmp_path / "emb")
-    cache.add(["good"], np.ones((1, EMBEDDING), np.float32))
+    cache.add(["good"], np.ones((1, FEATURES), np.float32))
     (tmp_path / "emb" / "part-broken.parquet").write_bytes(b"PAR1 not really")
     pq.write_table(pa.table({"image_id": ["short", "wrongtype"],
                              "vector": [b"\x00" * 10, None]}), tmp_path / "emb" / "part-odd.parquet")

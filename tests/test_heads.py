@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from pipeline import checks, heads
+from pipeline.core.embedding import FEATURES
 from pipeline.models.efficientnet_lite import EMBEDDING
 from tests.helpers import BIN
 
@@ -17,9 +18,9 @@ from tests.helpers import BIN
 def _blobs(n: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Three well-separated clusters in embedding space: a known answer for the fit."""
     rng = np.random.default_rng(seed)
-    centres = rng.random((3, EMBEDDING)) * 4
+    centres = rng.random((3, FEATURES)) * 4
     y = np.arange(n) % 3
-    return centres[y] + rng.normal(0, 0.3, (n, EMBEDDING)), y
+    return centres[y] + rng.normal(0, 0.3, (n, FEATURES)), y
 
 
 def test_fit_is_deterministic_and_separates_what_is_separable():
@@ -29,6 +30,21 @@ def test_fit_is_deterministic_and_separates_what_is_separable():
     p = a.proba(x)
     assert p.shape == (60, 3) and np.allclose(p.sum(1), 1)
     assert (p.argmax(1) == y).all()
+
+
+def test_the_average_and_the_peaks_are_normalised_each_on_its_own():
+    """A vector's two halves count alike whatever their scale: peaks are several times
+    larger than the average, and would otherwise drown it."""
+    from pipeline.checks.junkhead import normalise
+
+    rng = np.random.default_rng(5)
+    v = np.concatenate([rng.random(EMBEDDING), 7 * rng.random(EMBEDDING)])
+    n = normalise(np.stack([v, 2 * v]))
+    assert n.shape == (2, FEATURES)
+    np.testing.assert_allclose(np.linalg.norm(n[:, :EMBEDDING], axis=1), 1.0)
+    np.testing.assert_allclose(np.linalg.norm(n[:, EMBEDDING:], axis=1), 1.0)
+    np.testing.assert_allclose(n[0], n[1])  # scale-free
+    np.testing.assert_allclose(n[0, :EMBEDDING], v[:EMBEDDING] / np.linalg.norm(v[:EMBEDDING]))
 
 
 def test_calibration_softens_but_never_sharpens():
@@ -55,8 +71,13 @@ def test_head_files_are_checked(tmp_path):
         heads.Head.load(tmp_path / "junk.npz")
     np.savez(tmp_path / "small.npz", weights=np.zeros((3, 10)), bias=np.zeros(3), temperature=1.0,
              labels=np.array(heads.LABELS))
-    with pytest.raises(heads.HeadError, match="1280-d"):
+    with pytest.raises(heads.HeadError, match="2560-d"):
         heads.Head.load(tmp_path / "small.npz")
+    # a head of the earlier layout (the average alone) is refused with what to do about it
+    np.savez(tmp_path / "old.npz", weights=np.zeros((3, EMBEDDING)), bias=np.zeros(3), temperature=1.0,
+             labels=np.array(heads.LABELS))
+    with pytest.raises(heads.HeadError, match="train it again"):
+        heads.Head.load(tmp_path / "old.npz")
     # a versioned head altered on disk no longer hashes to its name
     altered = heads.Head(h.weights * 2, h.bias, 1.0)
     path.write_bytes(altered.to_bytes())

@@ -1,7 +1,8 @@
 """The learned junk head the filter's certificate and hand checks consult.
 
-A multinomial logistic regression on the L2-normalised EfficientNet-Lite0 embedding
-(:mod:`pipeline.core.embedding`): a 3 × 1280 matrix, a bias and a temperature,
+A multinomial logistic regression on the EfficientNet-Lite0 vector
+(:mod:`pipeline.core.embedding`: the average-pooled embedding and the max-pooled peaks,
+each L2-normalised on its own): a 3 × 2560 matrix, a bias and a temperature,
 scoring ``product`` / ``certificate`` / ``hand``. How it is trained, on what, and
 how a project trains its own: :mod:`pipeline.heads`. The shipped head,
 ``pipeline/weights/junk_head.npz``, comes with its training manifest (``.json``).
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.core.embedding import EMBEDDING
+from pipeline.core.embedding import EMBEDDING, FEATURES
 from pipeline.errors import UserError
 
 LABELS = ("product", "certificate", "hand")
@@ -34,7 +35,8 @@ class HeadError(UserError, ValueError):
 
 @dataclass
 class Head:
-    """Weights (3 × D), bias (3), temperature; :meth:`proba` gives calibrated probabilities."""
+    """Weights (3 × :data:`FEATURES`), bias (3), temperature; :meth:`proba` gives calibrated
+    probabilities."""
 
     weights: np.ndarray
     bias: np.ndarray
@@ -74,7 +76,9 @@ class Head:
         writes) must hash to its name: a head edited or swapped on disk is refused.
 
         Raises:
-            HeadError: Missing, unreadable, altered, or not a 3-label head on 1280-d embeddings.
+            HeadError: Missing, unreadable, altered, or not a 3-label head on this layout's
+                vectors (a head trained on the average alone, before the peaks joined it,
+                must be trained again with ``gemcurate filter train-head``).
         """
         p = Path(path) if path else SHIPPED
         named = re.fullmatch(r"junk_head-([0-9a-f]{12})\.npz", p.name)
@@ -89,17 +93,26 @@ class Head:
             raise HeadError(f"filter.head: no head file {p}") from None
         except (OSError, ValueError, KeyError) as exc:
             raise HeadError(f"filter.head: {p} is not a junk head ({exc})") from None
-        if head.labels != LABELS or head.weights.shape != (len(LABELS), EMBEDDING) \
+        if head.labels == LABELS and head.weights.shape == (len(LABELS), EMBEDDING):
+            raise HeadError(f"filter.head: {p} was trained on the {EMBEDDING}-d average alone; "
+                            "this version scores the average and the peaks: train it again "
+                            "(gemcurate filter train-head)")
+        if head.labels != LABELS or head.weights.shape != (len(LABELS), FEATURES) \
                 or head.bias.shape != (len(LABELS),) or not np.isfinite(head.weights).all() \
                 or not 0.01 <= head.temperature <= 100:
             raise HeadError(f"filter.head: {p} is not a {'/'.join(LABELS)} head on "
-                            f"{EMBEDDING}-d embeddings")
+                            f"{FEATURES}-d vectors")
         return head
 
 
 def normalise(emb: np.ndarray) -> np.ndarray:
+    """Each :data:`EMBEDDING`-wide block (the average, the peaks) L2-normalised on its own,
+    so both count whatever their scale."""
     emb = np.asarray(emb, np.float64)
-    return emb / np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-6)
+    blocks = emb.reshape(*emb.shape[:-1], -1, EMBEDDING) if emb.shape[-1] % EMBEDDING == 0 \
+        else emb[..., None, :]
+    out = blocks / np.maximum(np.linalg.norm(blocks, axis=-1, keepdims=True), 1e-6)
+    return out.reshape(emb.shape)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

@@ -1,18 +1,22 @@
 """One ImageNet embedding per image, computed once and shared by the stages.
 
-The pooled 1280-d output of EfficientNet-Lite0 (offline ImageNet weights, run by
-ONNX Runtime: :mod:`pipeline.models.lite0_onnx`) of the whole picture (decoded at
-400 px, :data:`EMBED_SIDE`) resized to 224 × 224. The dedupe stage computes it for
-every image (:func:`ensure`) and takes close pairs as near-duplicate candidates
-(:func:`cosine_pairs`); the filter's learned junk heads score it
-(:mod:`pipeline.heads`); trainers and ``similar`` can read the same vectors.
+The pooled output of EfficientNet-Lite0 (offline ImageNet weights, run by ONNX
+Runtime: :mod:`pipeline.models.lite0_onnx`) of the whole picture (decoded at 400 px,
+:data:`EMBED_SIDE`) resized to 224 × 224, kept as one vector of :data:`FEATURES`
+(2 × 1280) values: the last feature map's average (the *embedding* proper,
+:func:`mean_part`) followed by its maximum over the picture (the *peaks*). The dedupe
+stage computes it for every image (:func:`ensure`) and takes close pairs of the
+average as near-duplicate candidates (:func:`cosine_pairs`); the filter's learned junk
+heads score both halves (:mod:`pipeline.heads`: a finger or a lab's seal is a small
+part of a picture, which the maximum keeps where the average dilutes it); trainers
+and ``similar`` can read the same vectors.
 
 :class:`EmbeddingCache` keeps them by ``image_id`` (a content hash, so one id is
 one picture forever) in ``<data_dir>/embeddings/<model>/``: parquet parts of
-``image_id`` + the vector as float16 bytes (2.5 KB an image). A refresh embeds
+``image_id`` + the vector as float16 bytes (5 KB an image). A refresh embeds
 only images it has not seen; shard workers each add their own part, and parts are
-merged once there are many. The folder name carries the weights' hash: other
-weights are other vectors, never mixed.
+merged once there are many. The folder name carries the vector's layout and the
+weights' hash: other weights or another layout are other vectors, never mixed.
 
 Cost on this project's 2-core CI machine: 12 ms an image on one thread, 6.7 ms on
 two (batch size changes little on CPU); see ``bench/embedding.py``.
@@ -39,6 +43,11 @@ import pyarrow.parquet as pq
 from pipeline.core.atomic import atomic_path
 from pipeline.models.efficientnet_lite import EMBEDDING
 
+#: values in a cached vector: the average-pooled embedding, then the max-pooled peaks
+FEATURES = 2 * EMBEDDING
+#: the cache folder's name for this layout (a cache of another layout is never read)
+LAYOUT = "meanmax"
+
 logger = logging.getLogger(__name__)
 
 MODEL = "efficientnet_lite0"
@@ -48,10 +57,10 @@ _SESSION_PID = 0
 
 
 def model_dir_name() -> str:
-    """``efficientnet_lite0-<hash of the weights file>``."""
+    """``efficientnet_lite0-meanmax-<hash of the weights file>``."""
     from pipeline.models.lite0_onnx import weights_id
 
-    return f"{MODEL}-{weights_id()}"
+    return f"{MODEL}-{LAYOUT}-{weights_id()}"
 
 
 def _session():
@@ -70,14 +79,22 @@ def _session():
 
 
 def embed(images: Sequence[np.ndarray], batch: int = 16) -> np.ndarray:
-    """Embeddings (N × 1280 float32) of RGB uint8 images of any size."""
+    """Vectors (N × :data:`FEATURES` float32: embedding, then peaks) of RGB uint8 images of
+    any size."""
     from pipeline.models.lite0_onnx import fit_square, preprocess
 
-    out = np.zeros((len(images), EMBEDDING), np.float32)
+    out = np.zeros((len(images), FEATURES), np.float32)
     for i in range(0, len(images), batch):
         x = np.stack([fit_square(im) for im in images[i:i + batch]])
-        out[i:i + len(x)] = _session().run(["embedding"], {"image": preprocess(x)})[0]
+        mean, peaks = _session().run(["embedding", "peaks"], {"image": preprocess(x)})
+        out[i:i + len(x), :EMBEDDING] = mean
+        out[i:i + len(x), EMBEDDING:] = peaks
     return out
+
+
+def mean_part(vectors: np.ndarray) -> np.ndarray:
+    """The average-pooled embedding of cached vectors (what near-duplicate search compares)."""
+    return np.asarray(vectors)[..., :EMBEDDING]
 
 
 def to_bytes(vec: np.ndarray) -> bytes:
@@ -116,25 +133,25 @@ class EmbeddingCache:
                 continue
             ids += t.column("image_id").to_pylist()
             blobs += t.column("vector").to_pylist()
-        keep = [i for i, b in enumerate(blobs) if isinstance(b, bytes) and len(b) == 2 * EMBEDDING]
+        keep = [i for i, b in enumerate(blobs) if isinstance(b, bytes) and len(b) == 2 * FEATURES]
         if len(keep) < len(blobs):
             logger.warning("embeddings: %d malformed rows skipped", len(blobs) - len(keep))
         frame = pd.DataFrame({"image_id": [ids[i] for i in keep]}).drop_duplicates("image_id", keep="last")
         self._ids = frame["image_id"].to_numpy(dtype=object)
         self._vecs = (np.frombuffer(b"".join(blobs[keep[i]] for i in frame.index), "<f2")
-                      .reshape(-1, EMBEDDING) if len(frame) else np.zeros((0, EMBEDDING), "<f2"))
+                      .reshape(-1, FEATURES) if len(frame) else np.zeros((0, FEATURES), "<f2"))
 
     def __len__(self) -> int:
         self._load()
         return len(self._ids)
 
     def get(self, image_ids: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(N × 1280 float32 with zeros where unknown, bool mask of the known rows)."""
+        """(N × :data:`FEATURES` float32 with zeros where unknown, bool mask of the known rows)."""
         self._load()
         wanted = list(image_ids)
         pos = pd.Index(self._ids).get_indexer(wanted) if len(self._ids) else np.full(len(wanted), -1)
         found = pos >= 0
-        out = np.zeros((len(wanted), EMBEDDING), np.float32)
+        out = np.zeros((len(wanted), FEATURES), np.float32)
         if found.any():
             out[found] = self._vecs[pos[found]].astype(np.float32)
         return out, found
@@ -143,7 +160,7 @@ class EmbeddingCache:
         """Write one part with these rows (atomically); merge parts once there are many."""
         if not len(image_ids):
             return None
-        vectors = np.asarray(vectors, np.float32).reshape(len(image_ids), EMBEDDING)
+        vectors = np.asarray(vectors, np.float32).reshape(len(image_ids), FEATURES)
         if self.folder is None:
             self._load()
             self._ids = np.concatenate([self._ids, np.asarray(list(image_ids), dtype=object)])

@@ -13,8 +13,10 @@ ONNX graph node by node:
   TensorFlow's ``padding="same"`` (the weights were trained in TensorFlow);
 * the input is NCHW float32 already scaled ``(x − 127) / 128`` (:func:`preprocess`):
   folding the scale into the stem would be wrong at the zero-padded border;
-* outputs: ``embedding`` (N × 1280, after global average pooling) and ``logits``
-  (N × 1000, the ImageNet head).
+* outputs: ``embedding`` (N × 1280, after global average pooling), ``peaks`` (N × 1280,
+  the same feature map's global maximum: where in the picture a feature fires strongest,
+  which a small part such as a finger or a seal leaves even when the average hardly moves)
+  and ``logits`` (N × 1000, the ImageNet head).
 
 ``tests/test_embedding.py`` checks the graph against the Keras port to 1e-4.
 
@@ -111,12 +113,15 @@ def build_model(state: dict[str, np.ndarray]):
         raise WeightsError(f"not EfficientNet-Lite0 weights (no {exc})") from None
     nodes.append(helper.make_node("GlobalAveragePool", [x], ["pooled"]))
     nodes.append(helper.make_node("Flatten", ["pooled"], ["embedding"], axis=1))
+    nodes.append(helper.make_node("GlobalMaxPool", [x], ["maxed"]))
+    nodes.append(helper.make_node("Flatten", ["maxed"], ["peaks"], axis=1))
     nodes.append(helper.make_node("Gemm", ["embedding", const("fc_w", fc_w), const("fc_b", fc_b)],
                                   ["logits"], transB=1))
     graph = helper.make_graph(
         nodes, "efficientnet_lite0",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, SIZE, SIZE])],
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["n", EMBEDDING]),
+         helper.make_tensor_value_info("peaks", TensorProto.FLOAT, ["n", EMBEDDING]),
          helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 1000])],
         inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],

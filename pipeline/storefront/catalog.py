@@ -48,7 +48,8 @@ CTYPE_OF = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF
 # Share of products that carry each extra image (generated mode).
 RATES = {"certificate": 0.12, "hand": 0.10, "dup_exact": 0.05, "dup_near": 0.06,
          "truncated": 0.012, "corrupt": 0.012, "html": 0.01, "oversized": 0.006}
-#: certificates photographed as booklets or beside a seal, hands as fingers wearing a ring
+#: certificates photographed (booklets, beside a seal, close-ups, folder covers), hands as
+#: fingers wearing a ring
 REAL_LOOK_SHARE = 0.35
 P_REMOVE = 0.05   # per product and epoch
 P_NEW = 0.08      # new products per class and epoch, as a share of products_per_class

@@ -54,8 +54,15 @@ def render_certificate(rng: np.random.Generator, gem: str, product_id: str) -> n
 
 
 def photographed_certificate(rng: np.random.Generator, gem: str, product_id: str) -> np.ndarray:
-    """A lab report as stores photograph it: a folded booklet standing in perspective on a
-    studio backdrop, or a report page beside the lab's large round seal (RGB uint8)."""
+    """A lab report as stores photograph it (RGB uint8): a folded booklet standing in
+    perspective on a studio backdrop, a report page beside the lab's large round seal, a
+    close-up of the report under its gold seal with the stone resting on it (often a wide
+    banner), or the report's folder covers fanned out beside the jewel's box."""
+    look = rng.random()
+    if look < 0.2:
+        return report_closeup(rng, gem, product_id)
+    if look < 0.4:
+        return report_folders(rng, gem, product_id)
     page = render_report_page(rng, gem, product_id) if rng.random() < 0.6 \
         else render_report_card(rng, gem, product_id)
     w = int(rng.integers(500, 1000))
@@ -105,6 +112,141 @@ def photographed_certificate(rng: np.random.Generator, gem: str, product_id: str
                         for a in np.linspace(0, 2 * math.pi, 7)[:-1]], np.int32)
         cv2.fillPoly(img, [pts], ink, cv2.LINE_AA)
     img += rng.normal(0, 2, (h, w, 1)).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+GOLD = (212, 175, 55)
+
+
+def _gold_seal(rng: np.random.Generator, img: np.ndarray, c: tuple[float, float], r: float,
+               squash: float) -> None:
+    """A gold-foil sunburst seal (its emblem embossed), flattened by ``squash`` as the page tilts."""
+    n = int(rng.integers(24, 40))
+    a = np.linspace(0, 2 * math.pi, 2 * n, endpoint=False)
+    rad = np.where(np.arange(2 * n) % 2 == 0, r, r * rng.uniform(0.8, 0.88))
+    pts = np.stack([c[0] + rad * np.cos(a), c[1] + rad * np.sin(a) * squash], 1).astype(np.int32)
+    gold = np.array(GOLD, np.float32) * rng.uniform(0.85, 1.1)
+    mask = np.zeros(img.shape[:2], np.float32)
+    cv2.fillPoly(mask, [pts], 1.0, cv2.LINE_AA)
+    h, w = mask.shape
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    shine = 0.8 + 0.4 * np.cos((xx - c[0]) / max(r, 1) * 2.5 + (yy - c[1]) / max(r, 1))
+    foil = np.clip(gold[None, None] * shine[..., None], 0, 255)
+    img[:] = img * (1 - mask[..., None]) + foil * mask[..., None]
+    dark = tuple(float(v) for v in np.clip(gold * 0.7, 0, 255))
+    for f in (0.72, 0.66):
+        cv2.ellipse(img, (int(c[0]), int(c[1])), (int(r * f), int(r * f * squash)), 0, 0, 360, dark,
+                    max(1, int(r * 0.02)), cv2.LINE_AA)
+    shield = np.array([(-0.3, -0.3), (0.3, -0.3), (0.3, 0.05), (0, 0.35), (-0.3, 0.05)], np.float32)
+    shield = (c + shield * np.float32([r, r * squash])).astype(np.int32)
+    cv2.polylines(img, [shield], True, dark, max(1, int(r * 0.03)), cv2.LINE_AA)
+    cv2.line(img, tuple(shield[0]), tuple(shield[3]), dark, max(1, int(r * 0.02)), cv2.LINE_AA)
+
+
+def report_closeup(rng: np.random.Generator, gem: str, product_id: str) -> np.ndarray:
+    """A close-up of a lab report lying at an angle, its gold seal in focus with the stone
+    resting on it and the grading text fading out of focus (RGB uint8; often a wide banner)."""
+    from pipeline.storefront.jewelry import _paste_stone
+
+    page = render_report_page(rng, gem, product_id).astype(np.float32)
+    w = int(rng.integers(600, 1100))
+    h = int(w / float(rng.choice([3.0, 2.4, 1.6, 1.0])))
+    ph, pw = page.shape[:2]
+    zoom = rng.uniform(1.8, 3.2)
+    cw = int(min(pw, pw / zoom * max(1.0, w / h) / 1.3))
+    ch = int(min(ph, cw * h / w))
+    x0, y0 = int(rng.integers(0, pw - cw + 1)), int(rng.integers(0, ph - ch + 1))
+    part = cv2.resize(page[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+    tilt = rng.uniform(0.05, 0.25) * w
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    dst = np.float32([[tilt, -h * 0.05], [w - tilt * rng.uniform(0.3, 1), 0], [w + tilt, h],
+                      [-tilt, h * 1.05]])
+    img = cv2.warpPerspective(part, cv2.getPerspectiveTransform(src, dst), (w, h),
+                              borderMode=cv2.BORDER_REFLECT)
+    img = 255 - (255 - img) * rng.uniform(0.35, 0.8)  # bright, low-contrast studio light
+    squash = rng.uniform(0.55, 0.9)
+    r = min(h * rng.uniform(0.3, 0.45) / squash, w * 0.25)
+    c = (w * rng.uniform(0.55, 0.8), h * rng.uniform(0.45, 0.6))
+    _gold_seal(rng, img, c, r, squash)
+    _paste_stone(rng, img, c[0] + r * rng.uniform(-0.3, 0.5), c[1] - r * squash * rng.uniform(0.1, 0.6),
+                 int(r * rng.uniform(0.45, 0.8)))
+    # depth of field: sharp along the seal's line, blurred with distance from it
+    blur = cv2.GaussianBlur(img, (0, 0), rng.uniform(2.5, 5.0))
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    d = np.hypot((xx - c[0]) / w, (yy - c[1]) / h * 0.6)
+    k = np.clip((d - 0.15) / 0.3, 0, 1)[..., None]
+    img = img * (1 - k) + blur * k
+    img += rng.normal(0, 1.5, (h, w, 1)).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def report_folders(rng: np.random.Generator, gem: str, product_id: str) -> np.ndarray:
+    """A lab report's folder covers fanned out on a white table, a coloured band down each
+    cover reading ``... GRADING REPORT`` beside the lab's logo, with the jewel's box and a stone
+    or ring (RGB uint8)."""
+    from pipeline.storefront.jewelry import METALS, _band, _paste_stone
+
+    w = int(rng.integers(500, 900))
+    h = int(w * rng.uniform(0.8, 1.45))
+    yy = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    img = np.full((h, w, 3), rng.uniform(225, 252), np.float32) * (0.9 + 0.1 * yy)
+    band = tuple(int(v) for v in rng.choice([GOLD, (150, 120, 60), (25, 40, 90), (20, 80, 60),
+                                              (120, 25, 40)]))
+    paper = tuple(int(v) for v in rng.uniform([236, 234, 225], [252, 252, 246]))
+    lab = str(rng.choice(LABS))
+    short = "".join(word[0] for word in lab.split() if word[0].isupper())
+    title = str(rng.choice(["DIAMOND GRADING REPORT", "GEMSTONE IDENTIFICATION REPORT",
+                            "COLORED STONE REPORT"]))
+    if rng.random() < 0.6:  # the jewel's box behind the covers
+        bx, by = w * rng.uniform(0.35, 0.55), h * rng.uniform(0.15, 0.3)
+        bw, bh = w * rng.uniform(0.35, 0.5), h * rng.uniform(0.12, 0.2)
+        box = np.array([(bx, by), (bx + bw, by + bh * 0.1), (bx + bw * 0.97, by + bh),
+                        (bx - bw * 0.03, by + bh * 0.9)], np.int32)
+        shade = rng.uniform(15, 50)
+        cv2.fillPoly(img, [box], (shade, shade, shade * 1.2), cv2.LINE_AA)
+        for k, f in enumerate((0.45, 0.58)):  # the maker's gold lettering, too small to read
+            y = int(by + bh * f)
+            cv2.line(img, (int(bx + bw * (0.35 + 0.05 * k)), y), (int(bx + bw * (0.65 - 0.05 * k)), y),
+                     GOLD, max(1, int(bh * 0.04)), cv2.LINE_AA)
+    covers = int(rng.integers(1, 4))
+    for k in range(covers):
+        cw, ch = 400, int(400 * rng.uniform(1.9, 2.3))
+        cover = Image.new("RGB", (cw, ch), paper)
+        d = ImageDraw.Draw(cover)
+        bw_ = int(cw * rng.uniform(0.16, 0.24))
+        d.rectangle([0, 0, bw_, ch], fill=band)
+        strip = Image.new("RGB", (ch, bw_), band)
+        ImageDraw.Draw(strip).text((ch * 0.35, bw_ // 2), title, fill=paper, font=font(int(bw_ * 0.3)),
+                                   anchor="lm")
+        cover.paste(strip.rotate(90, expand=True), (0, 0))
+        ly = int(ch * rng.uniform(0.12, 0.3))
+        lx = bw_ + int(cw * 0.12)
+        d.ellipse([lx, ly, lx + 46, ly + 46], outline=band, width=4)
+        d.text((lx + 60, ly + 23), short, fill=(25, 25, 30), font=font(54), anchor="lm")
+        cov = np.asarray(cover, np.float32)
+        x0 = w * (0.02 + 0.16 * k) + rng.uniform(-0.03, 0.03) * w
+        top = h * rng.uniform(0.25, 0.42)
+        spread = w * rng.uniform(0.45, 0.65)
+        src = np.float32([[0, 0], [cw, 0], [cw, ch], [0, ch]])
+        dst = np.float32([[x0 + spread * 0.2, top], [x0 + spread * 0.85, top + h * 0.02],
+                          [x0 + spread * 1.1, h * 1.02], [x0, h * 0.98]])
+        m = cv2.getPerspectiveTransform(src, dst)
+        warped = cv2.warpPerspective(cov, m, (w, h))
+        mask = cv2.warpPerspective(np.ones((ch, cw), np.float32), m, (w, h))[..., None]
+        shadow = cv2.GaussianBlur(mask[..., 0], (0, 0), w * 0.01)
+        shadow = cv2.warpAffine(shadow, np.float32([[1, 0, -w * 0.01], [0, 1, h * 0.005]]), (w, h))
+        img *= (1 - 0.25 * shadow)[..., None]
+        img = img * (1 - mask) + warped * mask
+    if rng.random() < 0.5:
+        _paste_stone(rng, img, w * rng.uniform(0.5, 0.75), h * rng.uniform(0.55, 0.8),
+                     int(w * rng.uniform(0.1, 0.18)))
+    else:
+        r = w * rng.uniform(0.04, 0.07)
+        cx, cy = w * rng.uniform(0.45, 0.7), h * rng.uniform(0.38, 0.5)
+        metal = np.array(METALS[str(rng.choice(list(METALS)[:3]))], np.float32)
+        _band(img, (cx, cy), (r, r * 0.5), 0.0, max(2, int(r * 0.3)), metal)
+        _paste_stone(rng, img, cx, cy - r * 0.5, int(r * 1.6))
+    img += rng.normal(0, 1.5, (h, w, 1)).astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
