@@ -83,15 +83,9 @@ def photographed_certificate(rng: np.random.Generator, gem: str, product_id: str
             x0, x1 = left + k * span, left + (k + 1) * span
             up = lean if k % 2 == 0 else 0.0
             down = 0.0 if k % 2 == 0 else lean
-            src = np.float32([[0, 0], [part.shape[1], 0], [part.shape[1], ph], [0, ph]])
             dst = np.float32([[x0, top + up], [x1, top + down], [x1, bottom - down], [x0, bottom - up]])
-            m = cv2.getPerspectiveTransform(src, dst)
-            warped = cv2.warpPerspective(part * (1.0 if k % 2 == 0 else rng.uniform(0.78, 0.92)), m, (w, h))
-            mask = cv2.warpPerspective(np.ones(part.shape[:2], np.float32), m, (w, h))[..., None]
-            shadow = cv2.GaussianBlur(mask[..., 0], (0, 0), w * 0.015)
-            shadow = cv2.warpAffine(shadow, np.float32([[1, 0, w * 0.015], [0, 1, h * 0.02]]), (w, h))
-            img *= (1 - 0.35 * shadow)[..., None]
-            img = img * (1 - mask) + warped * mask
+            lit = part * (1.0 if k % 2 == 0 else rng.uniform(0.78, 0.92))  # the panel turned away
+            img = _lay(img, lit, dst, w * 0.015, (w * 0.015, h * 0.02), 0.35)
     else:  # the report beside its lab's seal
         f = min(h * rng.uniform(0.7, 0.95) / ph, w * 0.5 / pw)
         small = cv2.resize(page, (max(8, int(pw * f)), max(8, int(ph * f))), interpolation=cv2.INTER_AREA)
@@ -116,6 +110,22 @@ def photographed_certificate(rng: np.random.Generator, gem: str, product_id: str
 
 
 GOLD = (212, 175, 55)
+
+
+def _lay(img: np.ndarray, part: np.ndarray, dst: np.ndarray, blur: float, shift: tuple[float, float],
+         dark: float) -> np.ndarray:
+    """``part`` (float RGB) laid on ``img`` with its corners at ``dst`` (a perspective), over
+    its own soft shadow: blurred by ``blur`` px, offset by ``shift``, darkening by ``dark``."""
+    h, w = img.shape[:2]
+    ph, pw = part.shape[:2]
+    src = np.float32([[0, 0], [pw, 0], [pw, ph], [0, ph]])
+    m = cv2.getPerspectiveTransform(src, dst)
+    warped = cv2.warpPerspective(part, m, (w, h))
+    mask = cv2.warpPerspective(np.ones((ph, pw), np.float32), m, (w, h))[..., None]
+    shadow = cv2.GaussianBlur(mask[..., 0], (0, 0), blur)
+    shadow = cv2.warpAffine(shadow, np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]), (w, h))
+    img *= (1 - dark * shadow)[..., None]
+    return img * (1 - mask) + warped * mask
 
 
 def _gold_seal(rng: np.random.Generator, img: np.ndarray, c: tuple[float, float], r: float,
@@ -236,16 +246,9 @@ def report_folders(rng: np.random.Generator, gem: str, product_id: str) -> np.nd
         x0 = w * (0.02 + 0.16 * k) + rng.uniform(-0.03, 0.03) * w
         top = h * rng.uniform(0.25, 0.42)
         spread = w * rng.uniform(0.45, 0.65)
-        src = np.float32([[0, 0], [cw, 0], [cw, ch], [0, ch]])
         dst = np.float32([[x0 + spread * 0.2, top], [x0 + spread * 0.85, top + h * 0.02],
                           [x0 + spread * 1.1, h * 1.02], [x0, h * 0.98]])
-        m = cv2.getPerspectiveTransform(src, dst)
-        warped = cv2.warpPerspective(cov, m, (w, h))
-        mask = cv2.warpPerspective(np.ones((ch, cw), np.float32), m, (w, h))[..., None]
-        shadow = cv2.GaussianBlur(mask[..., 0], (0, 0), w * 0.01)
-        shadow = cv2.warpAffine(shadow, np.float32([[1, 0, -w * 0.01], [0, 1, h * 0.005]]), (w, h))
-        img *= (1 - 0.25 * shadow)[..., None]
-        img = img * (1 - mask) + warped * mask
+        img = _lay(img, cov, dst, w * 0.01, (-w * 0.01, h * 0.005), 0.25)
     if rng.random() < 0.5:
         _paste_stone(rng, img, w * rng.uniform(0.5, 0.75), h * rng.uniform(0.55, 0.8),
                      int(w * rng.uniform(0.1, 0.18)))
