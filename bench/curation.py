@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import resource
@@ -102,6 +103,8 @@ def bench_throughput(n: int = 200, passes: int = 3) -> dict:
 
     cv2.setNumThreads(1)
     p = load_params(ROOT / "params.yaml", {"filter": {"ocr_second_opinion": False}})
+    # the handcrafted checks alone, as before the learned votes; then each vote's cost
+    plain = dataclasses.replace(p.filter, hand_pose=False)
     res = {}
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
@@ -113,9 +116,15 @@ def bench_throughput(n: int = 200, passes: int = 3) -> dict:
             paths.append(str(path))
         stages = {
             "fingerprint": lambda q, _k: dedupe._fingerprint_file((Path(q).stem, q)),
-            "filter": lambda q, _k: filt._score_file((Path(q).stem, q, "x.jpg", p.filter, None, None)),
+            "filter": lambda q, _k: filt._score_file((Path(q).stem, q, "x.jpg", plain, None, None)),
             # the same, computing each image's embedding and the junk head's vote (a first run)
             "filter_with_embedding": lambda q, _k: filt._score_file(
+                (Path(q).stem, q, "x.jpg", plain, str(heads.SHIPPED), None)),
+            # the same, with MediaPipe's hand models (filter.hand_pose)
+            "filter_with_hand_pose": lambda q, _k: filt._score_file(
+                (Path(q).stem, q, "x.jpg", p.filter, None, None)),
+            # what the filter runs by default: embedding, head and hand models
+            "filter_default": lambda q, _k: filt._score_file(
                 (Path(q).stem, q, "x.jpg", p.filter, str(heads.SHIPPED), None)),
             "crop": lambda q, k: crop.crop_file((Path(q).stem, q, str(Path(tmp) / f"crops{k}"), p.crop)),
         }
@@ -235,7 +244,8 @@ SAME_PICTURE = {
 }
 
 
-def bench_realdata(copies: int = 300, overrides: dict | None = None) -> dict:
+def bench_realdata(copies: int = 300, overrides: dict | None = None,
+                   scores: str | None = None) -> dict:
     """Dedupe + filter on the real sample photos, with made copies (see the module doc)."""
     import pandas as pd
 
@@ -304,6 +314,13 @@ def bench_realdata(copies: int = 300, overrides: dict | None = None) -> dict:
                          embeddings=emb)
         t_filter = time.perf_counter() - t
     ft = ft.drop_duplicates("image_id").set_index("image_id")
+    if scores:  # every image's scores and flags, named by its file, to look at
+        keep = [c for c in ft.columns if c.endswith("_score") or c.startswith("is_")
+                or c in ("needs_review", "excluded_reason", "excluded_detail")]
+        table = ft[keep].join(raw.drop_duplicates("image_id").set_index("image_id")[
+            ["product_id", "kind"]])
+        Path(scores).parent.mkdir(parents=True, exist_ok=True)
+        table.to_parquet(scores)
     kind = meta["kind"].reindex(ft.index)
     cluster = dd.drop_duplicates("image_id").set_index("image_id")["dup_cluster"]
     pix = dd.drop_duplicates("image_id").set_index("image_id")["pixel_sha256"]
@@ -434,6 +451,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override a param for the realdata part (YAML value), e.g. "
                          "--set dedupe.embedding_cosine=1.0")
+    ap.add_argument("--scores", metavar="PARQUET",
+                    help="write every real photo's check scores and flags, by file name, here")
     a = ap.parse_args()
     overrides = param_overrides(a.set)
     parts = ["realdata"] if a.realdata else a.only.split(",")
@@ -443,7 +462,7 @@ def main() -> None:
     if "generated" in parts:
         out["generated"] = bench_generated(a.classes, a.products_per_class, a.work)
     if "realdata" in parts:
-        out["realdata"] = bench_realdata(overrides=overrides)
+        out["realdata"] = bench_realdata(overrides=overrides, scores=a.scores)
     if "search" in parts:
         out["search"] = bench_search(a.max_n, a.radius)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -318,6 +318,9 @@ class FilterParams:
     embedding: bool = field(default=True, metadata={
         "doc": "embed every image once (EfficientNet-Lite0, kept in data/embeddings) and let the "
                "learned junk head vote in the certificate and hand checks"})
+    hand_pose: bool = field(default=True, metadata={
+        "doc": "run MediaPipe's palm detector and hand-landmark model (shipped, ONNX Runtime) on "
+               "every image and let their hand-presence score vote in the hand check"})
     head: str | None = field(default=None, metadata={
         "doc": "this project's junk head (gemcurate filter train-head writes "
                "heads/junk_head-<sha>.npz); default: the head shipped with gemcurate"})

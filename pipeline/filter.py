@@ -36,6 +36,7 @@ from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
 from pipeline.core.resultcache import ResultCache, combine, compute_shard, reuse, shard_main
 from pipeline.core.stageio import StageIO
+from pipeline.models import handpose
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ def head_file(p: FilterParams, root: str | Path = ".") -> Path:
 
 
 def code_files(p: FilterParams, root: str | Path = ".") -> list[Path]:
-    """What the cached scores depend on besides params: the code, and the head's bytes."""
-    return [*CODE, *EMBED_CODE, head_file(p, root)] if p.embedding else list(CODE)
+    """What the cached scores depend on besides params: the code, the head's and the hand
+    models' bytes."""
+    files = [*CODE, *EMBED_CODE, head_file(p, root)] if p.embedding else list(CODE)
+    return files + handpose.model_files() if p.hand_pose else files
 
 
 def _head(path: str) -> heads.Head:
@@ -67,19 +70,23 @@ def _head(path: str) -> heads.Head:
 
 def score_image(rgb: np.ndarray, orig_size: tuple[int, int], url: str, p: FilterParams,
                 reload: Callable[[int], np.ndarray] | None = None,
-                junk_proba: dict[str, float] | None = None) -> dict[str, float]:
+                junk_proba: dict[str, float] | None = None,
+                hand_pose: float | None = None) -> dict[str, float]:
     """Scores of every enabled check for one decoded image (pure; tests call it directly).
 
     ``reload(side)`` decodes the original again at a larger size for a check
     that needs more detail (see :meth:`pipeline.checks.Image.at_least`);
-    ``junk_proba`` is the learned head's vote on the image's embedding.
+    ``junk_proba`` is the learned head's vote on the image's embedding, ``hand_pose`` the
+    hand-landmark model's presence score (:func:`pipeline.models.handpose.hand_presence`).
     """
     image = checks.Image(rgb, orig_size, url if p.use_url_hints else "", reload=reload,
-                         junk_proba=junk_proba)
+                         junk_proba=junk_proba, hand_pose=hand_pose)
     out: dict[str, float] = {}
     if junk_proba is not None:
         out["head_certificate"] = junk_proba["certificate"]
         out["head_hand"] = junk_proba["hand"]
+    if hand_pose is not None:
+        out["pose_hand"] = hand_pose
     for name, cp in p.enabled_checks(checks.REGISTRY).items():
         check = checks.get(name)
         s = check.final_score(image)
@@ -118,8 +125,9 @@ def _score_file(args: tuple[str, str, str, FilterParams, str | None, bytes | Non
         vec = from_bytes(known)  # as stored (float16): a score is the same cached or not
         proba = dict(zip(heads.LABELS, (float(v) for v in _head(head_path).proba(vec)[0]), strict=True))
     try:
-        return {"image_id": image_id, **score_image(loaded.array, loaded.orig_size, url, p, reload, proba),
-                **extra}
+        pose = handpose.hand_presence(loaded.array) if p.hand_pose else None
+        return {"image_id": image_id, **score_image(loaded.array, loaded.orig_size, url, p, reload, proba,
+                                                    pose), **extra}
     except (ImageError, OSError) as exc:
         return {"image_id": image_id, "_error": str(exc)[:200]}
 
@@ -137,6 +145,9 @@ def score_all(items: list[tuple[str, str, str]], p: FilterParams, progress: bool
     if p.embedding and items:
         head_path = str(head_file(p, root))
         _head(head_path)  # a bad head file fails here, once, with its name
+    if p.hand_pose and items:
+        for name in (handpose.PALM, handpose.LANDMARK):
+            handpose.model_bytes(name)  # a missing or altered model fails here, once
         if embeddings is not None:
             vecs, found = embeddings.get([it[0] for it in items])
             known = [to_bytes(v) if f else None for v, f in zip(vecs, found, strict=True)]
@@ -160,7 +171,7 @@ def apply_scores(df: pd.DataFrame, scores: pd.DataFrame, p: FilterParams) -> pd.
         hit = err.notna() & out["excluded_reason"].isna()
         out.loc[hit, "excluded_reason"] = "undecodable"
         out.loc[hit, "excluded_detail"] = err[hit]
-    for col in ("ocr_text_boxes", "head_certificate", "head_hand"):
+    for col in ("ocr_text_boxes", "head_certificate", "head_hand", "pose_hand"):
         out[col] = (out["image_id"].map(by_id[col]) if by_id is not None and col in by_id.columns
                     else pd.Series(np.nan, index=out.index)).astype("Float64")
     for name, cp in p.enabled_checks(checks.REGISTRY).items():

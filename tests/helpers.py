@@ -91,6 +91,7 @@ def crop_manifest(data_dir: Path, classes: int = 4, products: int = 12, per_prod
                     "label_original": label, "dup_cluster": iid, "dup_size": 1,
                     "is_representative": True, "dup_of": None, "pixel_sha256": iid, "phash": "0",
                     "dhash": "0", "ocr_text_boxes": None, "head_certificate": None, "head_hand": None,
+                    "pose_hand": None,
                     "decision": None, "decided_by": None,
                     "decided_at": None, "crop_box": [0, 0, size, size],
                     "object_box": [m, m, size - m, size - m], "crop_confidence": 0.9,

@@ -42,6 +42,7 @@ class Image:
         url: Source URL (file-name hints).
         cache: Intermediate results shared between checks.
         junk_proba: The learned head's vote (see :mod:`pipeline.heads`), or None.
+        hand_pose: The hand-landmark model's presence score, or None.
         reload: ``reload(side)`` decodes the original again with the longer
             side at most ``side`` (the filter stage passes one, so a check that
             needs detail, like the document check, can ask for it on the few
@@ -56,6 +57,9 @@ class Image:
     #: the learned junk head's probabilities (``product``, ``certificate``, ``hand``) from the
     #: image's embedding, when the filter runs with ``filter.embedding`` (else None)
     junk_proba: dict[str, float] | None = None
+    #: MediaPipe's hand-presence probability (:mod:`pipeline.models.handpose`), when the
+    #: filter runs with ``filter.hand_pose`` (else None)
+    hand_pose: float | None = None
 
     def at_least(self, side: int) -> np.ndarray:
         """The image with a longer side of ``side`` px or the original's, whichever is smaller."""

@@ -1,0 +1,146 @@
+"""MediaPipe's hand models on ONNX Runtime: known answers on the storefront's truth, and the
+shipped files' integrity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import filter as filt
+from pipeline.checks import hand as hand_check
+from pipeline.config import load_params
+from pipeline.core.imageio import fit
+from pipeline.models import handpose
+from pipeline.storefront import junk, worn
+from pipeline.storefront.gems import render_small_gem
+
+
+def _at_400(rgb: np.ndarray) -> np.ndarray:
+    return fit(rgb, 400) if max(rgb.shape[:2]) > 400 else rgb
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    rng = np.random.default_rng(7)
+    return {"hand": [_at_400(junk.render_hand(rng, "ruby")) for _ in range(8)],
+            "ring": [_at_400(worn.render_ring_product(rng, "sapphire")) for _ in range(8)],
+            "gem": [_at_400(render_small_gem(rng, "emerald", 400)) for _ in range(8)]}
+
+
+def test_anchors_follow_mediapipes_layout():
+    a = handpose.anchors()
+    assert a.shape == (2016, 2)
+    # stride 8: 24 × 24 cells, two anchors each, row by row; then 12 × 12 cells, six each
+    np.testing.assert_allclose(a[0], a[1])
+    np.testing.assert_allclose(a[0], [0.5 / 24, 0.5 / 24], rtol=1e-6)
+    np.testing.assert_allclose(a[2], [1.5 / 24, 0.5 / 24], rtol=1e-6)
+    np.testing.assert_allclose(a[1152], [0.5 / 12, 0.5 / 12], rtol=1e-6)
+    np.testing.assert_allclose(a[1152 + 6], [1.5 / 12, 0.5 / 12], rtol=1e-6)
+    np.testing.assert_allclose(a[-1], [11.5 / 12, 11.5 / 12], rtol=1e-6)
+
+
+def test_generated_hands_are_found_and_products_are_not(rendered):
+    hands = [handpose.hand_presence(im) for im in rendered["hand"]]
+    rings = [handpose.hand_presence(im) for im in rendered["ring"]]
+    gems = [handpose.hand_presence(im) for im in rendered["gem"]]
+    assert sum(p >= 0.7 for p in hands) >= 7, hands
+    assert max(rings) < 0.3 and max(gems) < 0.3, (rings, gems)
+
+
+def test_a_hand_turned_on_its_side_or_upside_down_is_still_a_hand(rendered):
+    """The landmark crop is turned upright by the palm's keypoints, as MediaPipe does."""
+    im = rendered["hand"][0]
+    assert handpose.hand_presence(im) >= 0.7
+    for turn in (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_180):
+        assert handpose.hand_presence(np.ascontiguousarray(cv2.rotate(im, turn))) >= 0.7
+
+
+def test_deterministic_and_safe_on_odd_input(rendered):
+    im = rendered["hand"][1]
+    assert handpose.hand_presence(im) == handpose.hand_presence(im.copy())
+    assert handpose.hand_presence(np.zeros((4, 300, 3), np.uint8)) == 0.0  # a sliver
+    assert handpose.hand_presence(np.zeros((300, 300), np.uint8)) == 0.0  # not RGB
+    assert handpose.hand_presence(np.full((300, 200, 3), 255, np.uint8)) < 0.1  # blank
+
+
+def test_the_palm_crop_is_upright_for_an_upright_hand(rendered):
+    """The hand region of the best palm holds the hand: more skin in it than in the frame."""
+    im = rendered["hand"][2]
+    canvas = handpose.letterbox(im, 1.6)
+    palms = handpose.detect_palms(canvas)
+    assert palms and palms[0].score >= 0.5
+    crop = handpose.hand_crop(canvas, palms[0])
+    assert crop.shape == (224, 224, 3)
+    assert handpose.presence(crop) >= 0.7
+
+
+def test_an_altered_model_file_is_refused(tmp_path, monkeypatch):
+    shutil.copytree(handpose.WEIGHTS, tmp_path / "hands")
+    monkeypatch.setattr(handpose, "WEIGHTS", tmp_path / "hands")
+    handpose.source.cache_clear()
+    try:
+        path = tmp_path / "hands" / f"{handpose.PALM}.onnx"
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        with pytest.raises(handpose.HandModelError, match="not the shipped file"):
+            handpose.model_bytes(handpose.PALM)
+        (tmp_path / "hands" / f"{handpose.LANDMARK}.onnx").unlink()
+        with pytest.raises(handpose.HandModelError, match="missing"):
+            handpose.model_bytes(handpose.LANDMARK)
+    finally:
+        handpose.source.cache_clear()
+
+
+def test_shipped_files_match_their_provenance_record():
+    src = json.loads((handpose.WEIGHTS / "SOURCE.json").read_text())
+    assert src["license"] == "Apache-2.0" and (handpose.WEIGHTS / "LICENSE").is_file()
+    for name in (handpose.PALM, handpose.LANDMARK):
+        data = (handpose.WEIGHTS / f"{name}.onnx").read_bytes()
+        assert hashlib.sha256(data).hexdigest() == src["models"][name]["sha256"]
+
+
+def test_the_hand_check_takes_the_pose_vote(rendered):
+    """A sure pose makes a hand whatever the other cues say; none leaves them as they were."""
+    from pipeline.checks import Image
+
+    gem = rendered["gem"][0]
+    plain = hand_check.Hand().score(Image(gem, gem.shape[1::-1]))
+    assert hand_check.Hand().score(Image(gem, gem.shape[1::-1], hand_pose=0.0)) == plain
+    assert hand_check.Hand().score(Image(gem, gem.shape[1::-1], hand_pose=0.95)) == 1.0
+    lo, hi = hand_check.POSE_RAMP
+    assert hand_check.Hand().score(Image(gem, gem.shape[1::-1], hand_pose=(lo + hi) / 2)) \
+        == pytest.approx(max(plain, 0.5))
+
+
+def test_filter_stage_scores_pose_and_its_cache_knows_the_models(tmp_path, rendered):
+    from pipeline.core.blobstore import BlobStore, sha256_hex
+
+    store = BlobStore(tmp_path / "store")
+    rows = []
+    for kind in ("hand", "gem"):
+        for k, im in enumerate(rendered[kind][:2]):
+            _, buf = cv2.imencode(".jpg", cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
+            data = buf.tobytes()
+            sha = sha256_hex(data)
+            _, rel = store.put(data, "jpg", sha)
+            rows.append((sha, str(tmp_path / "store" / rel), f"https://shop.test/{kind}{k}.jpg"))
+    on = load_params(None, {"filter": {"embedding": False, "workers": 1, "progress": False}}).filter
+    off = load_params(None, {"filter": {"embedding": False, "hand_pose": False, "workers": 1,
+                                        "progress": False}}).filter
+    got = filt.score_all(rows, on, progress=False).set_index("image_id")
+    assert (got["pose_hand"].iloc[:2] >= 0.7).all() and (got["pose_hand"].iloc[2:] < 0.3).all()
+    assert (got["hand"].iloc[:2] == 1.0).all()
+    plain = filt.score_all(rows, off, progress=False)
+    assert "pose_hand" not in plain.columns
+    assert set(handpose.model_files()) <= set(filt.code_files(on))
+    assert not set(handpose.model_files()) & set(filt.code_files(off))
+    table = filt.apply_scores(pd.DataFrame({"image_id": got.index, "excluded_reason": None}),
+                              got.reset_index(), on)
+    assert table["pose_hand"].notna().all()
