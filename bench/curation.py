@@ -316,7 +316,8 @@ def bench_realdata(copies: int = 300, overrides: dict | None = None,
     ft = ft.drop_duplicates("image_id").set_index("image_id")
     if scores:  # every image's scores and flags, named by its file, to look at
         keep = [c for c in ft.columns if c.endswith("_score") or c.startswith("is_")
-                or c in ("needs_review", "excluded_reason", "excluded_detail")]
+                or c in ("needs_review", "excluded_reason", "excluded_detail", "head_certificate",
+                         "head_hand", "pose_hand", "ocr_text_boxes")]
         table = ft[keep].join(raw.drop_duplicates("image_id").set_index("image_id")[
             ["product_id", "kind"]])
         Path(scores).parent.mkdir(parents=True, exist_ok=True)

@@ -117,6 +117,11 @@ def test_the_hand_check_takes_the_pose_vote(rendered):
     lo, hi = hand_check.POSE_RAMP
     assert hand_check.Hand().score(Image(gem, gem.shape[1::-1], hand_pose=(lo + hi) / 2)) \
         == pytest.approx(max(plain, 0.5))
+    # a head all but certain of a product clears the pose's vote (as it clears the shape cues)
+    sure = {"product": 0.9999, "certificate": 0.0, "hand": 0.0001}
+    unsure = {"product": 0.9, "certificate": 0.0, "hand": 0.1}
+    assert hand_check.Hand().score(Image(gem, gem.shape[1::-1], junk_proba=sure, hand_pose=0.95)) < 0.05
+    assert hand_check.Hand().score(Image(gem, gem.shape[1::-1], junk_proba=unsure, hand_pose=0.95)) == 1.0
 
 
 def test_filter_stage_scores_pose_and_its_cache_knows_the_models(tmp_path, rendered):

@@ -34,6 +34,10 @@ from pipeline.core.imageio import fit
 SKIN_GATE = (0.08, 0.16)
 #: the shape cues count only as far as the head's hand probability reaches this
 SHAPE_VETO = (0.02, 0.08)
+#: … and the hand models' vote only as far as it reaches this: a head all but certain of a
+#: product (generated morganites and a veined turquoise the landmark model scored 0.8) clears
+#: it; every real hand photo the hand models found has a head probability of 2.5 % or more
+POSE_VETO = (0.001, 0.01)
 #: MediaPipe's hand presence → hand score (0 below the first, 1 above the second): on the
 #: real product photos none reached 0.7, on real hands-with-jewelry 84 % passed 0.7
 POSE_RAMP = (0.6, 0.9)
@@ -115,4 +119,5 @@ class Hand(Check):
         # the head sure of a product (a gold watch, a citrine whose outline the shape cues
         # take for fingers) is the strong counter-cue that clears the shape's score
         p = image.junk_proba["hand"]
-        return max(shape * ramp(p, *SHAPE_VETO), p * ramp(f["area"], *SKIN_GATE), pose)
+        return max(shape * ramp(p, *SHAPE_VETO), p * ramp(f["area"], *SKIN_GATE),
+                   pose * ramp(p, *POSE_VETO))
