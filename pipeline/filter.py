@@ -102,6 +102,18 @@ def score_image(rgb: np.ndarray, orig_size: tuple[int, int], url: str, p: Filter
     return out
 
 
+def wants_pose(p: FilterParams, junk_proba: dict[str, float] | None) -> bool:
+    """Whether an image's hand-presence score can change its hand score.
+
+    Not where the hand check is off, nor where the head is so sure of a product that the
+    hand check clears the pose's vote anyway (:data:`pipeline.checks.hand.POSE_VETO`): on a
+    loose-gem catalog that is most images, and skipping them changes no score.
+    """
+    if not p.hand_pose or "hand" not in p.enabled_checks(checks.REGISTRY):
+        return False
+    return junk_proba is None or junk_proba["hand"] > checks.hand.POSE_VETO[0]
+
+
 def _score_file(args: tuple[str, str, str, FilterParams, str | None, bytes | None]) -> dict:
     image_id, path, url, p, head_path, known = args
     try:
@@ -125,7 +137,7 @@ def _score_file(args: tuple[str, str, str, FilterParams, str | None, bytes | Non
         vec = from_bytes(known)  # as stored (float16): a score is the same cached or not
         proba = dict(zip(heads.LABELS, (float(v) for v in _head(head_path).proba(vec)[0]), strict=True))
     try:
-        pose = handpose.hand_presence(loaded.array) if p.hand_pose else None
+        pose = handpose.hand_presence(loaded.array) if wants_pose(p, proba) else None
         return {"image_id": image_id, **score_image(loaded.array, loaded.orig_size, url, p, reload, proba,
                                                     pose), **extra}
     except (ImageError, OSError) as exc:

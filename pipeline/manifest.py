@@ -101,7 +101,7 @@ COLUMNS: tuple[Column, ...] = (
            "the learned junk head's probability of a hand (null without filter.embedding)"),
     Column("pose_hand", "float64", True, "filter",
            "MediaPipe's hand-presence probability, best over the palms found (null without "
-           "filter.hand_pose)"),
+           "filter.hand_pose, or where the junk head is too sure of a product for it to count)"),
     Column("decision", "string", True, "filter", "annotator decision in force: accept, reject, relabel"),
     Column("decided_by", "string", True, "filter", "who made that decision"),
     Column("decided_at", TIMESTAMP, True, "filter", "when"),

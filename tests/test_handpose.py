@@ -149,3 +149,18 @@ def test_filter_stage_scores_pose_and_its_cache_knows_the_models(tmp_path, rende
     table = filt.apply_scores(pd.DataFrame({"image_id": got.index, "excluded_reason": None}),
                               got.reset_index(), on)
     assert table["pose_hand"].notna().all()
+
+
+def test_the_pose_is_skipped_only_where_it_cannot_count(rendered):
+    """A head sure of a product, or the hand check off: no pose run, and no score moves."""
+    p = load_params(None, {"filter": {"progress": False}}).filter
+    sure = {"product": 0.9995, "certificate": 0.0, "hand": 0.0005}
+    unsure = {"product": 0.98, "certificate": 0.0, "hand": 0.02}
+    assert not filt.wants_pose(p, sure) and filt.wants_pose(p, unsure) and filt.wants_pose(p, None)
+    off = load_params(None, {"filter": {"checks": {"hand": {"enabled": False}}}}).filter
+    assert not filt.wants_pose(off, unsure)
+    for im in rendered["hand"][:2] + rendered["ring"][:2]:
+        with_pose = filt.score_image(im, im.shape[1::-1], "", p, junk_proba=sure,
+                                     hand_pose=handpose.hand_presence(im))
+        without = filt.score_image(im, im.shape[1::-1], "", p, junk_proba=sure)
+        assert with_pose["hand"] == without["hand"]
