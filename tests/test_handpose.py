@@ -164,3 +164,36 @@ def test_the_pose_is_skipped_only_where_it_cannot_count(rendered):
                                      hand_pose=handpose.hand_presence(im))
         without = filt.score_image(im, im.shape[1::-1], "", p, junk_proba=sure)
         assert with_pose["hand"] == without["hand"]
+
+
+def test_the_converter_stores_weights_in_half_precision_and_keeps_the_outputs(tmp_path):
+    """scripts/convert_hand_models.py's float16 pass, on a small graph (tf2onnx not needed)."""
+    import sys
+    from pathlib import Path
+
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from convert_hand_models import weights_to_float16
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(8, 3, 3, 3)).astype(np.float32)
+    b = rng.normal(size=(8,)).astype(np.float32)  # small: stays float32
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    x = rng.random((1, 3, 16, 16), dtype=np.float32)
+    before = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    weights_to_float16(path)
+    model = onnx.load(str(path))
+    kinds = {i.name: i.data_type for i in model.graph.initializer}
+    assert kinds == {"w__f16": TensorProto.FLOAT16, "b": TensorProto.FLOAT}
+    after = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    np.testing.assert_allclose(after, before, atol=1e-2)
+    assert not np.array_equal(after, before)  # the weights really were rounded
