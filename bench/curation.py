@@ -229,6 +229,8 @@ WANT = {"hand": "is_hand", "document": "is_certificate"}
 HAND_BY_EYE = {
     "jewelry/earrings/Screenshot_20181115-080337_1542266024191.png":
         "a pair of earrings lying on a palm, the fingers round them",
+    "jewelry/earrings/Screenshot_20181114-133646.png":
+        "a pair of gold earrings held on a palm, the fingers round them (a phone screenshot)",
     "products-textured/DSS-FE__Picture6__d450bee.jpg":
         "fingers holding a diamond in tweezers under a loupe",
 }

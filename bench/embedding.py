@@ -38,11 +38,41 @@ def _timed(fn, reps: int = 3) -> float:
     return float(np.median(ts))
 
 
+def hand_models(images: int = 24) -> dict:
+    """MediaPipe's hand models (``filter.hand_pose``) on one thread: each stage, and the whole
+    score on generated hands (where every pass proposes palms) and on generated gems."""
+    from pipeline.core.imageio import fit
+    from pipeline.models import handpose
+    from pipeline.storefront import junk
+    from pipeline.storefront.gems import render_small_gem
+
+    rng = np.random.default_rng(0)
+    hands = [fit(junk.render_hand(rng, "ruby"), 400) for _ in range(images)]
+    gems = [render_small_gem(rng, "emerald", 400) for _ in range(images)]
+    canvas = handpose.letterbox(hands[0], 1.0)
+    crop = np.zeros((handpose.LANDMARK_SIDE, handpose.LANDMARK_SIDE, 3), np.uint8)
+    res = {"passes": len(handpose.MARGINS),
+           "palm_pass_ms": round(1000 * _timed(lambda: [handpose.detect_palms(canvas) for _ in range(20)])
+                                 / 20, 2),
+           "landmark_crop_ms": round(1000 * _timed(lambda: [handpose.presence(crop) for _ in range(20)])
+                                     / 20, 2)}
+    for name, ims in (("hand", hands), ("gem", gems)):
+        t = _timed(lambda ims=ims: [handpose.hand_presence(im) for im in ims], reps=2)
+        res[f"{name}_ms_per_image"] = round(1000 * t / len(ims), 2)
+    print("hand models (1 thread):", res, flush=True)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=256)
+    ap.add_argument("--hands", action="store_true", help="only the hand models' cost")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "embedding.json"))
     a = ap.parse_args()
+    if a.hands:
+        res = {"cores": os.cpu_count(), "hand_models": hand_models()}
+        print(json.dumps(res, indent=2))
+        return
     rng = np.random.default_rng(0)
     n = a.images
     x224 = rng.integers(0, 256, (n, 224, 224, 3), dtype=np.uint8)
@@ -97,6 +127,7 @@ def main() -> None:
             t = time.perf_counter()
             cosine_pairs(u, 0.93)
             res[f"search_all_pairs_{total}_s"] = round(time.perf_counter() - t, 2)
+    res["hand_models"] = hand_models()
     print(json.dumps(res, indent=2))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2))
