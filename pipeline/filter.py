@@ -28,6 +28,7 @@ from pipeline import checks, manifest
 from pipeline.checks import junkhead as heads
 from pipeline.config import FilterParams, Params
 from pipeline.core import decisions
+from pipeline.core import hands as handpose
 from pipeline.core.blobstore import BlobProblem, raise_if_damaged, read_verified
 from pipeline.core.embedding import EMBED_SIDE, EmbeddingCache, embed, embedding_input, from_bytes, to_bytes
 from pipeline.core.flags import add_review, drop_review_reason, ensure_review_columns
@@ -36,7 +37,6 @@ from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
 from pipeline.core.resultcache import ResultCache, combine, compute_shard, reuse, shard_main
 from pipeline.core.stageio import StageIO
-from pipeline.models import handpose
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def code_files(p: FilterParams, root: str | Path = ".") -> list[Path]:
     """What the cached scores depend on besides params: the code, the head's and the hand
     models' bytes."""
     files = [*CODE, *EMBED_CODE, head_file(p, root)] if p.embedding else list(CODE)
-    return files + handpose.model_files() if p.hand_pose else files
+    return [*files, Path(handpose.__file__), *handpose.model_files()] if p.hand_pose else files
 
 
 def _head(path: str) -> heads.Head:

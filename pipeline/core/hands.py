@@ -1,0 +1,13 @@
+"""The hand models as the stages see them: a hand-presence score per image.
+
+The models themselves (MediaPipe's palm detector and hand-landmark model on ONNX Runtime)
+are in :mod:`pipeline.models.handpose`, the leaf library below core, as the embedding's
+network is; a stage reaches them through here, as it reaches the embedding through
+:mod:`pipeline.core.embedding`.
+"""
+
+from __future__ import annotations
+
+from pipeline.models.handpose import LANDMARK, PALM, HandModelError, hand_presence, model_bytes, model_files
+
+__all__ = ["LANDMARK", "PALM", "HandModelError", "hand_presence", "model_bytes", "model_files"]
