@@ -135,7 +135,7 @@ def test_filter_stage_scores_pose_and_its_cache_knows_the_models(tmp_path, rende
             data = buf.tobytes()
             sha = sha256_hex(data)
             _, rel = store.put(data, "jpg", sha)
-            rows.append((sha, str(tmp_path / "store" / rel), f"https://shop.test/{kind}{k}.jpg"))
+            rows.append((sha, str(tmp_path / "store" / rel), f"http://127.0.0.1/{kind}{k}.jpg"))
     on = load_params(None, {"filter": {"embedding": False, "workers": 1, "progress": False}}).filter
     off = load_params(None, {"filter": {"embedding": False, "hand_pose": False, "workers": 1,
                                         "progress": False}}).filter
