@@ -157,12 +157,12 @@ def score_all(items: list[tuple[str, str, str]], p: FilterParams, progress: bool
     if p.embedding and items:
         head_path = str(head_file(p, root))
         _head(head_path)  # a bad head file fails here, once, with its name
-    if p.hand_pose and items:
-        for name in (handpose.PALM, handpose.LANDMARK):
-            handpose.model_bytes(name)  # a missing or altered model fails here, once
         if embeddings is not None:
             vecs, found = embeddings.get([it[0] for it in items])
             known = [to_bytes(v) if f else None for v, f in zip(vecs, found, strict=True)]
+    if p.hand_pose and items:
+        for name in (handpose.PALM, handpose.LANDMARK):
+            handpose.model_bytes(name)  # a missing or altered model fails here, once
     rows = map_items(_score_file, [(*it, p, head_path, k) for it, k in zip(items, known, strict=True)],
                      p.workers, "filter", progress)
     raise_if_damaged(rows, Path(items[0][1]).parents[2] if items else "")

@@ -112,6 +112,11 @@ def test_dedupe_embeds_each_image_once_and_the_filter_reads_it(tmp_path):
                        embeddings=EmbeddingCache(tmp_path / "embeddings"))
     assert mf["images_embedded"] == 0 and sorted(p.name for p in emb.parts()) == parts
     assert out["head_hand"].notna().sum() == 3 and out["head_certificate"].notna().sum() == 3
+    # the cache is read whether or not the hand models run
+    no_pose = load_params(None, {"filter": {"workers": 1, "hand_pose": False}})
+    _, m_np = filt.run(dd, no_pose, store_root=tmp_path / "store",
+                       embeddings=EmbeddingCache(tmp_path / "embeddings"))
+    assert m_np["images_embedded"] == 0
     # no cache: the filter embeds what it scores, from the same decode: the same votes
     alone, m2 = filt.run(dd, params, store_root=tmp_path / "store")
     assert m2["images_embedded"] == 3
