@@ -94,6 +94,15 @@ def test_an_altered_model_file_is_refused(tmp_path, monkeypatch):
         (tmp_path / "hands" / f"{handpose.LANDMARK}.onnx").unlink()
         with pytest.raises(handpose.HandModelError, match="missing"):
             handpose.model_bytes(handpose.LANDMARK)
+        # a provenance record that is not JSON, or names no hash: refused, never trusted
+        (tmp_path / "hands" / "SOURCE.json").write_text('{"models": {}}')
+        handpose.source.cache_clear()
+        with pytest.raises(handpose.HandModelError, match="names no sha256"):
+            handpose.model_bytes(handpose.PALM)
+        (tmp_path / "hands" / "SOURCE.json").write_text("<html>")
+        handpose.source.cache_clear()
+        with pytest.raises(handpose.HandModelError, match="unreadable"):
+            handpose.model_bytes(handpose.PALM)
     finally:
         handpose.source.cache_clear()
 

@@ -83,7 +83,10 @@ def model_bytes(name: str) -> bytes:
         data = path.read_bytes()
     except OSError as exc:
         raise HandModelError(f"hand model {path} missing: {exc}") from exc
-    want = source()["models"][name]["sha256"]
+    try:
+        want = str(source()["models"][name]["sha256"])
+    except (KeyError, TypeError) as exc:
+        raise HandModelError(f"{WEIGHTS / 'SOURCE.json'} names no sha256 for {name}") from exc
     got = hashlib.sha256(data).hexdigest()
     if got != want:
         raise HandModelError(f"hand model {path} is not the shipped file (sha256 {got[:12]}…, "
