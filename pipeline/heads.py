@@ -124,7 +124,7 @@ def variant(rng: np.random.Generator, rgb: np.ndarray, kind: str) -> np.ndarray:
 def generated_bank(per_label: int = 240, seed: int = 7) -> Iterator[tuple[str, str, np.ndarray]]:
     """(name, label, RGB) of generated storefront images and their variants (deterministic):
     ``per_label`` of each class in each of two looks (plain renders; as real stores show them)."""
-    from pipeline.storefront import jewelry, junk, worn
+    from pipeline.storefront import jewelry, junk, props, worn
     from pipeline.storefront.catalog import rng_for
     from pipeline.storefront.gems import GEM_CLASSES, draw_gem, plan_gem, plan_stone
 
@@ -149,10 +149,12 @@ def generated_bank(per_label: int = 240, seed: int = 7) -> Iterator[tuple[str, s
             yield f"generated/{label}/{i:04d}-{kind}", label, variant(rng, img, kind)
     # as real stores show them: fingers wearing rings, and the same rings as product photos
     # without a hand (so the ring or a skin-coloured backdrop is not what makes a hand);
+    # jewelry on display props (hoops over a bar, rings in cushions, a necklace on a bust);
     # lab reports photographed: folded booklets, beside the lab's seal, close-ups under the
     # gold seal with the stone on it, folder covers fanned out beside the jewel's box
     extra = (("worn", "hand", lambda r, i: worn.render_worn(r)),
              ("ringprod", "product", lambda r, i: worn.render_ring_product(r)),
+             ("prop", "product", lambda r, i: props.render_on_prop(r)),
              ("photocert", "certificate", lambda r, i: junk.photographed_certificate(r, "ruby", f"P-{i}")))
     for i in range(per_label):
         kind = VARIANTS[i % len(VARIANTS)]

@@ -155,30 +155,36 @@ def test_train_needs_every_class_and_reports_held_out_metrics():
         heads.train(bank, progress=False)
     head, manifest = heads.train(heads.bank(per_label=10), progress=False)
     m = manifest["metrics"]
-    # two looks per class: plain renders, and as real stores show them (worn rings, ring
-    # products, photographed reports)
-    assert m["trained_on"] + m["held_out"] == 60 and m["held_out"] > 0
-    assert manifest["counts"]["generated"] == {"product": 20, "certificate": 20, "hand": 20}
+    # two looks per class: plain renders, and as real stores show them (worn rings,
+    # photographed reports; products twice: ring products and jewelry on display props)
+    assert m["trained_on"] + m["held_out"] == 70 and m["held_out"] > 0
+    assert manifest["counts"]["generated"] == {"product": 30, "certificate": 20, "hand": 20}
     names = [e.name for e in heads.bank(per_label=2)]
     assert sum(n.startswith("generated/worn/") for n in names) == 2
     assert sum(n.startswith("generated/photocert/") for n in names) == 2
+    assert sum(n.startswith("generated/prop/") for n in names) == 2
     assert head.temperature >= 1.0
 
 
 def test_the_shipped_head_knows_junk_as_real_stores_show_it():
-    """Fingers wearing rings are hands, the same rings without a hand are products, and
+    """Fingers wearing rings are hands, the same rings without a hand are products, so is
+    jewelry on a display prop (hoops over a bar, rings in cushions, a bust), and
     photographed reports (booklets or beside a seal, close-ups under the gold seal, folder
     covers) are certificates (a seed the bank never held)."""
     from pipeline.core.embedding import embed
-    from pipeline.storefront import junk, worn
+    from pipeline.storefront import junk, props, worn
     from pipeline.storefront.catalog import rng_for
 
     head = heads.Head.load()
     looks = {"hand": lambda r: worn.render_worn(r), "product": lambda r: worn.render_ring_product(r),
+             "bar": lambda r: props.render_on_prop(r, "bar"),
+             "cushions": lambda r: props.render_on_prop(r, "cushions"),
+             "bust": lambda r: props.render_on_prop(r, "bust"),
              "certificate": lambda r: junk.photographed_certificate(r, "ruby", "X-1"),
              "closeup": lambda r: junk.report_closeup(r, "ruby", "X-1"),
              "folders": lambda r: junk.report_folders(r, "ruby", "X-1")}
-    want = {"closeup": "certificate", "folders": "certificate"}
+    want = {"closeup": "certificate", "folders": "certificate", "bar": "product", "cushions": "product",
+            "bust": "product"}
     for label, draw in looks.items():
         p = head.proba(embed([draw(rng_for(991, "look", label, k)) for k in range(12)]))
         assert (p.argmax(1) == heads.LABELS.index(want.get(label, label))).mean() >= 0.9, \
