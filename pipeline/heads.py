@@ -13,7 +13,8 @@ The bank (what the shipped head learned from) is only what may be shipped:
 * generated storefront images (:mod:`pipeline.storefront`): product photos, lab-report
   certificates (flat, and photographed: booklets, beside a seal, close-ups under the seal,
   folder covers) and hands (holding a stone, and fingers wearing rings,
-  :mod:`pipeline.storefront.worn`, with the same rings as product photos), each also as
+  :mod:`pipeline.storefront.worn`, with the same rings as product photos), jewelry on
+  display props as products (:mod:`pipeline.storefront.props`), each also as
   made variants (thumbnails of 300–600 px, JPEG re-encodes, crops, borders, small
   rotations), drawn from a fixed seed;
 * the permissively licensed folders of the real samples, when present: ``hands/``
