@@ -59,7 +59,7 @@ def code_files(p: FilterParams, root: str | Path = ".") -> list[Path]:
     """What the cached scores depend on besides params: the code, the head's and the hand
     models' bytes."""
     files = [*CODE, *EMBED_CODE, head_file(p, root)] if p.embedding else list(CODE)
-    return [*files, Path(handpose.__file__), *handpose.model_files()] if p.hand_pose else files
+    return [*files, *handpose.CODE, *handpose.model_files()] if p.hand_pose else files
 
 
 def _head(path: str) -> heads.Head:

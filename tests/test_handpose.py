@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -155,6 +156,9 @@ def test_filter_stage_scores_pose_and_its_cache_knows_the_models(tmp_path, rende
     assert "pose_hand" not in plain.columns
     assert set(handpose.model_files()) <= set(filt.code_files(on))
     assert not set(handpose.model_files()) & set(filt.code_files(off))
+    # the models' own code is in the key too, not only the module the filter imports
+    assert Path(handpose.__file__) in filt.code_files(on)
+    assert Path(handpose.__file__) not in filt.code_files(off)
     table = filt.apply_scores(pd.DataFrame({"image_id": got.index, "excluded_reason": None}),
                               got.reset_index(), on)
     assert table["pose_hand"].notna().all()

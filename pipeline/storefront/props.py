@@ -54,12 +54,12 @@ def _studio(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return cv2.GaussianBlur(img, (0, 0), w * rng.uniform(0.01, 0.03))
 
 
-def _material(rng: np.random.Generator, h: int, w: int) -> tuple[str, np.ndarray]:
+def _material(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A prop's surface (float32 h × w × 3): its colour, grain or speckle."""
     name, rgb = MATERIALS[int(rng.integers(len(MATERIALS)))]
     base = np.array(rgb, np.float32) * rng.uniform(0.85, 1.1)
     if name == "walnut":
-        return name, jewelry.backdrop(rng, w, h, "wood") * 0.6 + base * 0.4
+        return jewelry.backdrop(rng, w, h, "wood") * 0.6 + base * 0.4
     surf = np.broadcast_to(base, (h, w, 3)).copy()
     if name in ("concrete", "sand", "grey"):  # speckle and pits
         speck = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 1.0)
@@ -67,7 +67,7 @@ def _material(rng: np.random.Generator, h: int, w: int) -> tuple[str, np.ndarray
     elif name in ("black", "navy", "cream"):  # velvet or leatherette: soft nap
         nap = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), max(2, w / 30))
         surf *= (1 + 0.15 * nap / (np.abs(nap).max() + 1e-6))[..., None]
-    return name, surf
+    return surf
 
 
 def _hoop(rng: np.random.Generator, img: np.ndarray, top: np.ndarray, radius: float,
@@ -106,7 +106,7 @@ def _bar(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     ang = math.radians(rng.uniform(-25, 25))
     thick = h * rng.uniform(0.12, 0.3)
     cy = h * rng.uniform(0.25, 0.45)
-    _, surf = _material(rng, h, w)
+    surf = _material(rng, h, w)
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
     across = (yy - cy) * math.cos(ang) - (xx - w / 2) * math.sin(ang)
     mask = cv2.GaussianBlur((np.abs(across) < thick / 2).astype(np.float32), (0, 0), 1.2)
@@ -135,7 +135,7 @@ def _cushions(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     img = _studio(rng, w, h)
     if rng.random() < 0.5:  # a bust with a necklace behind, far out of focus
         img = cv2.GaussianBlur(_bust_on(rng, img, scale=rng.uniform(0.6, 0.9), dy=-0.25), (0, 0), w * 0.012)
-    _, surf = _material(rng, h, w)
+    surf = _material(rng, h, w)
     base = surf[0, 0]
     metals = ["gold", "white", "rose", "silver"]
     for row, (y, size, blur) in enumerate(((0.55, 0.16, 2.5), (0.86, 0.24, 0.0))):
@@ -171,9 +171,9 @@ def _cushions(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
 
 
 def _bust_on(rng: np.random.Generator, img: np.ndarray, scale: float = 1.0, dy: float = 0.0) -> np.ndarray:
-    """A neck bust with a necklace, drawn over ``img`` (in place, returned)."""
+    """``img`` with a neck bust and its necklace drawn over it (a new array)."""
     h, w = img.shape[:2]
-    _, surf = _material(rng, h, w)
+    surf = _material(rng, h, w)
     cx = w * rng.uniform(0.4, 0.6)
     neck_w = w * 0.16 * scale
     neck_top = h * (0.05 + dy)
