@@ -137,7 +137,8 @@ def _score_file(args: tuple[str, str, str, FilterParams, str | None, bytes | Non
         vec = from_bytes(known)  # as stored (float16): a score is the same cached or not
         proba = dict(zip(heads.LABELS, (float(v) for v in _head(head_path).proba(vec)[0]), strict=True))
     try:
-        pose = handpose.hand_presence(loaded.array) if wants_pose(p, proba) else None
+        pose = (handpose.hand_presence(loaded.array, checks.hand.skin_regions(loaded.array))
+                if wants_pose(p, proba) else None)
         return {"image_id": image_id, **score_image(loaded.array, loaded.orig_size, url, p, reload, proba,
                                                     pose), **extra}
     except (ImageError, OSError) as exc:

@@ -62,6 +62,55 @@ def test_a_hand_turned_on_its_side_or_upside_down_is_still_a_hand(rendered):
         assert handpose.hand_presence(np.ascontiguousarray(cv2.rotate(im, turn))) >= 0.7
 
 
+
+def _fingers_only(im: np.ndarray) -> np.ndarray:
+    """A close-up of the fingers: the top 55 % of the frame, its middle 60 %; the palm is out."""
+    h, w = im.shape[:2]
+    return np.ascontiguousarray(im[:int(h * 0.55), int(w * 0.2):int(w * 0.8)])
+
+
+def test_a_close_up_whose_palm_is_out_of_the_frame_is_found_through_its_skin_region(rendered):
+    """The palm detector has no palm to find; the skin region entering from the border,
+    shown upright to the landmark model, is the hand (real close-ups of fingers wearing
+    rings, or laid with loose stones, look like this)."""
+    found = 0
+    for i in (0, 3):
+        close = _fingers_only(rendered["hand"][i])
+        regions = hand_check.skin_regions(close)
+        assert [r.borders for r in regions] == [("bottom",)]  # the fingers leave by the bottom
+        assert handpose.hand_presence(close) < 0.3  # the palm route alone misses it
+        found += handpose.hand_presence(close, regions) >= 0.7
+    assert found == 2
+
+
+def test_skin_regions_are_proposed_only_where_skin_enters_from_the_border(rendered):
+    """A gem on white has no skin region; a ring on a beige backdrop has one (the backdrop)
+    that the landmark model does not take for a hand."""
+    assert all(hand_check.skin_regions(im) == [] for im in rendered["gem"])
+    assert hand_check.skin_regions(np.full((300, 300, 3), 255, np.uint8)) == []
+    disc = np.full((300, 300, 3), 255, np.uint8)
+    cv2.circle(disc, (150, 150), 90, (224, 172, 140), -1)  # a skin-coloured stone, free of the border
+    assert hand_check.skin_regions(disc) == []
+    for im in rendered["ring"]:
+        assert handpose.hand_presence(im, hand_check.skin_regions(im)) < 0.3
+
+
+def test_a_region_is_looked_at_upright_for_each_border_it_leaves_by():
+    r = handpose.Region(10, 10, 50, ("bottom",))
+    np.testing.assert_allclose(r.rotations(), [0.0, -np.pi / 4, np.pi / 4])
+    assert len(handpose.Region(10, 10, 50, ("bottom", "top")).rotations()) == 6
+    every = handpose.Region(10, 10, 50, ("bottom", "left", "top", "right")).rotations()
+    assert len(every) == 8  # each 45° turn once
+    assert handpose.Region(10, 10, 50, ()).rotations() == []
+
+
+def test_a_settled_palm_score_is_not_looked_at_again(rendered):
+    """Where the palm route is sure (≥ SETTLED), the regions change nothing."""
+    im = rendered["hand"][0]
+    alone = handpose.hand_presence(im)
+    assert alone >= handpose.SETTLED
+    assert handpose.hand_presence(im, hand_check.skin_regions(im)) == alone
+
 def test_deterministic_and_safe_on_odd_input(rendered):
     im = rendered["hand"][1]
     assert handpose.hand_presence(im) == handpose.hand_presence(im.copy())
@@ -132,6 +181,24 @@ def test_the_hand_check_takes_the_pose_vote(rendered):
     unsure = {"product": 0.9, "certificate": 0.0, "hand": 0.1}
     assert hand_check.Hand().score(Image(gem, gem.shape[1::-1], junk_proba=sure, hand_pose=0.95)) < 0.05
     assert hand_check.Hand().score(Image(gem, gem.shape[1::-1], junk_proba=unsure, hand_pose=0.95)) == 1.0
+
+
+def test_a_pose_the_landmark_model_is_all_but_sure_of_outweighs_a_doubtful_head(rendered):
+    """Between the veto's two ends (the head at 0.4 %), a presence of 0.8 is cleared but
+    0.97 counts: a wrist wearing a bracelet the head takes for a product is still a hand.
+    Under the veto's floor nothing moves."""
+    from pipeline.checks import Image
+
+    gem = rendered["gem"][0]
+    low = {"product": 0.996, "certificate": 0.0, "hand": 0.004}
+    floor = {"product": 0.9995, "certificate": 0.0, "hand": 0.0005}
+    hand = hand_check.Hand()
+    assert hand.score(Image(gem, gem.shape[1::-1], junk_proba=low, hand_pose=0.97)) == 1.0
+    assert hand.score(Image(gem, gem.shape[1::-1], junk_proba=low, hand_pose=0.8)) < 0.5
+    assert hand.score(Image(gem, gem.shape[1::-1], junk_proba=floor, hand_pose=0.97)) < 0.05
+    lo, hi = hand_check.POSE_SURE
+    mid = hand.score(Image(gem, gem.shape[1::-1], junk_proba=low, hand_pose=(lo + hi) / 2))
+    assert hand.score(Image(gem, gem.shape[1::-1], junk_proba=low, hand_pose=lo)) < mid < 1.0
 
 
 def test_filter_stage_scores_pose_and_its_cache_knows_the_models(tmp_path, rendered):

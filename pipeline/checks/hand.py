@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from pipeline.checks import Check, Image, ramp, register
+from pipeline.core.hands import Region
 from pipeline.core.imageio import fit
 
 #: the learned head's hand vote counts in full once the largest skin region covers this share
@@ -38,9 +39,18 @@ SHAPE_VETO = (0.02, 0.08)
 #: product (generated morganites and a veined turquoise the landmark model scored 0.8) clears
 #: it; every real hand photo the hand models found has a head probability of 2.5 % or more
 POSE_VETO = (0.001, 0.01)
+#: … except a hand the landmark model is all but sure of: from the first presence to the
+#: second, the veto gives way wherever the head leaves a hand any chance (above
+#: ``POSE_VETO[0]``, where the hand models run at all). The product photos the veto is for
+#: reached 0.8; no product photo, real or generated, has reached 0.9 where the hand models ran
+#: (a wrist wearing a bracelet the head gives 0.4 % does: presence 0.97)
+POSE_SURE = (0.9, 0.95)
 #: MediaPipe's hand presence → hand score (0 below the first, 1 above the second): on the
 #: real product photos none reached 0.7, on real hands-with-jewelry 84 % passed 0.7
 POSE_RAMP = (0.6, 0.9)
+#: the skin region the hand models are shown (:func:`skin_regions`) covers at least this share
+#: of the picture: where the shape cues' area ramp starts
+SKIN_ROUTE_AREA = 0.06
 SIDE = 128  # analysis size: shape cues do not need more, and texture is measured at a fixed scale
 
 
@@ -54,21 +64,37 @@ def skin_mask(rgb: np.ndarray) -> np.ndarray:
             & (s >= 25) & (s <= 190) & (v >= 40))
 
 
-def hand_features(rgb: np.ndarray) -> dict[str, float]:
-    """Shape, position and texture of the largest skin-coloured region (at 128 px)."""
-    small = fit(rgb, SIDE, upscale=True)
-    h, w = small.shape[:2]
+def _largest_skin(small: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The largest skin-coloured region of a small picture: its 0/1 mask and its stats row
+    (x, y, width, height, area), or None where there is no skin."""
     m = skin_mask(small).astype(np.uint8)
     k3 = np.ones((3, 3), np.uint8)
     m = cv2.morphologyEx(cv2.morphologyEx(m, cv2.MORPH_OPEN, k3), cv2.MORPH_CLOSE, k3)
     n, lab, st, _ = cv2.connectedComponentsWithStats(m, 8)
     if n <= 1:
+        return None
+    k = 1 + int(np.argmax(st[1:, 4]))
+    return (lab == k).astype(np.uint8), st[k]
+
+
+def _borders(x: int, y: int, bw: int, bh: int, w: int, h: int) -> tuple[str, ...]:
+    """The frame's sides a box touches, in a fixed order."""
+    return tuple(b for b, hit in (("bottom", y + bh >= h), ("left", x <= 0), ("top", y <= 0),
+                                  ("right", x + bw >= w)) if hit)
+
+
+def hand_features(rgb: np.ndarray) -> dict[str, float]:
+    """Shape, position and texture of the largest skin-coloured region (at 128 px)."""
+    small = fit(rgb, SIDE, upscale=True)
+    h, w = small.shape[:2]
+    found = _largest_skin(small)
+    if found is None:
         return {"area": 0.0, "touch": 0, "border_skin": 0.0, "solidity": 1.0, "texture": 99.0,
                 "specular": 0.0}
-    k = 1 + int(np.argmax(st[1:, 4]))
-    comp = (lab == k).astype(np.uint8)
-    x, y, bw, bh = st[k, :4]
-    touch = int(x <= 0) + int(y <= 0) + int(x + bw >= w) + int(y + bh >= h)
+    comp, st = found
+    x, y, bw, bh = (int(v) for v in st[:4])
+    k3 = np.ones((3, 3), np.uint8)
+    touch = len(_borders(x, y, bw, bh, w, h))
     border = np.concatenate([comp[0], comp[-1], comp[:, 0], comp[:, -1]])
     cnts, _ = cv2.findContours(comp, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     c = max(cnts, key=cv2.contourArea)
@@ -84,9 +110,32 @@ def hand_features(rgb: np.ndarray) -> dict[str, float]:
     filled = np.zeros_like(comp)
     cv2.drawContours(filled, [c], -1, 1, -1)
     glint = (hsv[..., 2] > 235) & (hsv[..., 1] < 40) & (filled > 0)
-    return {"area": float(st[k, 4] / (h * w)), "touch": touch, "border_skin": float(border.mean()),
+    return {"area": float(st[4] / (h * w)), "touch": touch, "border_skin": float(border.mean()),
             "solidity": float(solidity), "texture": texture,
             "specular": float(glint.sum() / max(1, int(filled.sum())))}
+
+
+def skin_regions(rgb: np.ndarray) -> list[Region]:
+    """The hand region the hand models should look at beside the palm detector's proposals.
+
+    The largest skin-coloured region, where it is as large as the shape cues ask of a hand
+    (:data:`SKIN_ROUTE_AREA`) and enters from the frame's border as a hand does (by its
+    wrist or arm): a close-up of fingers whose palm is out of the picture gives the palm
+    detector nothing to find. A skin-coloured product (a pearl, a moonstone, a morganite on
+    white) stands free of the border and is not proposed; the landmark model, not this
+    proposal, decides whether a hand is there (:func:`pipeline.models.handpose.hand_presence`).
+    """
+    small = fit(rgb, SIDE, upscale=True)
+    h, w = small.shape[:2]
+    found = _largest_skin(small)
+    if found is None:
+        return []
+    x, y, bw, bh, area = (int(v) for v in found[1])
+    borders = _borders(x, y, bw, bh, w, h)
+    if area / (h * w) < SKIN_ROUTE_AREA or not borders:
+        return []
+    sx, sy = rgb.shape[1] / w, rgb.shape[0] / h
+    return [Region((x + bw / 2) * sx, (y + bh / 2) * sy, max(bw * sx, bh * sy), borders)]
 
 
 @register
@@ -119,5 +168,7 @@ class Hand(Check):
         # the head sure of a product (a gold watch, a citrine whose outline the shape cues
         # take for fingers) is the strong counter-cue that clears the shape's score
         p = image.junk_proba["hand"]
-        return max(shape * ramp(p, *SHAPE_VETO), p * ramp(f["area"], *SKIN_GATE),
-                   pose * ramp(p, *POSE_VETO))
+        veto = ramp(p, *POSE_VETO)
+        if image.hand_pose is not None and p > POSE_VETO[0]:
+            veto = max(veto, ramp(image.hand_pose, *POSE_SURE))
+        return max(shape * ramp(p, *SHAPE_VETO), p * ramp(f["area"], *SKIN_GATE), pose * veto)

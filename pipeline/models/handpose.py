@@ -58,6 +58,15 @@ MAX_PALMS = 3
 MARGINS = (1.0, 1.6, 2.2)
 #: MediaPipe's palm → hand region: enlarge, and move along the hand towards the fingers
 ROI_SCALE, ROI_SHIFT = 2.6, -0.5
+#: the palm route's presence at which a proposed :class:`Region` is not looked at: the
+#: image's score is settled (the hand check's vote is full from 0.9, ``checks.hand.POSE_RAMP``)
+SETTLED = 0.9
+#: a proposed region's square is its box's longer side × this (the landmark model wants the
+#: whole hand with a margin round it, as MediaPipe's 2.6 × palm box gives it)
+REGION_SCALE = 1.5
+#: the rotation that turns a hand upright when its wrist leaves the frame by this border
+#: (the landmark model, like MediaPipe's pipeline, expects the fingers pointing up)
+BORDER_ROTATION = {"bottom": 0.0, "left": math.pi / 2, "top": math.pi, "right": -math.pi / 2}
 
 _SESSIONS: dict[str, object] = {}
 _SESSIONS_PID = 0
@@ -146,6 +155,30 @@ class Palm:
     keypoints: np.ndarray  # 7 × 2
 
 
+@dataclass(frozen=True)
+class Region:
+    """A hand region proposed by something other than the palm detector (pixels of the image).
+
+    ``borders`` are the frame's sides the hand leaves by (its wrist or arm): the landmark
+    crop is turned upright for each of them, and 45° either way.
+    """
+
+    cx: float
+    cy: float
+    side: float
+    borders: tuple[str, ...]
+
+    def rotations(self) -> list[float]:
+        """The crop rotations to try, each once, in a fixed order."""
+        out: list[float] = []
+        for b in self.borders:
+            for d in (0.0, -math.pi / 4, math.pi / 4):
+                r = (BORDER_ROTATION[b] + d + math.pi) % (2 * math.pi) - math.pi
+                if not any(abs(r - o) < 1e-6 for o in out):
+                    out.append(r)
+        return out
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -80.0, 80.0)))
 
@@ -190,6 +223,17 @@ def hand_crop(canvas: np.ndarray, palm: Palm) -> np.ndarray:
                           flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
+def region_crop(rgb: np.ndarray, region: Region, rot: float) -> np.ndarray:
+    """The 224 × 224 square of ``region`` (× :data:`REGION_SCALE`), turned by ``rot``."""
+    k = region.side * REGION_SCALE / LANDMARK_SIDE  # image px per crop px
+    c, s = math.cos(rot) * k, math.sin(rot) * k
+    half = LANDMARK_SIDE / 2
+    m = np.array([[c, -s, region.cx - (c - s) * half],
+                  [s, c, region.cy - (s + c) * half]], np.float32)
+    return cv2.warpAffine(rgb, m, (LANDMARK_SIDE, LANDMARK_SIDE),
+                          flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
 def presence(crop: np.ndarray) -> float:
     """The landmark model's hand-presence probability for a 224 × 224 RGB crop."""
     sess = _session(LANDMARK)
@@ -207,8 +251,15 @@ def letterbox(rgb: np.ndarray, margin: float) -> np.ndarray:
     return canvas
 
 
-def hand_presence(rgb: np.ndarray) -> float:
-    """The best hand-presence probability over the palm proposals (0 when none is proposed)."""
+def hand_presence(rgb: np.ndarray, regions: tuple[Region, ...] | list[Region] = ()) -> float:
+    """The best hand-presence probability over the palm proposals (0 when none is proposed).
+
+    ``regions`` are hand regions proposed from elsewhere (the hand check's skin region that
+    enters from the frame's border, :func:`pipeline.checks.hand.skin_regions`): a close-up
+    whose palm is out of the picture or hidden gives the palm detector nothing to find,
+    while the landmark model, shown the region upright, knows the fingers. They are looked
+    at only where the palm route has not settled the score (:data:`SETTLED`).
+    """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or min(rgb.shape[:2]) < 8:
         return 0.0
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
@@ -217,4 +268,9 @@ def hand_presence(rgb: np.ndarray) -> float:
         canvas = letterbox(rgb, margin)
         for palm in detect_palms(canvas):
             best = max(best, presence(hand_crop(canvas, palm)))
+    for region in regions:
+        if best >= SETTLED:
+            break
+        for rot in region.rotations():
+            best = max(best, presence(region_crop(rgb, region, rot)))
     return best
