@@ -59,6 +59,24 @@ def hand_models(images: int = 24) -> dict:
     for name, ims in (("hand", hands), ("gem", gems)):
         t = _timed(lambda ims=ims: [handpose.hand_presence(im) for im in ims], reps=2)
         res[f"{name}_ms_per_image"] = round(1000 * t / len(ims), 2)
+    # the skin route (checks.hand.skin_regions): close-ups of the fingers, the palm cut off,
+    # and ring products on a beige backdrop (the backdrop is the proposed region)
+    from pipeline.checks.hand import skin_regions
+    from pipeline.storefront import worn
+
+    close = [np.ascontiguousarray(h[:int(h.shape[0] * 0.55), int(h.shape[1] * 0.2):int(h.shape[1] * 0.8)])
+             for h in hands]
+    rings = [fit(worn.render_ring_product(rng, "sapphire"), 400) for _ in range(images)]
+    for name, ims in (("close_up", close), ("ring_product", rings)):
+        regions = [skin_regions(im) for im in ims]
+        alone = [handpose.hand_presence(im) for im in ims]
+        both = [handpose.hand_presence(im, r) for im, r in zip(ims, regions, strict=True)]
+        res[f"{name}_found_palm_route"] = round(float(np.mean(np.array(alone) >= 0.7)), 3)
+        res[f"{name}_found_with_skin_route"] = round(float(np.mean(np.array(both) >= 0.7)), 3)
+        res[f"{name}_region_proposed"] = round(float(np.mean([bool(r) for r in regions])), 3)
+        t0 = _timed(lambda ims=ims: [handpose.hand_presence(im) for im in ims], reps=2)
+        t1 = _timed(lambda ims=ims: [handpose.hand_presence(im, skin_regions(im)) for im in ims], reps=2)
+        res[f"{name}_skin_route_extra_ms_per_image"] = round(1000 * (t1 - t0) / len(ims), 2)
     print("hand models (1 thread):", res, flush=True)
     return res
 

@@ -269,8 +269,8 @@ def hand_presence(rgb: np.ndarray, regions: tuple[Region, ...] | list[Region] = 
         for palm in detect_palms(canvas):
             best = max(best, presence(hand_crop(canvas, palm)))
     for region in regions:
-        if best >= SETTLED:
-            break
         for rot in region.rotations():
+            if best >= SETTLED:
+                return best
             best = max(best, presence(region_crop(rgb, region, rot)))
     return best
