@@ -363,7 +363,13 @@ def reflection_split(rows: np.ndarray) -> int | None:
     ``rows`` is the object's mean residual per row. At a split row ``s`` (in the
     lower half), the ``n = len(rows) - s <= s`` rows below are compared with the ``n``
     rows above in mirror order: a reflection is under 45 % as strong on average
-    and never reaches 80 % of the object's peak. Vectorized with prefix sums.
+    and never reaches 80 % of the object's peak. Of the rows that pass, the split is the
+    one that best parts the profile into two levels, the object's and the reflection's
+    (the largest between-part variance, as Otsu's threshold): the object's own lower rows
+    (a stone's darker pavilion, the curve of a cabochon) pass the test too when the split
+    is put above them, and taking the first passing row cut real stones short (tanzanites,
+    onyx and diamonds on ``crop-pairs``: up to 20 px of the stone lost). Vectorized with
+    prefix sums.
     """
     bh = len(rows)
     csum = np.concatenate([[0.0], np.cumsum(rows)])
@@ -376,7 +382,11 @@ def reflection_split(rows: np.ndarray) -> int | None:
     below_max = np.maximum.accumulate(rows[::-1])[::-1][splits]
     above_max = np.maximum.accumulate(rows)[splits - 1]
     hit = (below_mean < 0.45 * above_mean) & (below_max < 0.8 * above_max)
-    return int(splits[np.argmax(hit)]) if hit.any() else None
+    if not hit.any():
+        return None
+    top_mean, bottom_mean = csum[splits] / splits, below_mean
+    parted = np.where(hit, splits * n * (top_mean - bottom_mean) ** 2, -1.0)
+    return int(splits[np.argmax(parted)])
 
 
 def scale_box(box: list[int] | None, f: float) -> list[int] | None:

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline import crop
 from pipeline.config import CropParams
 from pipeline.crop import cut, find_box
 from pipeline.storefront.scoring import iou
@@ -115,3 +116,13 @@ def test_a_stone_that_fills_the_frame_is_its_own_crop():
     res = find_box(img, CropParams())
     assert res.issue == "fills_frame" and res.object_box == [0, 0, w, h]
     assert res.confidence >= CropParams().min_confidence  # a usable crop, not a review
+
+
+def test_a_reflection_is_cut_where_the_stone_ends_not_where_its_darker_rows_begin():
+    """A stone's row profile: a bright crown (70 rows), a darker pavilion (30 rows at 60 %),
+    then a faint mirror image (40 rows). Its pavilion passes the mirror test too when the
+    split is put above it; the split is where the stone ends."""
+    rows = np.concatenate([np.full(70, 100.0), np.full(30, 60.0), np.linspace(18.0, 8.0, 40)])
+    assert crop.reflection_split(rows) == 100
+    # no reflection: a stone whose lower half is darker keeps all its rows
+    assert crop.reflection_split(np.concatenate([np.full(70, 100.0), np.full(50, 60.0)])) is None
