@@ -183,10 +183,17 @@ def _soft_change(rgb: np.ndarray, coarse: np.ndarray, glow: bool = True) -> np.n
     rmean = cv2.add(cv2.add(rch[0], rch[1]), rch[2]) * (1 / 3)
     spread = cv2.max(cv2.max(cv2.absdiff(rch[0], rmean), cv2.absdiff(rch[1], rmean)),
                      cv2.absdiff(rch[2], rmean))
-    soft = (spread < 0.06) & (((rmean < 0.98) & (rmean > 0.35)) | ((rmean > 1.02) & glow))
+    tol: float | np.ndarray = 0.06
+    if not glow:
+        # a dark backdrop's shadow is a few levels deep: the grain and the JPEG's noise, a
+        # level or two either way, move its channels' ratios by far more than 6 % there
+        tol = 0.06 + SHADOW_NOISE / cv2.cvtColor(bg, cv2.COLOR_RGB2GRAY)
+    soft = (spread < tol) & (((rmean < 0.98) & (rmean > 0.35)) | ((rmean > 1.02) & glow))
     return cv2.resize(soft.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
 
 
+#: levels of noise a shadow's channel ratios are allowed on a textured backdrop (see _soft_change)
+SHADOW_NOISE = 4.0
 TEXTURE_FACTOR = 1.5  # the object's residual must exceed the border's 95th percentile by this
 TEXTURE_EDGES = 0.03  # border pixels on Canny edges above which the backdrop counts as textured
 
