@@ -173,3 +173,26 @@ def test_close_embeddings_are_candidates_that_hashes_miss(tmp_path):
     out2, m2 = dedupe.run(df, off, store_root=tmp_path / "store")
     cl2 = out2.set_index("product_id")["dup_cluster"]
     assert cl2["P0"] != cl2["P1"] and m2["images_embedded"] == 0 and m2["near_duplicate_pairs"] == 0
+
+
+def test_the_built_graph_is_kept_per_machine_and_a_damaged_copy_is_built_again(tmp_path, monkeypatch):
+    """The ONNX graph is built once (1.3 s: onnx imported, every layer folded) and read back
+    by later processes; a copy that does not match its hash is rebuilt, and a cache that
+    cannot be written costs only the time."""
+    from pipeline.models import lite0_onnx
+    from pipeline.models.efficientnet_lite import weights_path
+
+    monkeypatch.setenv("GEMCURATE_CACHE", str(tmp_path / "cache"))
+    lite0_onnx._model_bytes.cache_clear()
+    built = lite0_onnx._model_bytes(str(weights_path()))
+    kept = list(lite0_onnx.cache_dir().glob("lite0-*.onnx"))
+    assert len(kept) == 1 and kept[0].read_bytes() == built
+    kept[0].write_bytes(built[: len(built) // 2])  # truncated on disk
+    lite0_onnx._model_bytes.cache_clear()
+    assert lite0_onnx._model_bytes(str(weights_path())) == built
+    assert kept[0].read_bytes() == built  # repaired
+    (tmp_path / "not-a-dir").write_text("x")
+    monkeypatch.setenv("GEMCURATE_CACHE", str(tmp_path / "not-a-dir"))
+    lite0_onnx._model_bytes.cache_clear()
+    assert lite0_onnx._model_bytes(str(weights_path())) == built
+    lite0_onnx._model_bytes.cache_clear()
