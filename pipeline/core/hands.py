@@ -11,10 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.models import handpose as _impl
-from pipeline.models.handpose import (LANDMARK, PALM, HandModelError, Region, hand_presence, model_bytes,
-                                      model_files)
+from pipeline.models.handpose import (
+    LANDMARK,
+    PALM,
+    HandModelError,
+    Region,
+    hand_presence,
+    model_bytes,
+    model_files,
+)
 
 #: the code that computes the hand-presence score (a change to it rescores every image)
 CODE = [Path(_impl.__file__), Path(__file__)]
 
-__all__ = ["CODE", "LANDMARK", "PALM", "HandModelError", "Region", "hand_presence", "model_bytes", "model_files"]
+__all__ = ["CODE", "LANDMARK", "PALM", "HandModelError", "Region", "hand_presence", "model_bytes",
+           "model_files"]

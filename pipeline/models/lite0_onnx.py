@@ -158,10 +158,8 @@ def _graph_key(weights: bytes) -> str:
     for f in (Path(__file__), Path(__file__).with_name("efficientnet_lite.py"),
               Path(__file__).with_name("torch_legacy.py")):
         h.update(f.read_bytes())
-    try:
+    with contextlib.suppress(PackageNotFoundError):
         h.update(version("onnx").encode())
-    except PackageNotFoundError:
-        pass
     return h.hexdigest()[:32]
 
 
