@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipeline.config import load_params
 from pipeline.manifest import read_manifest
 from pipeline.scrape import scrape
 from pipeline.scrape.site import load_site
@@ -110,7 +111,11 @@ def test_a_ban_stops_the_crawl_cleanly_and_a_rerun_resumes(storefront, params_fo
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_downloads_nothing_twice(storefront, tmp_path):
+def test_resume_after_sigkill_downloads_nothing_committed_twice(storefront, tmp_path):
+    """A kill loses at most the downloads in flight: an image whose response the store
+    had sent but whose bytes were not yet committed is fetched again (at-least-once; no
+    crawler can tell it had it), never one the crawl state holds, and never more of them
+    than ``scrape.concurrency`` allows in flight."""
     args = ["--seed", "4", "--classes", "2", "--products-per-class", "8", "--faults", "0.02",
             "--rate-limit", "12"]
     store = storefront(*args)
@@ -137,12 +142,19 @@ def test_resume_after_sigkill_downloads_nothing_twice(storefront, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (data / "manifests" / "raw.parquet").exists()
+    with sqlite3.connect(db, timeout=5) as c:
+        committed = {urlsplit(u).path for (u,) in c.execute(
+            "select url from images where sha256 is not null")}
+    assert len(committed) >= total // 2
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "complete (resumed)" in out.stdout
     stats = store.stats()
-    assert stats["image_urls_served_more_than_once"] == []
-    assert stats["images_served_per_url_count"] == {"1": total}
+    again = set(stats["image_urls_served_more_than_once"])
+    assert not again & committed  # nothing the state held was downloaded again
+    assert len(again) <= load_params(ROOT / "params.yaml").scrape.concurrency  # only the ones in flight
+    assert stats["images_served_per_url_count"] == ({"1": total} if not again else
+                                                    {"1": total - len(again), "2": len(again)})
     df = read_manifest(data / "manifests" / "raw.parquet")
     assert len(df) == total and df["excluded_reason"].isna().sum() >= 0.9 * total
 
