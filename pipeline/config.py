@@ -237,6 +237,10 @@ class ScrapeParams:
     concurrency: int = field(default=4, metadata={"min": 1, "max": 64})
     timeout_s: float = field(default=20.0, metadata={"min": 0.1, "max": 600})
     max_retries: int = field(default=5, metadata={"min": 0, "max": 50})
+    give_up_after: int = field(default=3, metadata={
+        "min": 1, "max": 1000, "doc": "a URL that failed this many scrape passes in a row (each after "
+                                      "max_retries) is dead: the crawl completes without it, keeps "
+                                      "what it listed before, and retries it at the next full pass"})
     backoff_base_s: float = field(default=0.5, metadata={"min": 0.0, "max": 600})
     backoff_max_s: float = field(default=60.0, metadata={"min": 0.0, "max": 3600})
     max_retry_after_s: float = field(default=300.0, metadata={"min": 0.0})

@@ -22,6 +22,7 @@ GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
 def test_scrape_exit_codes_map_to_what_the_scheduler_does():
     got = {status: orch.scrape_outcome(code) for status, code in EXIT_CODES.items()}
     assert got == {"complete": orch.Outcome.SUCCESS, "banned": orch.Outcome.FAIL,
+                   "complete_with_dead_links": orch.Outcome.SUCCESS,
                    "incomplete": orch.Outcome.RETRY, "stopped": orch.Outcome.RETRY,
                    "disallowed": orch.Outcome.SKIP}
     assert orch.scrape_outcome(2) is orch.Outcome.FAIL       # config error: a retry cannot fix it

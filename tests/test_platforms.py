@@ -162,8 +162,16 @@ def test_sitemap_discovery_survives_a_loop_and_malformed_sitemaps(params_for, tm
         store.robots = "User-agent: *\nAllow: /\nSitemap: /sitemap.xml\n"
         store.files = {"/sitemap.xml": (b"<html><body>maintenance</body></html>", "text/html")}
         res2 = scrape(params, base_url=store.base_url)
-    assert res2.status == "incomplete"
-    assert (read_manifest(res.manifest_path)["status"] == "active").all()
+        assert res2.status == "incomplete"
+        assert (read_manifest(res.manifest_path)["status"] == "active").all()
+        # scrape.give_up_after passes in a row: the sitemap is dead, the crawl completes and
+        # keeps every product it knew (no listing was read, so nothing is removed)
+        res3 = scrape(params, base_url=store.base_url)
+        res4 = scrape(params, base_url=store.base_url)
+    assert res3.status == "incomplete" and res4.status == "complete_with_dead_links", res4.message
+    df = read_manifest(res4.manifest_path)
+    assert len(df) == 8 and (df["status"] == "active").all()
+    assert [r["kind"] for r in res4.stats["dead_urls"]] == ["sitemap"]
 
 
 @pytest.mark.parametrize("unmapped", ["keep", "exclude"])

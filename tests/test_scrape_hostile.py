@@ -51,7 +51,11 @@ def test_a_product_page_redirected_off_site_is_not_parsed(fast):
         store.behave("/product/R-2", f"redirect:{other.base_url}/product/R-1")
         res = scrape(fast(), base_url=store.base_url)
     assert sum(other.hits.values()) == 0
-    assert res.status == "incomplete"  # a product page could not be seen
+    # a redirect off-site can never succeed: the page is dead at once, the crawl completes
+    assert res.status == "complete_with_dead_links" and res.exit_code == 0, res.message
+    dead = {r["url"].split("/", 3)[3]: r for r in res.stats["dead_urls"]}
+    assert list(dead) == ["product/R-2"] and "another host" in dead["product/R-2"]["detail"]
+    assert set(rows(res)["product_id"]) == {"R-1", "O-1", "O-2"}
 
 
 def test_a_redirect_on_the_same_host_is_followed_politely(fast):
@@ -63,13 +67,14 @@ def test_a_redirect_on_the_same_host_is_followed_politely(fast):
     assert pd.isna(r["excluded_reason"]) and r["image_id"] == rows(res).loc["/cdn/o-1-0.jpg", "image_id"]
 
 
-def test_a_redirect_loop_is_cut_short_and_the_crawl_is_incomplete(fast):
+def test_a_redirect_loop_is_cut_short_and_the_page_is_dead(fast):
     with Hostile() as store:
         store.behave("/category/ruby", "redirect:/category/ruby2")
         store.behave("/category/ruby2", "redirect:/category/ruby")
         res = scrape(fast(), base_url=store.base_url)
         loop_requests = store.hits["/category/ruby"] + store.hits["/category/ruby2"]
-    assert res.status == "incomplete" and res.exit_code == 4
+    assert res.status == "complete_with_dead_links" and res.exit_code == 0
+    assert [r["url"].rsplit("/", 1)[1] for r in res.stats["dead_urls"]] == ["ruby"]
     assert loop_requests <= 6, loop_requests
 
 
@@ -150,19 +155,103 @@ def test_every_http_outcome_of_an_image_is_recorded_and_retried_only_when_transi
         store.behave("/cdn/o-1-1.jpg", how)
         res = scrape(fast(), base_url=store.base_url)
         tries = store.hits["/cdn/o-1-1.jpg"]
-    assert res.status == "complete"  # a failed image is recorded, the catalog was seen
+    # a failed image is recorded, the catalog was seen: the crawl completes either way; a
+    # 4xx can never succeed, so that image is dead at once (listed, retried at a full pass)
+    dead = how.startswith("status:4") or how == "status:301"  # 301 without Location
+    assert res.status == ("complete_with_dead_links" if dead else "complete") and res.exit_code == 0
+    assert res.stats["dead_urls_total"] == dead and res.stats["failed_urls_total"] == (not dead)
     r = rows(res).loc["/cdn/o-1-1.jpg"]
     assert r["excluded_reason"] == "http_error" and r["excluded_detail"], r.to_dict()
     assert pd.isna(r["path"])
     assert (tries == 3) if retried else (tries == 1), (how, tries)  # max_retries 2
 
 
-@pytest.mark.parametrize("how", ["status:404", "status:500", "badgzip", "reset"])
-def test_a_listing_page_that_fails_leaves_the_crawl_incomplete(fast, how):
+@pytest.mark.parametrize("how", ["status:500", "badgzip", "reset"])
+def test_a_listing_page_that_fails_transiently_leaves_the_crawl_incomplete(fast, how):
     with Hostile() as store:
         store.behave("/category/opal", how)
         res = scrape(fast(), base_url=store.base_url)
-    assert res.status == "incomplete" and res.manifest_path is None
+    assert res.status == "incomplete" and res.manifest_path is None and res.exit_code == 4
+    assert "give_up_after" in res.message and "/category/opal" in res.message
+
+
+@pytest.mark.parametrize("how", ["status:404", "status:410", "status:403"])
+def test_a_listing_page_that_can_never_answer_is_dead_at_once(fast, how):
+    with Hostile() as store:
+        store.behave("/category/opal", how)
+        res = scrape(fast(), base_url=store.base_url)
+        tries = store.hits["/category/opal"]
+    assert res.status == "complete_with_dead_links" and res.exit_code == 0, res.message
+    assert tries == 1  # a 4xx is not retried
+    assert [r["url"].rsplit("/", 1)[1] for r in res.stats["dead_urls"]] == ["opal"]
+    assert set(rows(res)["product_id"]) == {"R-1", "R-2"}
+
+
+def test_one_dead_page_and_one_dead_image_still_give_a_manifest_on_the_first_run(fast):
+    """A deleted product (404) and an image that always answers 500: the first crawl
+    writes the manifest, lists both, and says the dead page's status in raw_summary.json."""
+    import json
+
+    with Hostile() as store:
+        store.behave("/product/O-2", "status:404")
+        store.behave("/cdn/r-1-1.jpg", "status:500")
+        res = scrape(fast(give_up_after=2), base_url=store.base_url)
+        assert res.status == "complete_with_dead_links" and res.exit_code == 0, res.message
+        summary = json.loads(res.manifest_path.with_name("raw_summary.json").read_text())
+        assert [r["url"].rsplit("/", 1)[1] for r in summary["dead_urls"]] == ["O-2"]
+        assert [r["url"].rsplit("/", 1)[1] for r in summary["failed_urls"]] == ["r-1-1.jpg"]
+        df = rows(res)
+        assert len(df) == 6 and df.loc["/cdn/r-1-1.jpg", "excluded_reason"] == "http_error"
+        # the second pass in a row gives the image up as dead too; nothing else changes
+        again = scrape(fast(give_up_after=2), base_url=store.base_url)
+        assert again.status == "complete_with_dead_links"
+        assert sorted(r["url"].rsplit("/", 1)[1] for r in again.stats["dead_urls"]) == ["O-2", "r-1-1.jpg"]
+    from pipeline.scrape import format_summary
+    from pipeline.scrape.site import load_site
+
+    text = format_summary(again, load_site("sites/demo.yaml", store.base_url))
+    assert "dead         2 URL(s)" in text and "/product/O-2" in text
+
+
+def test_a_listing_page_that_keeps_failing_is_given_up_and_keeps_what_it_listed(fast):
+    """Transient failures are retried (incomplete, nothing removed) until give_up_after
+    passes in a row; then the page is dead, the crawl completes, and the products it listed
+    keep their last known rows. An incremental pass does not ask the dead page again; the
+    next full pass does, and a page that answers again is forgotten as dead."""
+    with Hostile() as store:
+        first = scrape(fast(give_up_after=2, full_refresh_every=3), base_url=store.base_url)
+        assert first.status == "complete"
+        store.behave("/category/ruby", "status:503")
+        p = fast(give_up_after=2, full_refresh_every=3)
+        one = scrape(p, base_url=store.base_url)
+        assert one.status == "incomplete" and one.exit_code == 4
+        two = scrape(p, base_url=store.base_url)  # resumes the same run: the second pass
+        assert two.status == "complete_with_dead_links" and two.exit_code == 0, two.message
+        df = rows(two)
+        assert len(df) == 8 and (df["status"] == "active").all() and df["excluded_reason"].isna().all()
+        assert set(df.loc[df["product_id"].isin(["R-1", "R-2"]), "change"]) == {"unchanged"}
+        assert two.stats["kept_behind_dead"]["products"] == 2
+        store.behave("/category/ruby", "ok")
+        before = store.hits["/category/ruby"]
+        three = scrape(p, base_url=store.base_url)  # incremental: the dead page is not asked
+        assert store.hits["/category/ruby"] == before and three.stats["dead_skipped"] == 1
+        assert three.status == "complete_with_dead_links"
+        assert (rows(three)["status"] == "active").all()
+        four = scrape(p, base_url=store.base_url)  # full pass (every 3rd): asked, answers
+        assert store.hits["/category/ruby"] == before + 1
+    assert four.status == "complete" and four.stats["dead_urls_total"] == 0, four.message
+
+
+def test_an_image_that_fails_later_keeps_its_last_good_copy(fast):
+    with Hostile() as store:
+        first = scrape(fast(), base_url=store.base_url)
+        good = rows(first).loc["/cdn/o-1-0.jpg"]
+        store.behave("/cdn/o-1-0.jpg", "status:404")
+        res = scrape(fast(full_refresh_every=1), base_url=store.base_url)
+    r = rows(res).loc["/cdn/o-1-0.jpg"]
+    assert pd.isna(r["excluded_reason"]) and r["path"] == good["path"] and r["status"] == "active"
+    assert res.stats["images_kept_after_failure"] == 1
+    assert [d["url"].rsplit("/", 1)[1] for d in res.stats["dead_urls"]] == ["o-1-0.jpg"]
 
 
 def test_a_gzip_bomb_is_refused_while_streaming(fast):

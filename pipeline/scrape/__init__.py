@@ -25,11 +25,15 @@ from pipeline.core.blobstore import open_store, sha256_hex
 from pipeline.core.lock import data_dir_lock
 from pipeline.scrape.crawler import Crawler, Stop, is_storage_error, short
 from pipeline.scrape.site import SiteConfig, load_site
-from pipeline.scrape.state import CrawlState, connect, default_url
+from pipeline.scrape.state import FINISHED, CrawlState, connect, default_url
 
 logger = logging.getLogger(__name__)
 
-EXIT_CODES = {"complete": 0, "banned": 3, "incomplete": 4, "stopped": 5, "disallowed": 6}
+# complete_with_dead_links is a success: the manifest is written, the dead URLs are listed
+EXIT_CODES = {"complete": 0, "complete_with_dead_links": 0, "banned": 3, "incomplete": 4,
+              "stopped": 5, "disallowed": 6}
+# how many dead or failed URLs the summary JSON lists one by one (the count is always whole)
+LISTED_URLS = 1000
 
 
 @dataclass
@@ -61,9 +65,11 @@ def scrape(params: Params, site: SiteConfig | None = None, base_url: str | None 
         base_url: Overrides the adapter's ``base_url``.
 
     Returns:
-        A :class:`ScrapeResult`; ``status`` is complete, banned, incomplete, stopped or
-        disallowed (robots.txt forbids the start URLs). Only a complete crawl writes the
-        manifest and marks what it did not see as removed.
+        A :class:`ScrapeResult`; ``status`` is complete, complete_with_dead_links (every
+        failure is a URL given up on: see ``scrape.give_up_after``), banned, incomplete,
+        stopped or disallowed (robots.txt forbids the start URLs). Only the two complete
+        statuses write the manifest; they mark as removed only what a fully read listing
+        no longer shows (what a dead page listed keeps its last known rows).
     """
     site = site or load_site(params.scrape.site, base_url or params.scrape.base_url)
     with data_dir_lock(params.data.data_dir, f"gemcurate scrape ({site.name})"):
@@ -111,25 +117,28 @@ def _crawl(params: Params, site: SiteConfig) -> ScrapeResult:
                       "disk full? Free space and rerun to resume (state saved)", "stopped")
     elapsed = time.time() - t0
     counts = state.frontier_counts(run_id)
+    unreachable = state.unreachable_in(run_id)
     if crawler.stop_reason:
         status, message = crawler.stop_status, crawler.stop_reason
     elif crawler.start_disallowed and crawler.start_disallowed == len(site.start_urls):
         status = "disallowed"
         message = ("robots.txt disallows the start URL(s): nothing crawled, nothing marked "
                    "removed (the last complete crawl's manifest stands)")
-    elif crawler.blind_pages:
-        status = "incomplete"
-        message = (f"robots.txt now disallows {crawler.blind_pages} catalog page(s) an earlier crawl "
-                   "read: what they list was not seen, so nothing is marked removed")
-    elif counts.get("pending") or crawler.failed_pages or counts.get("failed"):
-        failed = counts.get("failed", 0)
-        status = "incomplete"
-        message = f"{failed} URL(s) failed after retries; rerun to retry them (state saved)"
     else:
-        status, message = "complete", "crawl complete"
+        status, message = _outcome(params, crawler, counts, unreachable)
     stats = _stats(crawler, elapsed, counts)
+    dead = [r for r in unreachable if r["dead"]]
+    stats["dead_urls_total"] = len(dead)
+    stats["dead_urls"] = [_url_row(r) for r in dead[:LISTED_URLS]]
+    stats["failed_urls_total"] = len(unreachable) - len(dead)
+    stats["failed_urls"] = [_url_row(r) for r in unreachable if not r["dead"]][:LISTED_URLS]
     out = None
-    if status == "complete":
+    if status in FINISHED:
+        if crawler.sitemap_dead:
+            kept = state.keep_all(run_id)
+        else:
+            kept = state.keep_behind(run_id, [r["url"] for r in dead if r["kind"] != "image"])
+        stats["kept_behind_dead"] = {"products": kept[0], "images": kept[1]}
         removed_products, removed_images = state.mark_removed(run_id)
         stats["products_removed"] = len(removed_products)
         stats["images_removed"] = removed_images
@@ -144,6 +153,37 @@ def _crawl(params: Params, site: SiteConfig) -> ScrapeResult:
         # from the first scrape on, so `dvc repro` can follow a scrape directly
         decisions.connect(decisions.review_url(params.data.data_dir)).dispose()
     return ScrapeResult(run_id, status, message, resumed, stats, out)
+
+
+def _outcome(params: Params, crawler: Crawler, counts: dict, unreachable: list[dict]
+             ) -> tuple[str, str]:
+    """Status and message of a crawl that ran its frontier to the end."""
+    dead = [r for r in unreachable if r["dead"]]
+    failed_pages = [r for r in unreachable if not r["dead"] and r["kind"] != "image"]
+    failed_images = [r for r in unreachable if not r["dead"] and r["kind"] == "image"]
+    if counts.get("pending") or crawler.failed_pages or counts.get("failed"):
+        n = max(len(failed_pages), counts.get("failed", 0), crawler.failed_pages)
+        example = f" (e.g. {failed_pages[0]['url']}: {failed_pages[0]['detail']})" if failed_pages else ""
+        return "incomplete", (
+            f"{n} page(s) failed in this pass{example}; nothing is marked removed. A rerun "
+            f"retries them; a URL that fails {params.scrape.give_up_after} passes in a row "
+            "(scrape.give_up_after) is given up on as dead and the crawl completes without it")
+    notes = []
+    if dead:
+        notes.append(f"{len(dead)} dead URL(s) not read (listed in raw_summary.json; retried at "
+                     "the next full pass); what they listed before keeps its last known rows")
+    if failed_images:
+        notes.append(f"{len(failed_images)} image(s) failed this time and are retried next crawl "
+                     "(a last good copy stands)")
+    if dead:
+        return "complete_with_dead_links", "crawl complete; " + "; ".join(notes)
+    return "complete", "crawl complete" + ("; " + "; ".join(notes) if notes else "")
+
+
+def _url_row(r: dict) -> dict:
+    return {"url": r["url"], "kind": r["kind"], "detail": r["detail"], "passes": r["passes"],
+            "permanent": bool(r["permanent"]),
+            "since": r["first_failed_at"].isoformat() if r["first_failed_at"] else None}
 
 
 def resumed_full(state: CrawlState, run_id: int) -> bool:
@@ -165,6 +205,7 @@ def _stats(cr: Crawler, elapsed: float, counts: dict) -> dict:
         "errors": c.errors, "bans": c.bans, "disallowed_skipped": c.disallowed,
         "full_pass": cr.full_pass, "sitemaps": c.sitemaps,
         "products_skipped": c.products_skipped, "images_skipped": c.images_skipped,
+        "images_kept_after_failure": c.images_kept, "dead_skipped": c.dead_skipped,
         "unmapped_labels": dict(c.unmapped_labels),
         "by_status": {str(k): v for k, v in sorted(c.by_status.items())},
         "rejected": dict(c.rejected), "achieved_rate": round(achieved, 3),
@@ -266,6 +307,16 @@ def format_summary(res: ScrapeResult, site: SiteConfig) -> str:
     if s.get("unmapped_labels"):
         lines.append("  unmapped     store labels not in label_map: " + ", ".join(
             f"{k} ({v})" for k, v in sorted(s["unmapped_labels"].items())))
-    if res.status != "complete":
+    for key, what in (("dead_urls", "dead"), ("failed_urls", "failed")):
+        listed = s.get(key) or []
+        if listed:
+            total = s.get(f"{key}_total", len(listed))
+            lines.append(f"  {what:<12} {total:,} URL(s)" + (
+                " (given up on; retried at the next full pass)" if what == "dead" else
+                " (retried by the next run)"))
+            lines += [f"    {r['kind']:<8} {r['url']}  {r['detail']}" for r in listed[:10]]
+            if total > 10:
+                lines.append(f"    … {total - 10:,} more in raw_summary.json")
+    if res.status != "complete" or res.message != "crawl complete":
         lines.append(f"  NOTE: {res.message}")
     return "\n".join(lines)

@@ -49,6 +49,7 @@ class TooLarge(Exception):
 
 MAX_REDIRECTS = 5
 PAGE_KINDS = ("home", "category", "product")
+ROBOTS_REFUSED = "robots.txt now disallows this catalog page"
 # an image verdict that a new request could change: such a product is never skipped
 RETRY_REASONS = ("http_error", "too_large_bytes", "disallowed_by_robots")
 
@@ -70,6 +71,9 @@ class Fetched:
     error: str | None = None
     attempts: int = 1
     url: str | None = None  # where the body came from, after redirects
+    # no later request can succeed: an off-site or looping redirect, a 4xx other than 429,
+    # refused by scope or robots.txt, a body over max_bytes
+    permanent: bool = False
 
 
 @dataclass
@@ -90,6 +94,8 @@ class Counters:
     sitemaps: int = 0
     products_skipped: int = 0
     images_skipped: int = 0
+    images_kept: int = 0  # failed this time; the last good copy stands
+    dead_skipped: int = 0  # dead URLs not requested (an incremental pass)
     by_status: Counter = field(default_factory=Counter)
     rejected: Counter = field(default_factory=Counter)
     unmapped_labels: Counter = field(default_factory=Counter)
@@ -235,6 +241,9 @@ class Crawler:
         self.consecutive_403 = 0
         self.products_seen = 0
         self.failed_pages = 0
+        # URLs that failed before (dead or not), and whether the discovery sitemap is dead
+        self.unreachable: dict[str, dict] = {}
+        self.sitemap_dead = False
         # catalog pages robots.txt now keeps us from (known from earlier runs, or the start)
         self.blind_pages = 0
         self.start_disallowed = 0
@@ -299,20 +308,22 @@ class Crawler:
             location = res.headers.get("Location")
             if not location:
                 return Fetched(res.status, res.headers, b"", f"HTTP {res.status} without Location",
-                               res.attempts)
+                               res.attempts, permanent=True)
             target = normalize(urljoin(url, location))
             if not self._in_scope(target, kind):
                 return Fetched(res.status, res.headers, b"",
-                               f"redirect to another host refused: {target[:200]}", res.attempts)
+                               f"redirect to another host refused: {target[:200]}", res.attempts,
+                               permanent=True)
             if target in seen or len(seen) > MAX_REDIRECTS:
                 return Fetched(res.status, res.headers, b"",
                                f"redirect loop or more than {MAX_REDIRECTS} redirects at {target[:200]}",
-                               res.attempts)
+                               res.attempts, permanent=True)
             seen.add(target)
             robots, hop_limiter, _ = await self.host(target)
             if not robots.allowed(target, self.p.user_agent):
                 return Fetched(res.status, res.headers, b"",
-                               f"redirect into a path robots.txt disallows: {target[:200]}", res.attempts)
+                               f"redirect into a path robots.txt disallows: {target[:200]}", res.attempts,
+                               permanent=True)
             url = target
             res = await self._request(url, hop_limiter, headers, page=kind != "image")
         res.url = url
@@ -361,7 +372,7 @@ class Crawler:
                     # the outcome is known only once the whole body is in
                     status, hdrs = code, got
             except TooLarge as exc:
-                return Fetched(200, hdrs, b"", f"too_large_bytes: {exc}", attempts)
+                return Fetched(200, hdrs, b"", f"too_large_bytes: {exc}", attempts, permanent=True)
             except BrokenBody as exc:
                 error = str(exc)  # a transient failure: retried like a reset before the headers
             except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
@@ -404,10 +415,11 @@ class Crawler:
                                f"{text.strip()[:80]!r}); stopped at once, state saved, rerun "
                                f"later to resume", "banned")
                     raise Stop(self.stop_reason)
-                return Fetched(403, hdrs, body, "HTTP 403", attempts)
+                return Fetched(403, hdrs, body, "HTTP 403", attempts, permanent=True)
             transient = status is None or status in (408, 425, 500, 502, 503, 504)
             if not transient:
-                return Fetched(status, hdrs, body, f"HTTP {status}", attempts)
+                return Fetched(status, hdrs, body, f"HTTP {status}", attempts,
+                               permanent=400 <= status < 500)
             if attempts > self.p.max_retries:
                 self.c.errors += 1
                 return Fetched(status, hdrs, body, error or f"HTTP {status}", attempts)
@@ -451,19 +463,54 @@ class Crawler:
                                        "detail": "robots.txt disallows this URL"}, 0)
             elif kind == "home" or (kind in PAGE_KINDS and self.state.page(url) is not None):
                 # a start URL, or a page an earlier crawl read: what it lists is unseen now,
-                # not gone. Failed, so the crawl is not complete (nothing is marked removed)
-                # and a rerun tries it again; a link never read before (cart, search) is
+                # not gone. Dead (a request cannot change robots.txt), so what it listed
+                # keeps its last known rows; a link never read before (cart, search) is
                 # merely skipped
                 self.blind_pages += 1
                 self.start_disallowed += kind == "home"
-                self.state.mark(run_id, url, "failed", "robots.txt now disallows this catalog page")
+                self._failed(run_id, url, kind, ROBOTS_REFUSED, True)
+                self.state.mark(run_id, url, "dead", ROBOTS_REFUSED)
             else:
                 self.state.mark(run_id, url, "done", "disallowed by robots.txt")
+            return []
+        if self._skip_dead(run_id, url, kind, payload):
             return []
         if kind == "image":
             await self._image(run_id, url, payload or {}, limiter)
             return []
         return await self._page(run_id, url, kind, payload or {}, limiter)
+
+    # ------------------------------------------------------------------ dead links
+    def _failed(self, run_id: int, url: str, kind: str, detail: str, permanent: bool) -> bool:
+        """Count a URL's failed pass; whether it is dead now (see ``scrape.give_up_after``)."""
+        dead = self.state.record_failure(run_id, url, kind, detail, permanent, self.p.give_up_after)
+        self.unreachable[url] = {"dead": dead, "detail": detail}
+        if dead:
+            logger.warning("%s %s is dead (%s)%s", kind, url, detail,
+                           "" if kind == "image" else ": what it listed keeps its last known rows")
+        return dead
+
+    def _answered(self, url: str) -> None:
+        """``url`` was read: whatever failed before is forgotten."""
+        if self.unreachable.pop(url, None) is not None:
+            self.state.reachable(url)
+
+    def _skip_dead(self, run_id: int, url: str, kind: str, payload: dict | None) -> bool:
+        """An incremental pass sends no request to a dead URL (a full pass retries it)."""
+        row = self.unreachable.get(url)
+        if self.full_pass or not row or not row["dead"] or row["detail"] == ROBOTS_REFUSED:
+            return False
+        self.c.dead_skipped += 1
+        self.state.still_dead(run_id, url)
+        detail = f"dead ({row['detail']}); retried at the next full pass"
+        if kind == "image":
+            old = self.state.image(url)
+            values = {} if old else {"excluded_reason": "http_error", "detail": detail,
+                                     "checked": True}
+            self.state.save_image(run_id, url, self._img_meta(payload), values, 0)
+        else:
+            self.state.mark(run_id, url, "dead", detail)
+        return True
 
     async def _page(self, run_id: int, url: str, kind: str, payload: dict,
                     limiter: HostLimiter) -> list:
@@ -494,10 +541,14 @@ class Crawler:
             self.state.save_page(run_id, url, kind, res.headers.get("ETag"),
                                  res.headers.get("Last-Modified"), extracted, res.attempts, True)
         else:
-            self.failed_pages += 1
-            logger.warning("page %s failed: %s", url, res.error or res.status)
-            self.state.mark(run_id, url, "failed", res.error or f"HTTP {res.status}", res.attempts)
+            detail = res.error or f"HTTP {res.status}"
+            dead = self._failed(run_id, url, kind, detail, res.permanent)
+            if not dead:
+                self.failed_pages += 1
+                logger.warning("page %s failed: %s", url, detail)
+            self.state.mark(run_id, url, "dead" if dead else "failed", detail, res.attempts)
             return []
+        self._answered(url)
         children: list[tuple[str, str, dict | None]] = []
         for u in extracted.get("categories", []):
             if self.p.categories and not any(c in urlsplit(u).path for c in self.p.categories):
@@ -623,8 +674,6 @@ class Crawler:
             seen.add(url)
             got = await self._sitemap(url)
             if got is None:
-                if sm.discover:
-                    self.failed_pages += 1
                 continue
             self.c.sitemaps += 1
             todo += [u for u in got["sitemaps"] if u not in seen]
@@ -654,29 +703,45 @@ class Crawler:
         robots, limiter, _ = await self.host(url)
         if not robots.allowed(url, self.p.user_agent):
             logger.warning("robots.txt disallows the sitemap %s", url)
-            return None
+            return self._sitemap_failed(url, "robots.txt disallows the sitemap", True)
         old = self.state.page(url)
         headers = validators(old)
         res = await self._fetch(url, limiter, headers, "sitemap")
         if res.status == 304 and old:
             self.c.pages_304 += 1
+            self._answered(url)
             return json.loads(old["extracted"])
         if res.status != 200:
             logger.warning("sitemap %s failed: %s", url, res.error or res.status)
-            return None
+            return self._sitemap_failed(url, res.error or f"HTTP {res.status}", res.permanent)
         self.c.pages += 1
         self.c.bytes += len(res.body)
         try:
             got = parse_sitemap(res.body, self.p.max_bytes)
         except ValueError as exc:
             logger.warning("sitemap %s: %s", url, exc)
-            return None
+            return self._sitemap_failed(url, f"not a usable sitemap: {exc}", False)
+        self._answered(url)
         base = res.url or url
         got = {"sitemaps": self._abs(base, got["sitemaps"], "page"),
                "urls": [(normalize(urljoin(base, u)), lm) for u, lm in got["urls"]]}
         self.state.save_page(0, url, "sitemap", res.headers.get("ETag"),
                              res.headers.get("Last-Modified"), got, res.attempts, True)
         return got
+
+    def _sitemap_failed(self, url: str, detail: str, permanent: bool) -> None:
+        """A sitemap that is the discovery source and cannot be read: failed, or dead.
+
+        Failed makes the crawl incomplete (nothing is marked removed, a rerun retries);
+        dead lets it complete with every product it knew kept as it was.
+        """
+        if self.site.sitemap is None or not self.site.sitemap.discover:
+            return None
+        if self._failed(self.run_id, url, "sitemap", detail, permanent):
+            self.sitemap_dead = True
+        else:
+            self.failed_pages += 1
+        return None
 
     @staticmethod
     def _img_meta(payload: dict | None) -> dict:
@@ -696,9 +761,19 @@ class Crawler:
         res = await self._fetch(url, limiter, headers, "image")
         if res.status == 304 and old:
             self.c.images_304 += 1
+            self._answered(url)
             self.state.save_image(run_id, url, meta, {}, res.attempts)
             return
         if res.status != 200 or res.error:
+            detail = res.error or f"HTTP {res.status}"
+            self._failed(run_id, url, "image", detail, res.permanent)
+            if old and old.get("path") and old.get("checked") and old.get("sha256") \
+                    and old.get("excluded_reason") is None and self.store.exists(old["path"]):
+                # what the store sent before stands: an image that cannot be fetched now is
+                # neither dropped nor replaced (the failure is listed in the summary)
+                self.c.images_kept += 1
+                self.state.save_image(run_id, url, meta, {}, res.attempts)
+                return
             reason = "too_large_bytes" if res.error and res.error.startswith("too_large") \
                 else "http_error"
             self.c.rejected[reason] += 1
@@ -706,6 +781,7 @@ class Crawler:
                 "excluded_reason": reason, "checked": True,
                 "detail": res.error or f"HTTP {res.status}"}, res.attempts)
             return
+        self._answered(url)
         data = res.body
         sha = sha256_hex(data)
         fmt = sniff(data)
@@ -754,6 +830,9 @@ class Crawler:
     # ------------------------------------------------------------------ main loop
     async def crawl(self, run_id: int, resumed: bool) -> None:
         """Run the frontier of ``run_id`` to exhaustion or until stopped."""
+        self.run_id = run_id
+        self.unreachable = {u: {"dead": bool(r["dead"]), "detail": r["detail"]}
+                            for u, r in self.state.unreachable_urls().items()}
         timeout = aiohttp.ClientTimeout(total=self.p.timeout_s)
         conn = aiohttp.TCPConnector(limit=self.p.concurrency, ttl_dns_cache=300)
         loop = asyncio.get_running_loop()

@@ -39,7 +39,8 @@ frontier = sa.Table(
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),  # home, category, product, image
     sa.Column("payload", sa.Text),
-    sa.Column("state", sa.String(16), nullable=False, default="pending"),  # pending, done, failed
+    # pending, done, failed (this pass; a rerun retries it), dead (given up on: see unreachable)
+    sa.Column("state", sa.String(16), nullable=False, default="pending"),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("detail", sa.Text),
 )
@@ -96,6 +97,27 @@ images = sa.Table(
 )
 
 
+# URLs that failed, across runs: ``passes`` counts the consecutive scrape invocations in
+# which a URL failed after its retries; ``dead`` once it never can succeed (an off-site
+# redirect, a 4xx other than 429, refused by scope or robots.txt) or failed
+# ``scrape.give_up_after`` passes in a row. A success deletes the row.
+unreachable = sa.Table(
+    "unreachable", meta,
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("url", sa.String(2048), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("passes", sa.Integer, nullable=False, default=0),
+    sa.Column("dead", sa.Boolean, nullable=False, default=False),
+    sa.Column("permanent", sa.Boolean, nullable=False, default=False),
+    sa.Column("detail", sa.Text),
+    sa.Column("first_failed_at", sa.DateTime(timezone=True)),
+    sa.Column("last_failed_at", sa.DateTime(timezone=True)),
+    sa.Column("last_run", sa.Integer),
+)
+
+FINISHED = ("complete", "complete_with_dead_links")
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -126,6 +148,7 @@ class CrawlState:
         self.engine = engine
         self.site = site
         self._seq = 0
+        self._counted: set[str] = set()  # URLs whose failure this invocation counted
 
     # ------------------------------------------------------------------ runs
     def open_run(self) -> tuple[int, bool]:
@@ -136,7 +159,7 @@ class CrawlState:
         """
         with self.engine.begin() as c:
             row = c.execute(
-                sa.select(runs.c.id).where(runs.c.site == self.site, runs.c.status != "complete")
+                sa.select(runs.c.id).where(runs.c.site == self.site, runs.c.status.not_in(FINISHED))
                 .order_by(runs.c.id.desc()).limit(1)).first()
             if row is not None:
                 c.execute(runs.update().where(runs.c.id == row.id).values(status="running"))
@@ -166,8 +189,8 @@ class CrawlState:
         with self.engine.begin() as c:
             c.execute(runs.update().where(runs.c.id == run_id).values(
                 status=status, message=message, stats=json.dumps(stats),
-                finished_at=now() if status == "complete" else None))
-            if status == "complete":
+                finished_at=now() if status in FINISHED else None))
+            if status in FINISHED:
                 c.execute(frontier.delete().where(frontier.c.run_id == run_id))
 
     # ------------------------------------------------------------------ frontier
@@ -204,7 +227,8 @@ class CrawlState:
         with self.engine.connect() as c:
             rows = c.execute(sa.select(frontier.c.seq, frontier.c.url, frontier.c.kind,
                                        frontier.c.payload)
-                             .where(frontier.c.run_id == run_id, frontier.c.state != "done")
+                             .where(frontier.c.run_id == run_id,
+                                    frontier.c.state.not_in(("done", "dead")))
                              .order_by(frontier.c.seq)).all()
         return [(r.seq, r.url, r.kind, json.loads(r.payload) if r.payload else None) for r in rows]
 
@@ -282,7 +306,118 @@ class CrawlState:
         """How many crawls of the site completed."""
         with self.engine.connect() as c:
             return int(c.execute(sa.select(sa.func.count()).select_from(runs).where(
-                runs.c.site == self.site, runs.c.status == "complete")).scalar() or 0)
+                runs.c.site == self.site, runs.c.status.in_(FINISHED))).scalar() or 0)
+
+    # ------------------------------------------------------------------ unreachable URLs
+    def unreachable_urls(self) -> dict[str, dict]:
+        """Every URL of the site that failed in its latest pass(es), by URL."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(unreachable).where(unreachable.c.site == self.site)
+                             ).mappings().all()
+        return {r["url"]: dict(r) for r in rows}
+
+    def record_failure(self, run_id: int, url: str, kind: str, detail: str, permanent: bool,
+                       give_up_after: int) -> bool:
+        """Count a failed pass of ``url``; returns whether it is now dead.
+
+        A URL that was dead before stays dead when it fails again (the retry at a full
+        pass); a URL counts once per pass (one :class:`CrawlState` is one invocation).
+        """
+        t = now()
+        with self.engine.begin() as c:
+            old = c.execute(sa.select(unreachable).where(
+                unreachable.c.site == self.site, unreachable.c.url == url)).mappings().first()
+            if old is None:
+                dead = permanent or give_up_after <= 1
+                c.execute(unreachable.insert().values(
+                    site=self.site, url=url, kind=kind, passes=1, dead=dead, permanent=permanent,
+                    detail=detail, first_failed_at=t, last_failed_at=t, last_run=run_id))
+                self._counted.add(url)
+                return dead
+            counted = url in self._counted
+            passes = old["passes"] + (0 if counted else 1)
+            dead = bool(old["dead"]) or permanent or passes >= give_up_after
+            c.execute(unreachable.update().where(unreachable.c.site == self.site,
+                                                 unreachable.c.url == url).values(
+                kind=kind, passes=passes, dead=dead, permanent=permanent, detail=detail,
+                last_failed_at=t, last_run=run_id))
+            self._counted.add(url)
+            return dead
+
+    def still_dead(self, run_id: int, url: str) -> None:
+        """A dead URL skipped in this run (an incremental pass retries none)."""
+        with self.engine.begin() as c:
+            c.execute(unreachable.update().where(unreachable.c.site == self.site,
+                                                 unreachable.c.url == url).values(last_run=run_id))
+
+    def reachable(self, url: str) -> None:
+        """``url`` answered: it is no longer failed or dead."""
+        with self.engine.begin() as c:
+            c.execute(unreachable.delete().where(unreachable.c.site == self.site,
+                                                 unreachable.c.url == url))
+
+    def unreachable_in(self, run_id: int) -> list[dict]:
+        """The URLs that failed (or stayed dead) in run ``run_id``, dead ones first."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(unreachable).where(
+                unreachable.c.site == self.site, unreachable.c.last_run == run_id)
+                .order_by(unreachable.c.dead.desc(), unreachable.c.kind, unreachable.c.url)
+            ).mappings().all()
+        return [dict(r) for r in rows]
+
+    def keep_behind(self, run_id: int, page_urls: list[str]) -> tuple[int, int]:
+        """Keep what the unreadable pages ``page_urls`` listed when they were last read.
+
+        Walks the stored extractions from those pages (categories, next pages, products)
+        through every page not read in this run, and marks the products found, and their
+        active images, as seen in ``run_id`` with their last known rows: a page that could
+        not be read removes nothing. Returns the products and images kept.
+        """
+        with self.engine.connect() as c:
+            stored = {r.url: (r.extracted, r.last_run) for r in c.execute(
+                sa.select(pages.c.url, pages.c.extracted, pages.c.last_run)
+                .where(pages.c.site == self.site))}
+        start = set(page_urls)
+        todo, seen, behind = list(page_urls), set(), []
+        while todo:
+            url = todo.pop()
+            if url in seen:
+                continue
+            seen.add(url)
+            extracted, last_run = stored.get(url, (None, None))
+            if extracted is None or (last_run == run_id and url not in start):
+                continue  # never read, or read in this run (its links were followed)
+            behind.append(url)
+            try:
+                ext = json.loads(extracted)
+            except ValueError:
+                continue
+            for key in ("categories", "next", "products"):
+                todo += [u for u in ext.get(key) or [] if isinstance(u, str)]
+        n_prod = n_img = 0
+        with self.engine.begin() as c:
+            for i in range(0, len(behind), 500):
+                chunk = behind[i:i + 500]
+                n_prod += c.execute(products.update().where(
+                    products.c.site == self.site, products.c.url.in_(chunk),
+                    products.c.status == "active", products.c.last_seen_run < run_id)
+                    .values(last_seen_run=run_id)).rowcount
+                n_img += c.execute(images.update().where(
+                    images.c.site == self.site, images.c.product_url.in_(chunk),
+                    images.c.status == "active", images.c.last_seen_run < run_id)
+                    .values(last_seen_run=run_id)).rowcount
+        return n_prod, n_img
+
+    def keep_all(self, run_id: int) -> tuple[int, int]:
+        """Nothing is removed in ``run_id`` (the discovery sitemap could not be read)."""
+        with self.engine.begin() as c:
+            n_prod = c.execute(products.update().where(
+                products.c.site == self.site, products.c.status == "active",
+                products.c.last_seen_run < run_id).values(last_seen_run=run_id)).rowcount
+            n_img = c.execute(images.update().where(
+                images.c.site == self.site, images.c.status == "active",
+                images.c.last_seen_run < run_id).values(last_seen_run=run_id)).rowcount
+        return n_prod, n_img
 
     # ------------------------------------------------------------------ images
     def image(self, url: str) -> dict | None:
