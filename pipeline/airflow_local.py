@@ -1,7 +1,8 @@
 """``gemcurate airflow setup|start``: the embedded Airflow of a project, sized for a laptop.
 
 ``start`` runs ``airflow standalone`` (SQLite metadata, LocalExecutor, api-server on
-``--port``) with the project's ``dags/``, parallelism lowered to what 2 cores carry, one
+``--port``, listening on ``--host``, loopback unless asked; the tasks' execution API on the
+same port) with the project's ``dags/``, parallelism lowered to what 2 cores carry, one
 JWT secret kept in ``.airflow/`` (every component must share it), examples off; it creates
 the pools, prints the UI address and the login, and on Ctrl-C or SIGTERM stops Airflow's
 whole process group (``airflow standalone`` alone ignores SIGTERM). ``setup`` only migrates
@@ -32,8 +33,15 @@ def airflow_exe() -> str:
     return tool("airflow")[0]
 
 
-def local_env(root: Path, port: int = 8080, env: dict | None = None) -> dict[str, str]:
-    """The environment of the embedded Airflow: what is already set wins."""
+def local_env(root: Path, port: int = 8080, env: dict | None = None,
+              host: str = "127.0.0.1") -> dict[str, str]:
+    """The environment of the embedded Airflow: what is already set wins, but the address.
+
+    The port and host asked for are what every component uses: the api-server listens
+    there, and the task supervisors call the execution API there (Airflow's default,
+    ``http://localhost:8080/execution/``, would kill every task of an api-server on
+    another port with "Connection refused").
+    """
     env = dict(os.environ if env is None else env)
     home = Path(env.get("AIRFLOW_HOME") or root / ".airflow")
     home.mkdir(parents=True, exist_ok=True)
@@ -56,7 +64,13 @@ def local_env(root: Path, port: int = 8080, env: dict | None = None) -> dict[str
     }
     for k, v in defaults.items():
         env.setdefault(k, v)
-    env["AIRFLOW__API__PORT"] = str(port)  # the port asked for wins over an inherited one
+    # the address asked for wins over an inherited one, in every component
+    env["AIRFLOW__API__PORT"] = str(port)
+    env["AIRFLOW__API__HOST"] = host
+    local = "127.0.0.1" if host in ("0.0.0.0", "", "127.0.0.1") else host
+    if ":" in local and not local.startswith("["):
+        local = f"[{local}]"
+    env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://{local}:{port}/execution/"
     # airflow standalone starts its components as `airflow ...` from PATH: this environment's
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
@@ -86,20 +100,34 @@ def login(home: Path) -> tuple[str, str] | None:
     return next(iter(users.items()), None)
 
 
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float, stopping: threading.Event) -> bool:
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_port(host: str, port: int, proc: subprocess.Popen, timeout: float,
+               stopping: threading.Event) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None and not stopping.is_set():
         with socket.socket() as s:
             s.settimeout(1)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            if s.connect_ex((host, port)) == 0:
                 return True
         time.sleep(1)
     return False
 
 
-def start(root: Path, port: int = 8080, timeout: float = 300) -> int:
+def start(root: Path, port: int = 8080, timeout: float = 300, host: str = "127.0.0.1") -> int:
     """Run the embedded Airflow until interrupted; returns its exit code."""
-    env = local_env(root, port)
+    if not _port_free(host, port):
+        print(f"gemcurate: error: port {port} on {host} is taken; pick another with --port",
+              file=sys.stderr)
+        return 2
+    env = local_env(root, port, host=host)
     projects = setup(root, env)
     home = Path(env["AIRFLOW_HOME"])
     with open(home / "standalone.log", "ab") as log:
@@ -110,13 +138,16 @@ def start(root: Path, port: int = 8080, timeout: float = 300) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     try:
-        if not _wait_port(port, proc, timeout, stopping):
+        if not _wait_port("127.0.0.1" if host in ("0.0.0.0", "") else host, port, proc, timeout,
+                          stopping):
             if not stopping.is_set():
                 print(f"airflow did not answer on port {port} within {timeout:.0f} s; log: "
                       f"{home / 'standalone.log'}", file=sys.stderr)
             return 1
         user = login(home)
-        print(f"Airflow UI: http://127.0.0.1:{port}/  (log: {home / 'standalone.log'})")
+        shown = "127.0.0.1" if host == "0.0.0.0" else host
+        print(f"Airflow UI: http://{shown}:{port}/  (log: {home / 'standalone.log'})"
+              + ("  — listening on every interface" if host == "0.0.0.0" else ""))
         if user:
             print(f"login: {user[0]} / {user[1]}")
         for p in projects:

@@ -68,9 +68,12 @@ def cmd_store_serve(a: argparse.Namespace) -> int:
         raise ConfigError("--rate-limit: must be positive")
     if not 0 <= a.faults <= 1:
         raise ConfigError("--faults: must be a probability in [0, 1]")
+    if a.dead_links < 0 or (a.dead_links and a.layout != "demo"):
+        raise ConfigError("--dead-links: a count of 0 or more, with the demo layout")
     opts = ServerOptions(rate_limit=a.rate_limit, burst=a.burst, faults=a.faults,
                          ban_strikes=a.ban_strikes, ban_seconds=a.ban_seconds,
                          page_size=a.page_size, fault_seed=a.seed, layout=a.layout,
+                         dead_links=a.dead_links,
                          cache_dir=None if a.no_cache else (a.cache_dir or default_cache_dir()))
     serve(catalog_options(a), opts, a.host, a.port, a.port_file)
     return 0
@@ -129,11 +132,11 @@ def cmd_airflow(a: argparse.Namespace) -> int:
 
     root = find_project_root()
     if a.action == "setup":
-        env = airflow_local.local_env(root, a.port)
+        env = airflow_local.local_env(root, a.port, host=a.host)
         for p in airflow_local.setup(root, env):
             print(f"pool {p.pool} ({orch.POOL_SLOTS} slot) for {p.dag_id}")
         return 0
-    return airflow_local.start(root, a.port)
+    return airflow_local.start(root, a.port, host=a.host)
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
@@ -191,6 +194,8 @@ def cmd_stage(a: argparse.Namespace) -> int:
     require_current_lock(find_project_root(), a.cmd)
     module = importlib.import_module(f"pipeline.{a.cmd}")
     extra = {"reset": True} if getattr(a, "reset", False) else {}
+    if getattr(a, "verify", False):  # hash every blob read, whatever the record of checks says
+        os.environ["GEMCURATE_VERIFY"] = "full"
     if getattr(a, "shard", None):
         from pipeline.core.resultcache import parse_shard
 
@@ -202,6 +207,16 @@ def cmd_stage(a: argparse.Namespace) -> int:
     if isinstance(result, dict):
         print(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def cmd_verify(a: argparse.Namespace) -> int:
+    from pipeline.verify import verify_data_dir
+
+    params = _params(a, {"data": {"data_dir": a.data_dir}} if a.data_dir else {})
+    report = verify_data_dir(params, progress=not a.no_progress and sys.stderr.isatty())
+    for line in report.lines():
+        print(line)
+    return 0 if report.ok else 1
 
 
 def cmd_snapshot(a: argparse.Namespace) -> int:
@@ -364,11 +379,23 @@ def cmd_review(a: argparse.Namespace) -> int:
         return 0
     from pipeline.review import serve
 
-    serve(params, data_dir, a.host, a.port, root=find_project_root(), port_file=a.port_file)
+    serve(params, data_dir, a.host, a.port, root=find_project_root(), port_file=a.port_file,
+          secure_cookies=a.secure_cookies, trusted_proxies=a.trusted_proxies)
     return 0
 
 
 # --------------------------------------------------------------------------- project
+
+
+def _port(text: str) -> int:
+    """A TCP port for a server option (1–65535)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (1–65535)")
+    return port
 
 
 def _root() -> Path:
@@ -444,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests inside a Retry-After window before a ban")
     s.add_argument("--ban-seconds", type=float, default=120.0)
     s.add_argument("--page-size", type=int, default=12)
+    s.add_argument("--dead-links", type=int, default=0, metavar="N",
+                   help="a store that never fully answers: the first category lists N deleted "
+                        "products (404) and N products show one image that always answers 500 "
+                        "(demo layout)")
     s.add_argument("--layout", choices=["demo", "shopify", "woocommerce", "magento"], default="demo",
                    help="serve the catalog with this platform's URLs, HTML and JSON (same images)")
     s.add_argument("--cache-dir", help="rendered-image cache (default ~/.cache/gemcurate)")
@@ -501,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
             st.add_argument("--reset", action="store_true",
                             help="forget earlier assignments (a new split; breaks stability)")
         if stage.name in ("dedupe", "filter", "crop"):
+            st.add_argument("--verify", action="store_true",
+                            help="hash every image read (default: a blob whose stat is unchanged "
+                                 "since it was last hashed is trusted)")
             st.add_argument("--shard", metavar="I/N",
                             help="compute only share I of N of the per-image work into the stage's "
                                  "cache (scale-out); the next full run reuses it")
@@ -508,6 +542,12 @@ def build_parser() -> argparse.ArgumentParser:
             st.add_argument("--write-suites", action="store_true",
                             help="regenerate expectations/*.json from pipeline/manifest.py and exit")
         st.set_defaults(func=cmd_stage)
+
+    vf = sub.add_parser("verify", help="check a whole data folder (store, manifests, caches, "
+                                       "ledger, dataset shards) and say what is damaged")
+    _project(vf)
+    vf.add_argument("--no-progress", action="store_true")
+    vf.set_defaults(func=cmd_verify)
 
     sn = sub.add_parser("snapshot", help="track the scraped raw data with DVC (dvc add)")
     _project(sn, "data")
@@ -580,6 +620,11 @@ def build_parser() -> argparse.ArgumentParser:
     rsub = rv.add_subparsers(dest="review_cmd", required=True)
     rs = rsub.add_parser("serve", help="serve the review queue over HTTP (login required)")
     rs.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve a team (put TLS in front)")
+    rs.add_argument("--secure-cookies", action="store_true",
+                    help="mark the session cookie Secure (the app is reached over HTTPS only)")
+    rs.add_argument("--trusted-proxies", type=int, default=0, metavar="N",
+                    help="N reverse proxies in front set X-Forwarded-For/-Proto: the client "
+                         "address and HTTPS (Secure cookies) come from them (default 0: none)")
     rs.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     rs.add_argument("--port-file", help="write the bound port here once listening")
     _project(rs)
@@ -594,7 +639,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     af = sub.add_parser("airflow", help="the embedded Airflow: setup (DB + pools) or start (standalone)")
     af.add_argument("action", choices=["setup", "start"])
-    af.add_argument("--port", type=int, default=8080, help="the Airflow UI / API port")
+    af.add_argument("--port", type=_port, default=8080,
+                    help="the Airflow UI / API port; every component uses it (the tasks' "
+                         "execution API too)")
+    af.add_argument("--host", default="127.0.0.1",
+                    help="the address the UI / API listens on (default: loopback only; 0.0.0.0 "
+                         "opens it to the network)")
     af.set_defaults(func=cmd_airflow)
 
     d = sub.add_parser("demo", help="the main job on the bundled storefront: serve, scrape, "

@@ -60,19 +60,39 @@ class AlertNotifier(BaseNotifier):
         rec = alert_record(context)
         logger.error("gemcurate alert: %s.%s run %s failed: %s", rec["dag_id"], rec["task_id"],
                      rec["run_id"], rec["reason"])
-        path = Path(self.project_root) / self.data_dir / "alerts.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:  # O_APPEND: one whole line per alert
-            f.write(json.dumps(rec) + "\n")
-        url = self.webhook or os.environ.get(WEBHOOK_ENV)
-        if url:
-            req = urllib.request.Request(url, data=json.dumps({"text": _text(rec), **rec}).encode(),
-                                         headers={"Content-Type": "application/json"})
-            try:
-                urllib.request.urlopen(req, timeout=10).close()
-            except OSError as exc:  # an alert that cannot be sent must not hide the failure
-                logger.warning("alert webhook %s: %s", url, exc)
+        send(rec, self.project_root, self.data_dir, self.webhook)
+
+
+def warn(context: dict, reason: str, project_root: str, data_dir: str = "data",
+         webhook: str | None = None) -> dict:
+    """An alert for a task that succeeded with something a person should know (dead links).
+
+    The same record as a failure's, with ``"level": "warning"`` and ``reason``.
+    """
+    rec = {**alert_record(context), "reason": reason, "level": "warning"}
+    logger.warning("gemcurate warning: %s.%s run %s: %s", rec["dag_id"], rec["task_id"],
+                   rec["run_id"], reason)
+    send(rec, project_root, data_dir, webhook)
+    return rec
+
+
+def send(rec: dict, project_root: str, data_dir: str = "data", webhook: str | None = None) -> None:
+    """Append ``rec`` to ``data/alerts.jsonl`` and POST it to the webhook, if one is set."""
+    rec.setdefault("level", "error")
+    path = Path(project_root) / data_dir / "alerts.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:  # O_APPEND: one whole line per alert
+        f.write(json.dumps(rec) + "\n")
+    url = webhook or os.environ.get(WEBHOOK_ENV)
+    if url:
+        req = urllib.request.Request(url, data=json.dumps({"text": _text(rec), **rec}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(req, timeout=10).close()
+        except OSError as exc:  # an alert that cannot be sent must not hide the failure
+            logger.warning("alert webhook %s: %s", url, exc)
 
 
 def _text(rec: dict) -> str:
-    return f"gemcurate: {rec['dag_id']}.{rec['task_id']} failed ({rec['run_id']}): {rec['reason']}"
+    what = "warns" if rec.get("level") == "warning" else "failed"
+    return f"gemcurate: {rec['dag_id']}.{rec['task_id']} {what} ({rec['run_id']}): {rec['reason']}"

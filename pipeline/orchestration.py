@@ -326,6 +326,31 @@ def latest_version(root: Path, prefix: str = "dataset/v") -> tuple[str, dt.datet
     return tag, dt.datetime.fromisoformat(when)
 
 
+def dead_links(root: Path, data_dir: str = "data") -> str | None:
+    """What a crawl that completed with dead links could not get, as an alert's text.
+
+    ``None`` when the latest ``raw_summary.json`` lists no dead URL (or there is none yet).
+    The refresh DAG publishes such a crawl and sends this as a warning, naming the URLs.
+    """
+    path = Path(root) / data_dir / "manifests" / "raw_summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    listed = summary.get("dead_urls") or []
+    total = int(summary.get("dead_urls_total") or len(listed))
+    if not total:
+        return None
+    lines = [f"{total} dead URL(s) not read (given up on; retried at the next full pass; what "
+             "they listed keeps its last known rows):"]
+    for row in listed[:20]:
+        lines.append(f"  {row.get('kind', '?')} {row.get('url', '?')}: {row.get('detail', '')} "
+                     f"(since {row.get('since') or '?'})")
+    if total > 20:
+        lines.append(f"  … {total - 20} more in {path}")
+    return "\n".join(lines)
+
+
 def dataset_event(root: Path, data_dir: str = "data", prefix: str = "dataset/v") -> dict:
     """The ``extra`` of a dataset asset event: version tag, DVC revision, image and class counts."""
     from pipeline import manifest

@@ -109,7 +109,7 @@ def test_login_cookies_are_httponly_samesite_and_wrong_passwords_fail(project):
     db = AppDB(app_url(None, data))
     stored = db.engine.connect().execute(sa.text("select password_hash from review_users")).scalars().all()
     assert all(h.startswith("scrypt:") and PASSWORD not in h for h in stored)
-    for _ in range(4):
+    for _ in range(4):  # from one address: that address waits (see the stranger test below)
         c.post("/login", data={"name": "bo", "password": "guess guess", "csrf_token": token})
     assert c.post("/login", data={"name": "bo", "password": "guess guess",
                                   "csrf_token": token}).status_code == 401
@@ -119,6 +119,109 @@ def test_login_cookies_are_httponly_samesite_and_wrong_passwords_fail(project):
         db.add_user("cy", "annotator", "short")
     with pytest.raises(AccountError, match="user name"):
         db.add_user("../cy", "annotator", PASSWORD)
+
+
+def _login_form(c, name, password=PASSWORD, next_=None, addr="127.0.0.2"):
+    html = c.get("/login", environ_base={"REMOTE_ADDR": addr}).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    url = "/login" + (f"?next={next_}" if next_ is not None else "")
+    return c.post(url, data={"name": name, "password": password, "csrf_token": token},
+                  environ_base={"REMOTE_ADDR": addr})
+
+
+@pytest.mark.parametrize("nxt", ["/%09/evil.example", "/%0a/evil.example", "%20//evil.example",
+                                 "/%5Cevil.example", "%5C%5Cevil.example", "https:evil.example",
+                                 "/\\evil.example", "javascript:alert(1)", "//evil.example"])
+def test_login_never_redirects_off_the_app_however_next_is_spelled(project, nxt):
+    data, _, _ = project
+    r = _login_form(make_app(data).test_client(), "ana", next_=nxt)
+    assert r.status_code == 302 and r.headers["Location"] == "/", r.headers["Location"]
+
+
+def test_login_follows_next_on_the_app():
+    from pipeline.review.app import safe_next
+
+    assert safe_next("/image/abc?reason=hand") == "/image/abc?reason=hand"
+    assert safe_next("/\t/evil.example") is None and safe_next("\t//evil") is None
+    assert safe_next(["/"]) is None and safe_next("stats") is None
+
+
+def test_logout_and_a_new_password_revoke_every_copy_of_the_cookie(project):
+    data, _, _ = project
+    app = make_app(data)
+    c = login(app, "ana")
+    stolen = app.test_client()
+    stolen.set_cookie("session", c.get_cookie("session").value)  # a captured cookie
+    assert stolen.get("/").status_code == 200 and stolen.get("/decisions.csv").status_code == 200
+    assert c.post("/logout", headers={"X-CSRFToken": c.csrf}).status_code == 302
+    for path in ("/", "/decisions.csv"):
+        r = stolen.get(path)
+        assert r.status_code == 302 and "/login" in r.headers["Location"], path
+    c = login(app, "ana")
+    assert c.get("/").status_code == 200
+    AppDB(app_url(None, data)).add_user("ana", "annotator", PASSWORD + "!", replace=True)
+    assert c.get("/").status_code == 302
+
+
+def test_a_stranger_cannot_lock_out_an_annotator(project):
+    """Wrong passwords lock the address that typed them, with a doubling wait, not the
+    account for everyone; one address guessing many accounts is slowed too."""
+    data, _, _ = project
+    app = make_app(data)
+    stranger, ana = app.test_client(), app.test_client()
+    for _ in range(5):
+        assert _login_form(stranger, "ana", "guess guess", addr="127.0.0.9").status_code == 401
+    r = _login_form(stranger, "ana", addr="127.0.0.9")
+    assert r.status_code == 429 and "try again in" in r.get_data(as_text=True)
+    assert _login_form(ana, "ana", addr="127.0.0.2").status_code == 302  # ana, elsewhere
+    from pipeline.review.app import LoginThrottle
+
+    t = LoginThrottle()
+    waits = []
+    for _ in range(8):
+        t.failed("bo", "a", 0.0)
+        waits.append(t.wait("bo", "a", 0.0))
+    assert waits[:4] == [0, 0, 0, 0] and waits[4:] == [30, 60, 120, 240]
+    assert t.wait("bo", "b", 0.0) == 0 and t.wait("ana", "a", 0.0) == 0
+    for k in range(20):
+        t.failed(f"user{k}", "spray", 0.0)
+    assert t.wait("someone", "spray", 0.0) > 0
+
+
+def test_the_session_cookie_is_secure_when_asked_or_behind_a_trusted_https_proxy(project):
+    data, _, _ = project
+    make_app(data)  # the accounts
+    p = params(data)
+    for kwargs, headers, secure in (
+            ({}, {}, False),
+            ({"secure_cookies": True}, {}, True),
+            ({"trusted_proxies": 1}, {"X-Forwarded-Proto": "https", "X-Forwarded-For": "127.0.0.7"}, True),
+            ({}, {"X-Forwarded-Proto": "https"}, False)):  # an untrusted header changes nothing
+        app = create_app(p, data, testing=True, **kwargs)
+        r = app.test_client().get("/login", headers=headers)  # the CSRF token starts a session
+        assert r.status_code == 200
+        assert ("Secure" in r.headers["Set-Cookie"]) == secure, (kwargs, headers)
+
+
+@pytest.mark.parametrize("body", [
+    {"action": "accept", "expect": 0, "note": ["a", "list"]},
+    {"action": "relabel", "expect": 0, "label": {"an": "object"}},
+    {"action": "accept", "expect": 1e309},            # Infinity in JSON
+    {"action": "accept", "expect": True},
+    {"action": ["accept"], "expect": 0},
+    {"action": "accept", "expect": 0, "filter_reason": 5},
+    {"action": "accept", "expect": 0, "note": "x" * 100_000},
+])
+def test_every_json_field_is_type_checked_with_a_sentence(project, body):
+    data, _, ids = project
+    c = login(make_app(data), "ana")
+    r = api(c, "/api/decide", {"image_id": ids[0], **body})
+    assert r.status_code == 400 and r.get_json()["error"], r.get_data(as_text=True)
+    for path, raw in (("/api/decide", "[1, 2]"), ("/api/undo", '"text"'), ("/api/bulk", "[]"),
+                      ("/api/decide", '{"image_id": ["x"], "action": "accept"}'),
+                      ("/api/undo", '{"image_id": "x", "decision_id": Infinity}')):
+        r = c.post(path, data=raw, content_type="application/json", headers={"X-CSRFToken": c.csrf})
+        assert r.status_code == 400 and r.get_json()["error"], (path, raw, r.status_code)
 
 
 def test_a_post_without_the_csrf_token_is_refused(project):

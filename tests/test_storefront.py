@@ -107,6 +107,62 @@ def test_folder_mode_errors(tmp_path):
         Catalog.from_folder(CatalogOptions(catalog=str(tmp_path)))
 
 
+# 87 class names in the shape of a public gem catalog: many share their first letters
+SHARED_PREFIXES = [
+    "Quartz Rose", "Quartz Beer", "Quartz Lemon", "Quartz Rutilated", "Quartz Smoky",
+    "Sapphire Blue", "Sapphire Pink", "Sapphire Purple", "Sapphire Yellow", "Onyx Black",
+    "Onyx Green", "Onyx Red", "Rhodolite", "Rhodochrosite", "Amethyst", "Ametrine",
+    "Chrysoberyl", "Chrysocolla", "Chrome Diopside", "Garnet Red", "Garnet Green",
+    "Tourmaline", "Tourmaline Paraiba", "Tanzanite", "Tsavorite", "Topaz", "Turquoise",
+    "Cat's Eye", "Carnelian", "Coral", "Citrine", "Diamond", "Danburite", "Emerald",
+    "Fluorite", "Hessonite", "Hematite", "Iolite", "Jade", "Jasper", "Kunzite", "Kyanite",
+    "Labradorite", "Lapis Lazuli", "Larimar", "Malachite", "Moonstone", "Morganite",
+    "Moss Agate", "Aquamarine", "Alexandrite", "Almandine", "Andalusite", "Andradite",
+    "Aventurine Green", "Aventurine Yellow", "Benitoite", "Beryl Golden", "Bloodstone",
+    "Blue Lace Agate", "Cassiterite", "Cuprite", "Dumortierite", "Goshenite", "Grossular",
+    "Hiddenite", "Kornerupine", "Spinel", "Spessartite", "Sphene", "Sunstone", "Pearl",
+    "Peridot", "Pezzottaite", "Prehnite", "Pyrite", "Pyrope", "Rhodonite", "Ruby", "Scapolite",
+    "Serpentine", "Sodalite", "Zircon", "Zoisite", "Variscite", "Bixbite", "Beryl Red",
+]
+
+
+def _tiny_tree(root, names, per_class=3):
+    for c, name in enumerate(names):
+        d = root / name
+        d.mkdir(parents=True)
+        for k in range(per_class):
+            Image.new("RGB", (40, 40), (c % 256, k * 60, 90)).save(d / f"img {k} (1)#.png")
+    return root
+
+
+def test_a_folder_catalog_whose_class_names_share_prefixes_serves_every_file(tmp_path, storefront):
+    """Product ids were the first three letters of the class and a counter: classes that
+    share them overwrote each other (10 of 87 classes vanished without a word)."""
+    assert len(set(SHARED_PREFIXES)) == 87
+    root = _tiny_tree(tmp_path / "gems", SHARED_PREFIXES)
+    t = Catalog.from_folder(CatalogOptions(seed=0, catalog=str(root))).truth()
+    assert sorted(t["classes"]) == sorted(SHARED_PREFIXES)
+    assert len(t["images"]) == 87 * 3 and len({im["url"] for im in t["images"]}) == 87 * 3
+    assert {im["label"] for im in t["images"]} == set(SHARED_PREFIXES)
+    per = {}
+    for p in t["products"]:
+        per[p["label"]] = per.get(p["label"], 0) + p["n_images"]
+    assert per == dict.fromkeys(SHARED_PREFIXES, 3)
+    # and the store serves each of them, as the file it is
+    s = storefront("--catalog", str(root), "--faults", "0", "--rate-limit", "2000", "--burst", "500")
+    served = truth_for(s.args)
+    assert len(served["images"]) == 87 * 3
+    for im in served["images"][::7]:
+        status, _, body = s.get(im["url"])
+        assert status == 200 and sniff(body) == "PNG", im["url"]
+
+
+def test_a_folder_catalog_refuses_classes_it_could_not_tell_apart(tmp_path):
+    root = _tiny_tree(tmp_path / "gems", ["Quartz Rose", "quartz-rose"], per_class=1)
+    with pytest.raises(ValueError, match="would share product ids"):
+        Catalog.from_folder(CatalogOptions(catalog=str(root)))
+
+
 # ---------------------------------------------------------------------------- HTTP
 
 

@@ -83,6 +83,60 @@ def test_other_bytes_under_an_image_id_never_enter_the_dataset(scraped):
         crop.main(params, progress=False)
 
 
+@pytest.mark.parametrize("damage", ["replaced", "html", "truncated", "deleted"])
+def test_damage_is_found_whatever_the_caches_hold(scraped, damage):
+    """With every per-image cache warm (fingerprints, embeddings, scores, crops), a blob
+    that was replaced, truncated or deleted stops each stage that reads the store, naming
+    it: cached rows were once trusted without a look at the bytes."""
+    from pipeline.core import blobcheck
+
+    params, _ = scraped
+    d = params.data.data_dir
+    for stage in (dedupe, filt, crop):
+        stage.main(params, progress=False)
+    assert blobcheck.record_path(d).exists()
+    f = read_manifest(manifest_path(d, "crop"))
+    rel = f.loc[f["excluded_reason"].isna(), "path"].iloc[0]
+    blob = f"{d}/store/{rel}"
+    stat = os.stat(blob)
+    if damage == "replaced":    # other bytes of the same size, the old mtime put back
+        size = os.path.getsize(blob)
+        with open(blob, "r+b") as fh:
+            data = bytearray(fh.read())
+            data[size // 2] ^= 0xFF
+            fh.seek(0)
+            fh.write(data)
+        os.utime(blob, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    elif damage == "html":
+        with open(blob, "wb") as fh:
+            fh.write(b"<html><body>Access denied</body></html>")
+    elif damage == "truncated":
+        os.truncate(blob, stat.st_size // 2)
+    else:
+        os.unlink(blob)
+    for stage in (dedupe, filt, crop):
+        with pytest.raises(StoreDamaged, match="missing from the image store" if damage == "deleted"
+                           else "holds other bytes than image") as exc:
+            stage.main(params, progress=False)
+        assert rel in str(exc.value) and "dvc checkout data/store" in str(exc.value)
+
+
+def test_a_full_verify_hashes_every_blob_and_a_normal_run_trusts_its_record(scraped):
+    from pipeline.core import blobcheck
+    from pipeline.core.stageio import StageIO
+
+    params, _ = scraped
+    io = StageIO.of(params)
+    raw = io.read("raw")
+    n = int(raw["path"].notna().sum())
+    first = blobcheck.verify(io.store_root, raw, io.data_dir)
+    assert first == {"blobs": n, "hashed": n, "trusted": 0}
+    assert blobcheck.verify(io.store_root, raw, io.data_dir) == {"blobs": n, "hashed": 0, "trusted": n}
+    assert blobcheck.verify(io.store_root, raw, io.data_dir, full=True)["hashed"] == n
+    blobcheck.record_path(io.data_dir).write_bytes(b"garbage")   # a damaged record: hashed again
+    assert blobcheck.verify(io.store_root, raw, io.data_dir)["hashed"] == n
+
+
 def test_damaged_files_of_a_data_dir_get_a_clear_answer(scraped, tmp_path):
     """Caches are rebuilt; memory (the split ledger) and gates (validation) are not guessed."""
     from pipeline import split, validate
@@ -126,3 +180,41 @@ def test_damaged_files_of_a_data_dir_get_a_clear_answer(scraped, tmp_path):
     write_manifest(pd.DataFrame({"image_id": ["a" * 64]}), raw)
     with pytest.raises(ManifestError, match="lacks column"):
         dedupe.main(params, progress=False)
+
+
+def test_gemcurate_verify_names_each_damaged_blob_and_a_modified_shard(scraped, dataset, tmp_path, capsys):
+    """`gemcurate verify` checks a whole data folder in full: a replaced, a truncated and a
+    deleted blob, and a dataset shard changed after export, are each named."""
+    import yaml
+
+    from pipeline import export
+    from pipeline.cli import main
+    from pipeline.config import load_params
+
+    _params, _ = scraped
+    d = tmp_path / "data"
+    data, _p, df, _labels = dataset
+    for sub in ("crops", "augment"):
+        (d / sub).symlink_to(data / sub)
+    export.run(df, load_params(None), data_dir=d, validation={"success": True, "tables": {}})
+    conf = tmp_path / "params.yaml"
+    conf.write_text(yaml.safe_dump({"data": {"data_dir": str(d)}}))
+    assert main(["verify", "--params", str(conf), "--no-progress"]) == 0
+    assert "ok: nothing damaged" in capsys.readouterr().out
+
+    raw = read_manifest(manifest_path(d, "raw"))
+    paths = list(raw["path"].dropna())
+    with open(d / "store" / paths[0], "wb") as fh:
+        fh.write(b"<html>not an image</html>")
+    os.truncate(d / "store" / paths[1], 100)
+    os.unlink(d / "store" / paths[2])
+    shard = sorted((d / "dataset" / "shards").glob("*.tar"))[0]
+    data = bytearray(shard.read_bytes())
+    data[700] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    assert main(["verify", "--params", str(conf), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    damaged = [line for line in out.splitlines() if line.startswith("DAMAGED")]
+    assert len(damaged) == 4, out
+    assert paths[0] in out and paths[1] in out and paths[2] in out and shard.name in out
+    assert "missing from the image store" in out and out.count("holds other bytes") == 2

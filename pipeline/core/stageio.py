@@ -80,15 +80,25 @@ class StageIO:
             return MirroredStore(self.store_url, self.store_root)
         return BlobStore(self.store_root)
 
-    def images(self, df: pd.DataFrame) -> Path:
-        """:attr:`store_root`, holding every blob ``df['path']`` names that the store has.
+    def images(self, df: pd.DataFrame, full: bool = False) -> Path:
+        """:attr:`store_root`, holding every blob ``df['path']`` names, each checked.
 
-        A no-op for a local store; for a bucket, fetches what this machine's mirror lacks
-        (verified). A blob the bucket lacks too stays missing, and the stage reading it
-        stops naming the store, as for a local store.
+        For a bucket, first fetches what this machine's mirror lacks (verified). Then every
+        blob is checked against its name before a stage trusts a cached row of it
+        (:func:`pipeline.core.blobcheck.verify`: its recorded ``stat``, or its hash; with
+        ``full`` or ``GEMCURATE_VERIFY=full`` always its hash).
+
+        Raises:
+            StoreDamaged: A blob is missing or holds other bytes, naming it and the fix.
         """
+        import os
+
+        from pipeline.core import blobcheck
+
         if self.store_url and "path" in df.columns and len(df):
             self.store().fetch(df["path"].dropna())
+        full = full or os.environ.get("GEMCURATE_VERIFY", "") == "full"
+        blobcheck.verify(self.store_root, df, self.data_dir, full=full)
         return self.store_root
 
     def read(self, stage: str) -> pd.DataFrame:

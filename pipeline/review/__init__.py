@@ -16,13 +16,19 @@ logger = logging.getLogger(__name__)
 
 
 def serve(params, data_dir: str | Path, host: str = "127.0.0.1", port: int = 8765,
-          root: Path | None = None, port_file: str | Path | None = None, threads: int = 8) -> None:
-    """Serve the app with waitress (a production WSGI server) until interrupted."""
+          root: Path | None = None, port_file: str | Path | None = None, threads: int = 8,
+          secure_cookies: bool = False, trusted_proxies: int = 0) -> None:
+    """Serve the app with waitress (a production WSGI server) until interrupted.
+
+    Loopback only unless ``host`` says otherwise; see :func:`create_app` for
+    ``secure_cookies`` and ``trusted_proxies``.
+    """
     from waitress.server import create_server
 
     from pipeline.review.app import create_app
 
-    app = create_app(params, data_dir, root)
+    app = create_app(params, data_dir, root, secure_cookies=secure_cookies,
+                     trusted_proxies=trusted_proxies)
     sock = socket.create_server((host, port))
     server = create_server(app, sockets=[sock], threads=threads, ident="gemcurate-review")
     bound = sock.getsockname()[1]

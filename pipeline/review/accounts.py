@@ -97,6 +97,27 @@ class AppDB:
                 c.execute(users.update().where(users.c.name == name).values(**row))
             else:
                 c.execute(users.insert().values(**row))
+        self.revoke_sessions(name)  # a new password logs every browser out
+
+    # ------------------------------------------------------------------ sessions
+    def session_token(self, name: str) -> str:
+        """The account's current session generation: every cookie carries it, and a cookie
+        with another one is no login (:meth:`revoke_sessions` makes a new one)."""
+        key = f"session:{name}"[:64]
+        with self.engine.begin() as c:
+            got = c.execute(sa.select(settings.c.value).where(settings.c.key == key)).scalar()
+            if got:
+                return got
+            token = secrets.token_urlsafe(16)
+            c.execute(settings.insert().values(key=key, value=token))
+            return token
+
+    def revoke_sessions(self, name: str) -> None:
+        """Log ``name`` out everywhere (logout, a password change): old cookies stop working."""
+        key = f"session:{name}"[:64]
+        with self.engine.begin() as c:
+            c.execute(settings.delete().where(settings.c.key == key))
+            c.execute(settings.insert().values(key=key, value=secrets.token_urlsafe(16)))
 
     def check_login(self, name: str, password: str) -> dict | None:
         """The account when ``password`` is right (and it is active), else None."""

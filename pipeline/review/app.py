@@ -23,6 +23,7 @@ from pathlib import Path
 
 import flask
 from flask import abort, jsonify, redirect, render_template, request, send_file, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import LoginManager, UserMixin, current_user, login_required, login_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
@@ -34,20 +35,111 @@ from pipeline.review.queue import REJECT_REASONS, ReviewData
 logger = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 THUMB = 192
-MAX_FAILURES, LOCKOUT_S = 5, 600  # failed logins per account before it waits 10 minutes
+# failed logins of one account from one address before that address waits for it: 30 s,
+# doubling with each further failure, at most an hour (a stranger elsewhere locks out
+# nobody but themselves); one address failing on many accounts waits too
+MAX_FAILURES, FIRST_WAIT_S, MAX_WAIT_S = 5, 30, 3600
+MAX_FAILURES_PER_ADDRESS = 20
+LOCKOUT_S = FIRST_WAIT_S  # kept for readers of the old name
+NOTE_MAX = 2000
 
 
 class User(UserMixin):
-    def __init__(self, name: str, role: str) -> None:
-        self.id, self.name, self.role = name, name, role
+    """A logged-in annotator; the cookie carries the account's session generation, so a
+    logout or a new password (:meth:`AppDB.revoke_sessions`) ends every copy of it."""
+
+    def __init__(self, name: str, role: str, token: str = "") -> None:
+        self.id, self.name, self.role, self.token = name, name, role, token
+
+    def get_id(self) -> str:
+        return f"{self.name}|{self.token}"
 
     @property
     def is_lead(self) -> bool:
         return self.role == "lead"
 
 
+def safe_next(raw: object) -> str | None:
+    """A ``next`` target that stays on this app, read as a browser reads it; else None.
+
+    Browsers drop tabs and newlines anywhere in a URL, strip leading and trailing spaces
+    and control characters, and take ``\\`` for ``/``: ``/\t/evil.example`` is
+    ``//evil.example``, another host. The check runs on what the browser will follow.
+    """
+    if not isinstance(raw, str) or len(raw) > 2000:
+        return None
+    text = "".join(c for c in raw if c not in "\t\n\r").strip("".join(map(chr, range(33))))
+    text = text.replace("\\", "/")
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme or parts.netloc or not text.startswith("/") or text.startswith("//"):
+        return None
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return None
+    return text
+
+
+class LoginThrottle:
+    """Failed logins per (account, address) and per address, with a doubling wait."""
+
+    def __init__(self) -> None:
+        self.fails: dict[tuple[str, str], tuple[int, float]] = {}  # key → (count, locked until)
+
+    def wait(self, name: str, addr: str, now: float) -> float:
+        """Seconds ``addr`` must still wait before trying ``name`` (0: go ahead)."""
+        return max(0.0, *(self.fails.get(k, (0, 0.0))[1] - now for k in ((name, addr), ("", addr))))
+
+    def failed(self, name: str, addr: str, now: float) -> None:
+        if len(self.fails) > 10_000:  # forget what no longer locks anything
+            self.fails = {k: v for k, v in self.fails.items() if v[1] > now - MAX_WAIT_S}
+        for key, limit in (((name, addr), MAX_FAILURES), (("", addr), MAX_FAILURES_PER_ADDRESS)):
+            count = self.fails.get(key, (0, 0.0))[0] + 1
+            until = now + min(MAX_WAIT_S, FIRST_WAIT_S * 2 ** (count - limit)) if count >= limit else 0.0
+            self.fails[key] = (count, until)
+
+    def succeeded(self, name: str, addr: str) -> None:
+        self.fails.pop((name, addr), None)
+
+
+class _Sessions(SecureCookieSessionInterface):
+    """Session cookies marked ``Secure`` when configured, or when the request came over
+    HTTPS (behind a trusted proxy that says so in ``X-Forwarded-Proto``)."""
+
+    def get_cookie_secure(self, app: flask.Flask) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"]) or (
+            flask.has_request_context() and request.is_secure)
+
+
+def _text(body: dict, key: str, limit: int, required: bool = False) -> str | None:
+    """A JSON field that must be a string (or absent/null); raises ``ValueError`` saying so."""
+    value = body.get(key)
+    if value is None or value == "":
+        if required:
+            raise ValueError(f"{key}: required (a string)")
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{key}: a string, not {type(value).__name__}")
+    if len(value) > limit:
+        raise ValueError(f"{key}: at most {limit} characters")
+    return value
+
+
+def _whole(body: dict, key: str, default: int) -> int:
+    """A JSON field that must be a whole number (not a bool, a float or Infinity)."""
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 19:
+            return int(value)
+        raise ValueError(f"{key}: a whole number")
+    if abs(value) >= 2 ** 62:
+        raise ValueError(f"{key}: out of range")
+    return value
+
+
 def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
-               testing: bool = False) -> flask.Flask:
+               testing: bool = False, secure_cookies: bool = False,
+               trusted_proxies: int = 0) -> flask.Flask:
     """The app for one project's data folder.
 
     Args:
@@ -55,6 +147,11 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
         data_dir: Its data folder.
         root: The project root (git), for "decisions not yet in the latest version".
         testing: Flask's testing mode (CSRF stays on: the tests check it).
+        secure_cookies: Mark the session cookie ``Secure`` always (serve behind TLS).
+        trusted_proxies: How many reverse proxies in front of the app set
+            ``X-Forwarded-For``/``-Proto``/``-Host`` (0: trust none). With one, the client's
+            address (login throttling) and scheme (``Secure`` cookies on HTTPS) come from
+            the proxy's headers; never set it for an app reachable without the proxy.
     """
     data_dir = Path(data_dir)
     app_db = accounts.AppDB(accounts.app_url(params.data.review_db, data_dir))
@@ -65,17 +162,28 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
                       SESSION_COOKIE_SAMESITE="Lax", REMEMBER_COOKIE_HTTPONLY=True,
                       REMEMBER_COOKIE_SAMESITE="Lax", WTF_CSRF_TIME_LIMIT=None, TESTING=testing,
                       MAX_CONTENT_LENGTH=256 * 1024)
+    app.config["SESSION_COOKIE_SECURE"] = secure_cookies
+    app.config["REMEMBER_COOKIE_SECURE"] = secure_cookies
+    app.session_interface = _Sessions()
+    if trusted_proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted_proxies, x_proto=trusted_proxies,
+                                x_host=trusted_proxies)
     app.extensions["gemcurate"] = {"data": data, "app_db": app_db, "root": root}
     CSRFProtect(app)  # every POST (forms and the JSON API) carries the token
     login = LoginManager(app)
     login.login_view = "login_page"
     login.session_protection = "strong"
-    failures: dict[str, list[float]] = {}  # account name → times of recent failed logins
+    throttle = LoginThrottle()
 
     @login.user_loader
-    def load_user(name: str) -> User | None:
+    def load_user(uid: str) -> User | None:
+        name, _, token = str(uid).partition("|")
         u = app_db.user(name)
-        return User(u["name"], u["role"]) if u else None
+        if not u or not token or token != app_db.session_token(name):
+            return None  # logged out, or the password changed, since this cookie was made
+        return User(u["name"], u["role"], token)
 
     @app.after_request
     def headers(resp: flask.Response) -> flask.Response:
@@ -102,29 +210,29 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
         error = None
         if request.method == "POST":
             name = request.form.get("name", "")[:64]
+            addr = request.remote_addr or "?"
             now = time.monotonic()
-            recent = [t for t in failures.get(name, []) if now - t < LOCKOUT_S]
-            if len(recent) >= MAX_FAILURES:  # guessing passwords: wait, whoever is asking
-                logger.warning("login for %r refused: %d failures in %d s", name, len(recent), LOCKOUT_S)
-                return render_template("login.html", error=f"too many failed logins for {name}; "
-                                       f"try again in {LOCKOUT_S // 60} minutes"), 429
+            wait = throttle.wait(name, addr, now)
+            if wait > 0:  # guessing passwords from here: this address waits, nobody else
+                logger.warning("login for %r from %s refused: wait %.0f s", name[:40], addr, wait)
+                return render_template("login.html", error="too many failed logins from your "
+                                       f"address; try again in {int(wait) + 1} seconds"), 429
             u = app_db.check_login(name, request.form.get("password", ""))
-            if not u:
-                failures[name] = [*recent, now]
             if u:
-                failures.pop(name, None)
-                login_user(User(u["name"], u["role"]))
-                nxt = request.args.get("next", "")
-                # only a path on this app (no //host, no scheme): no open redirect
-                return redirect(nxt if nxt.startswith("/") and not nxt.startswith("//") else url_for("queue"))
+                throttle.succeeded(name, addr)
+                login_user(User(u["name"], u["role"], app_db.session_token(u["name"])))
+                # only a path on this app, as the browser will read it: no open redirect
+                return redirect(safe_next(request.args.get("next", "")) or url_for("queue"))
+            throttle.failed(name, addr, now)
             error = "wrong name or password"
-            logger.warning("failed login for %r from %s", request.form.get("name", "")[:40],
-                           request.remote_addr)
+            logger.warning("failed login for %r from %s", name[:40].encode("unicode_escape").decode(),
+                           addr)
         return render_template("login.html", error=error), (401 if error else 200)
 
     @app.post("/logout")
     @login_required
     def logout():
+        app_db.revoke_sessions(current_user.name)  # every copy of the cookie stops working
         logout_user()
         return redirect(url_for("login_page"))
 
@@ -287,10 +395,14 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
         row = data.row(image_id)
         if row is None:
             return {"error": "no such image"}, 404
-        action = body.get("action")
-        label = body.get("label") or None
-        reason = body.get("reason") or None
-        note = (body.get("note") or None)
+        try:
+            action = _text(body, "action", 16, required=True)
+            label = _text(body, "label", 128)
+            reason = _text(body, "reason", 64)
+            note = _text(body, "note", NOTE_MAX)
+            expect = _whole(body, "expect", -1)
+        except ValueError as exc:
+            return {"error": str(exc)}, 400
         if action not in ("accept", "reject", "relabel", "revisit"):
             return {"error": f"action {str(action)[:30]!r}: accept, reject, relabel or revisit"}, 400
         if action == "reject" and reason not in REJECT_REASONS:
@@ -302,10 +414,6 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
         labels = set(data.labels())
         if action == "relabel" and label not in labels:
             return {"error": f"{str(label)[:60]!r} is not a class of this project"}, 400
-        try:
-            expect = int(body.get("expect", -1))
-        except (TypeError, ValueError):
-            return {"error": "expect: the decision id the page showed (0: none)"}, 400
         if expect < 0:
             return {"error": "expect: the decision id the page showed (0: none)"}, 400
         known = decisions.Known(frozenset([image_id]), frozenset(labels))
@@ -345,11 +453,16 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
     @app.post("/api/decide")
     @login_required
     def api_decide():
-        body = request.get_json(silent=True) or {}
-        image_id = str(body.get("image_id", ""))
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return jsonify(error="the body is a JSON object {image_id, action, …}"), 400
+        try:
+            image_id = _text(body, "image_id", 64, required=True)
+            f = {"reason": _text(body, "filter_reason", 64), "label": _text(body, "filter_label", 128)}
+        except ValueError as exc:
+            return jsonify(error=str(exc)), 400
         out, code = decide_one(image_id, body)
         if code == 200:
-            f = {"reason": body.get("filter_reason") or None, "label": body.get("filter_label") or None}
             _, nxt = neighbours(image_id, f)
             out["next"] = url_for("image", image_id=nxt, **{k: v for k, v in f.items() if v}) if nxt \
                 else url_for("queue", **{k: v for k, v in f.items() if v})
@@ -358,18 +471,20 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
     @app.post("/api/undo")
     @login_required
     def api_undo():
-        body = request.get_json(silent=True) or {}
-        image_id = str(body.get("image_id", ""))
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return jsonify(error="the body is a JSON object {image_id, decision_id}"), 400
+        try:
+            image_id = _text(body, "image_id", 64, required=True)
+            did = _whole(body, "decision_id", 0)
+        except ValueError as exc:
+            return jsonify(error=str(exc)), 400
         if data.row(image_id) is None:
             return jsonify(error="no such image"), 404
         if body.get("vote"):
             if not app_db.withdraw(image_id, current_user.name):
                 return jsonify(error="no open vote of yours on this image"), 409
             return jsonify(ok=True, state="vote withdrawn")
-        try:
-            did = int(body.get("decision_id", 0))
-        except (TypeError, ValueError):
-            return jsonify(error="decision_id: the id the decision got"), 400
         now = data.db.current(image_id)
         if now is None or int(now["id"]) != did:
             return jsonify(error="another decision was recorded since: look again",
@@ -394,7 +509,9 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
     @app.post("/api/bulk")
     @login_required
     def api_bulk():
-        body = request.get_json(silent=True) or {}
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return jsonify(error="the body is a JSON object {items, action, confirm, …}"), 400
         items = body.get("items") or []
         if not body.get("confirm"):
             return jsonify(error="a bulk action needs confirm: true"), 400
@@ -402,9 +519,9 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
             return jsonify(error="items: 1 to 500 {image_id, expect}"), 400
         done, failed = 0, []
         for it in items:
-            if not isinstance(it, dict):
+            if not isinstance(it, dict) or not isinstance(it.get("image_id"), str):
                 return jsonify(error="items: 1 to 500 {image_id, expect}"), 400
-            out, code = decide_one(str(it.get("image_id", "")), {**body, "expect": it.get("expect")})
+            out, code = decide_one(it["image_id"][:64], {**body, "expect": it.get("expect")})
             if code == 200:
                 done += 1
             else:

@@ -215,14 +215,20 @@ class Catalog:
             raise ValueError(f"--catalog {root}: not a folder")
         rng = rng_for(o.seed, "folder")
         products: list[Product] = []
+        prefixes: dict[str, str] = {}  # product-id prefix → the class folder that has it
         for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
             files = sorted(f for f in class_dir.iterdir() if f.suffix.lower() in IMAGE_EXTS)
             label = class_dir.name
+            prefix = folder_prefix(label)
+            if prefix in prefixes:
+                raise ValueError(f"--catalog {root}: the class folders {prefixes[prefix]!r} and "
+                                 f"{label!r} would share product ids ({prefix}-…): rename one")
+            prefixes[prefix] = label
             i = n = 0
             while i < len(files):
                 k = int(rng.integers(1, 5))
                 chunk, i = files[i:i + k], i + k
-                pid = f"{_slug(label)[:3].upper()}-{n:04d}"
+                pid = f"{prefix}-{n:04d}"
                 # epoch 0 serves every file; later epochs remove a few products
                 gone_at = int(rng.integers(1, 4)) if rng.random() < 0.08 * o.churn_scale else 10**9
                 n += 1
@@ -380,6 +386,16 @@ def _n_new(o: CatalogOptions, label: str, epoch: int) -> int:
     return whole + int(rng_for(o.seed, "new", label, epoch).random() < mean - whole)
 
 
+def folder_prefix(label: str) -> str:
+    """The product-id prefix of a class folder: its whole name, slugged (a long one shortened
+    with a hash of the rest), so classes that share their first letters never share ids."""
+    slug = "".join(c if c.isascii() and c.isalnum() else "-" for c in label.upper())
+    slug = "-".join(part for part in slug.split("-") if part) or "CLASS"
+    if len(slug) > 40:
+        slug = f"{slug[:32].rstrip('-')}-{hashlib.sha256(label.encode()).hexdigest()[:6].upper()}"
+    return slug
+
+
 def _pid(label: str, n: int) -> str:
     return f"{_slug(label)[:3].upper()}{sum(map(ord, label)) % 97:02d}-{n:04d}"
 
@@ -402,7 +418,9 @@ def _sniff(data: bytes) -> str:
 
 def _file_entry(pid: str, label: str, j: int, f: Path, junk_kind: str | None) -> ImageEntry:
     digest = hashlib.sha256(f.read_bytes()).hexdigest()
-    return ImageEntry(key=f"{pid}/{j}", product_id=pid, label=label, filename=f"{j}-{f.name}",
+    # the URL's file name: the index keeps it unique, the rest only [A-Za-z0-9._-]
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "-" for c in f.name)
+    return ImageEntry(key=f"{pid}/{j}", product_id=pid, label=label, filename=f"{j}-{safe}",
                       kind="file", junk=junk_kind, dup_group=digest, fmt="FILE", source=str(f))
 
 

@@ -62,6 +62,9 @@ class ServerOptions:
     fault_seed: int = 0
     workers: int = 2
     layout: str = "demo"  # demo, shopify, woocommerce, magento (see layouts.py)
+    # links that never answer (demo layout): the first category lists this many deleted
+    # products (404), and as many products show one more image that always answers 500
+    dead_links: int = 0
 
 
 @dataclass
@@ -133,6 +136,8 @@ class Storefront:
         self.last_modified = format_datetime(
             BASE_DATE + timedelta(days=7 * catalog.options.epoch), usegmt=True)
         self.layout = make_layout(self.opt.layout, catalog, self.opt.page_size)
+        # the products that show a broken image (--dead-links)
+        self.broken = set(sorted(catalog.products)[:self.opt.dead_links])
 
     # ------------------------------------------------------------------ app
     def app(self) -> web.Application:
@@ -332,6 +337,9 @@ class Storefront:
         if not 1 <= page <= pages:
             return await self.not_found(request)
         cards = []
+        if self.opt.dead_links and page == 1 and label == self.catalog.categories[0]:
+            cards += [f"<div class='product-card'><a class='product-link' href='/product/gone-{k}'>"
+                      f"Sold out {k}</a></div>" for k in range(self.opt.dead_links)]
         for p in products[(page - 1) * size: page * size]:
             thumb = p.images[0].thumb_url
             cards.append(
@@ -360,6 +368,8 @@ class Storefront:
         gallery = "".join(
             f"<a class='zoom' href='{e.url}'><img src='{e.thumb_url}' data-full='{e.url}' "
             f"alt='{html.escape(p.title)} view {i + 1}'></a>" for i, e in enumerate(p.images))
+        if p.product_id in self.broken:  # --dead-links: an image the CDN never serves
+            gallery += f"<a class='zoom' href='/cdn/img/full/{p.product_id}/broken.jpg'>broken</a>"
         specs = "".join(f"<dt>{html.escape(k.title())}</dt><dd itemprop='{k}'>{html.escape(v)}</dd>"
                         for k, v in p.attrs.items() if k != "price")
         related = [q for q in self.catalog.by_label[p.label] if q.product_id != p.product_id][:4]
@@ -380,6 +390,8 @@ class Storefront:
 
     async def image(self, request: web.Request) -> web.Response:
         info = request.match_info
+        if info["pid"] in self.broken and info["filename"] == "broken.jpg":
+            return web.Response(status=500, text="Internal Server Error")
         e = self.catalog.images.get(f"/cdn/img/full/{info['pid']}/{info['filename']}")
         if e is None or info["variant"] not in ("full", "w_200"):
             return await self.not_found(request)

@@ -30,8 +30,8 @@ from pathlib import Path
 from airflow.sdk import Asset, Metadata, Param, Variable, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
+from pipeline import notify
 from pipeline import orchestration as orch
-from pipeline.notify import AlertNotifier
 
 log = logging.getLogger(__name__)
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -58,7 +58,7 @@ def _run(project: orch.Project, cmd: list[str], what: str, read=orch.command_out
 
 
 def _defaults(project: orch.Project) -> dict:
-    notifier = AlertNotifier(project_root=str(project.root))
+    notifier = notify.AlertNotifier(project_root=str(project.root))
     return {"owner": "gemcurate", "retries": orch.RETRIES,
             "retry_delay": dt.timedelta(seconds=orch.RETRY_DELAY_S),
             "retry_exponential_backoff": True,
@@ -131,7 +131,8 @@ def _curation_tasks(project: orch.Project, dataset: Asset):
 def refresh_dag(project: orch.Project, dataset: Asset):
     @dag(dag_id=project.dag_id, schedule=project.schedule, start_date=START, catchup=False,
          max_active_runs=1, tags=[*orch.TAGS, "refresh", project.site], doc_md=__doc__,
-         default_args=_defaults(project), on_failure_callback=[AlertNotifier(str(project.root))],
+         default_args=_defaults(project),
+         on_failure_callback=[notify.AlertNotifier(str(project.root))],
          params={"base_url": Param(None, type=["null", "string"],
                                    description="another address of the same store (scheme://host:port)")})
     def refresh():
@@ -142,6 +143,9 @@ def refresh_dag(project: orch.Project, dataset: Asset):
             url = params.get("base_url") or Variable.get(project.base_url_variable, default=None)
             code = orch.run(orch.scrape_command(project, url), project.root)
             _act(orch.scrape_outcome(code), f"gemcurate scrape exited {code}")
+            dead = orch.dead_links(project.root)
+            if dead:  # complete with dead links: published all the same, and said
+                notify.warn(get_current_context(), dead, str(project.root))
 
         @task(task_id="snapshot")
         def snapshot() -> None:

@@ -215,6 +215,24 @@ def test_a_planted_leak_stops_validate_and_publish(repo):
     assert "data/manifests/augment.parquet" in dvc("status", cwd=repo).stdout
 
 
+def test_a_damaged_blob_stops_dvc_repro_with_warm_caches(repo):
+    """Every per-image cache is warm: a store blob replaced by an HTML page stops `dvc
+    repro` naming it (it once ran through: "didn't change, skipping"), and putting the
+    bytes back lets it pass again."""
+    crop = pd.read_parquet(repo / "data" / "manifests" / "crop.parquet")
+    rel = crop.loc[crop["excluded_reason"].isna(), "path"].iloc[0]
+    blob = repo / "data" / "store" / rel
+    good = blob.read_bytes()
+    blob.write_bytes(b"<html><body>Access denied</body></html>")
+    try:
+        res = dvc("repro", "dedupe", cwd=repo, check=False)
+        assert res.returncode != 0, res.stdout[-2000:]
+        assert rel in res.stderr + res.stdout and "holds other bytes" in res.stderr + res.stdout
+    finally:
+        blob.write_bytes(good)
+    assert dvc("repro", "dedupe", cwd=repo).returncode == 0
+
+
 def test_an_experiment_with_another_architecture(repo):
     """Last in this module: ``dvc exp run`` leaves the workspace as the experiment made it."""
     import json
