@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pipeline.config import ConfigError, load_params
 from pipeline.core.paths import find_project_root
+from pipeline.core.text import printable
 from pipeline.errors import UserError
 from pipeline.stages import STAGES
 from pipeline.storefront.options import add_catalog_flags, catalog_options
@@ -42,10 +43,10 @@ class NotInProject(UserError):
 
 
 def cmd_init(a: argparse.Namespace) -> int:
-    from pipeline.project import init_project
+    from pipeline.project import dvc_yaml_trains, init_project
 
     files = init_project(a.dir, site=a.site, base_url=a.base_url, git=not a.no_git,
-                         platform=a.platform)
+                         platform=a.platform, training=a.training)
     root = Path(a.dir).resolve()
     print(f"initialised a gemcurate project in {root} ({len(files)} files"
           f"{', git + DVC' if not a.no_git else ', DVC without git'})")
@@ -58,6 +59,10 @@ def cmd_init(a: argparse.Namespace) -> int:
     if a.platform != "demo" or a.base_url:
         print(f"       gemcurate site check sites/{a.site}.yaml       # what each selector finds")
     print("       gemcurate scrape && dvc repro && gemcurate publish")
+    if not dvc_yaml_trains(root):
+        print("note:  TensorFlow is not installed, so dvc.yaml builds, validates and exports the "
+              "dataset\n       without the train and evaluate stages; to train: pip install "
+              "'gemcurate[train]' && gemcurate dvc-yaml --training")
     return 0
 
 
@@ -215,7 +220,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
     params = _params(a, {"data": {"data_dir": a.data_dir}} if a.data_dir else {})
     report = verify_data_dir(params, progress=not a.no_progress and sys.stderr.isatty())
     for line in report.lines():
-        print(line)
+        print(printable(line))
     return 0 if report.ok else 1
 
 
@@ -298,11 +303,15 @@ def cmd_lock(a: argparse.Namespace) -> int:
 
 
 def cmd_dvc_yaml(a: argparse.Namespace) -> int:
-    from pipeline.project import dvc_yaml_mode, render_dvc_yaml
+    from pipeline.project import dvc_yaml_mode, dvc_yaml_trains, render_dvc_yaml, training_available
 
     root = _root()
     mode = a.mode or dvc_yaml_mode(root)
-    text = render_dvc_yaml(mode)
+    training = dvc_yaml_trains(root) if a.training is None else a.training
+    if training and a.training and not training_available():
+        raise UserError("--training: TensorFlow and Keras are not installed here; "
+                        "pip install 'gemcurate[train]' first")
+    text = render_dvc_yaml(mode, training)
     path = root / "dvc.yaml"
     if a.check:
         same = path.exists() and path.read_text() == text
@@ -323,7 +332,11 @@ def cmd_decide(a: argparse.Namespace) -> int:
     db = decisions.Decisions(decisions.connect(
         params.data.review_db or decisions.review_url(params.data.data_dir)))
     if a.decisions_cmd == "list":
+        from pipeline.core.text import printable
+
         df = db.history() if a.all else db.latest()
+        # reasons, notes and labels come from CSVs and web forms: escape control characters
+        df = df.map(lambda v: printable(v) if isinstance(v, str) else v)
         print(df.to_string(index=False) if len(df) else "no decisions yet")
         return 0
     raw = manifest_path(params.data.data_dir, "raw")
@@ -455,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--no-git", action="store_true", help="DVC without git (no dataset versions)")
     i.add_argument("--platform", choices=["demo", "shopify", "woocommerce", "magento"], default="demo",
                    help="start the site adapter from this platform's commented template")
+    i.add_argument("--training", action=argparse.BooleanOptionalAction, default=None,
+                   help="write the train and evaluate stages (default: when TensorFlow is "
+                        "installed, as with pip install 'gemcurate[train]')")
     i.set_defaults(func=cmd_init)
 
     store = sub.add_parser("store", help="the demo storefront")
@@ -585,6 +601,9 @@ def build_parser() -> argparse.ArgumentParser:
     dy.add_argument("--mode", choices=["files", "lock"],
                     help="code as file deps (a gemcurate checkout) or the code lock (default: "
                     "by kind of project)")
+    dy.add_argument("--training", action=argparse.BooleanOptionalAction, default=None,
+                    help="with (or without) the train and evaluate stages (default: as the "
+                         "current dvc.yaml has them)")
     dy.set_defaults(func=cmd_dvc_yaml, in_project=True)
 
     de = sub.add_parser("decide", help="record an annotator decision for one image")
@@ -672,13 +691,13 @@ def main(argv: list[str] | None = None) -> int:
         _enter_project(a)
         return int(a.func(a) or 0)
     except ConfigError as exc:
-        print(f"gemcurate: configuration error: {exc}", file=sys.stderr)
+        print(f"gemcurate: configuration error: {printable(exc, keep_newlines=True)}", file=sys.stderr)
         return 2
     except NotInProject as exc:
-        print(f"gemcurate: {exc}", file=sys.stderr)
+        print(f"gemcurate: {printable(exc)}", file=sys.stderr)
         return 2
     except UserError as exc:
-        print(f"gemcurate: {exc}", file=sys.stderr)
+        print(f"gemcurate: {printable(exc, keep_newlines=True)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("gemcurate: interrupted", file=sys.stderr)
@@ -686,7 +705,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # one line for people; the traceback with -v
         if a.verbose:
             raise
-        text = " ".join(str(exc).split())[:500]
+        text = printable(" ".join(str(exc).split())[:500])
         print(f"gemcurate: {type(exc).__name__}: {text} (run with -v for the traceback)",
               file=sys.stderr)
         return 1

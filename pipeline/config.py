@@ -175,17 +175,57 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
     return obj
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the
+    last silently: a second ``scrape:`` section once set the crawl's ``max_rate``)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: the base class says so
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}: first on line {first.line + 1}, again on "
+                        f"line {key_node.start_mark.line + 1}", key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, name: str = "<yaml>") -> Any:
+    """Parse YAML text like ``yaml.safe_load``, but a duplicate key is an error.
+
+    Raises:
+        ConfigError: Naming ``name``, the key and both lines (or the syntax error).
+    """
+    try:
+        return yaml.load(text, Loader=_UniqueKeys)
+    except yaml.constructor.ConstructorError as exc:
+        if exc.problem and exc.problem.startswith("duplicate key"):
+            raise ConfigError(f"{name}: {exc.problem}") from None
+        raise ConfigError(f"{name}: not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name}: not valid YAML: {exc}") from None
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning syntax errors into a :class:`ConfigError`."""
+    """Read a YAML mapping, turning syntax errors and duplicate keys into a :class:`ConfigError`."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a YAML file") from None
+    except (PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from None
+    data = parse_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -43,6 +43,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.config import parse_yaml as _yaml
 from pipeline.core.tools import tool
 from pipeline.errors import UserError
 from pipeline.scrape import EXIT_CODES
@@ -326,6 +327,17 @@ def latest_version(root: Path, prefix: str = "dataset/v") -> tuple[str, dt.datet
     return tag, dt.datetime.fromisoformat(when)
 
 
+def trains(root: Path) -> bool:
+    """Whether the project's ``dvc.yaml`` has the train stage (a dataset-only one has not)."""
+    import yaml
+
+    try:
+        stages = (_yaml((Path(root) / "dvc.yaml").read_text(), "dvc.yaml") or {}).get("stages") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return True
+    return "train" in stages
+
+
 def dead_links(root: Path, data_dir: str = "data") -> str | None:
     """What a crawl that completed with dead links could not get, as an alert's text.
 
@@ -429,7 +441,6 @@ def unchanged_since_latest(root: Path, prefix: str = "dataset/v", data_dir: str 
     that saw the same images changes the raw manifest (fetch times) and the stages'
     timing metrics, and a model trained since changes other stages; none is a new version.
     """
-    import yaml
 
     latest = latest_version(root, prefix)
     if latest is None or not (root / "dvc.lock").exists():
@@ -441,7 +452,7 @@ def unchanged_since_latest(root: Path, prefix: str = "dataset/v", data_dir: str 
         return False
 
     def outs(text: str):
-        stage = ((yaml.safe_load(text) or {}).get("stages") or {}).get("export") or {}
+        stage = ((_yaml(text, "dvc.lock") or {}).get("stages") or {}).get("export") or {}
         return [o.get("md5") for o in stage.get("outs") or [] if o.get("path") == f"{data_dir}/dataset"]
 
     now = outs((root / "dvc.lock").read_text())

@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from pipeline import codegraph
+from pipeline.config import parse_yaml as _yaml
 from pipeline.core.atomic import write_text
 from pipeline.core.paths import find_project_root
 from pipeline.errors import UserError
@@ -87,8 +88,32 @@ def _dvc_stage(stage: Stage, mode: str) -> dict:
     return d
 
 
-def render_dvc_yaml(mode: str) -> str:
-    """``dvc.yaml`` for a project of ``mode`` ``files`` or ``lock`` (see the module doc)."""
+TRAINING_STAGES = ("train", "evaluate")
+
+
+def training_available() -> bool:
+    """Whether this environment can train (TensorFlow and Keras importable, ``gemcurate[train]``)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("tensorflow", "keras"))
+
+
+def dvc_yaml_trains(root: Path) -> bool:
+    """Whether the project's ``dvc.yaml`` has the training stages (absent file: can we train?)."""
+    path = Path(root) / "dvc.yaml"
+    try:
+        stages = (_yaml(path.read_text(), str(path)) or {}).get("stages") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return training_available()
+    return "train" in stages
+
+
+def render_dvc_yaml(mode: str, training: bool = True) -> str:
+    """``dvc.yaml`` for a project of ``mode`` ``files`` or ``lock`` (see the module doc).
+
+    Without ``training`` the train and evaluate stages are left out: a dataset project,
+    whose ``dvc repro`` builds, validates and exports the dataset with the base install.
+    """
     if mode not in ("files", "lock"):
         raise ValueError(f"mode {mode!r}")
     how = ("each stage lists every module it imports (pipeline/codegraph.py), so editing "
@@ -105,7 +130,12 @@ def render_dvc_yaml(mode: str) -> str:
         "# talks to a live store and so is not a reproducible stage; `gemcurate snapshot`\n"
         "# tracks it with `dvc add`. params lists the exact keys a stage reads (workers and\n"
         "# progress never change outputs). Code: " + how + ".\n")
-    body = {"stages": {s.name: _dvc_stage(s, mode) for s in DVC_STAGES}}
+    if not training:
+        head += ("#\n# train and evaluate are left out: TensorFlow was not installed when this file\n"
+                 "# was written. To train: pip install 'gemcurate[train]', then `gemcurate dvc-yaml\n"
+                 "# --training` adds them.\n")
+    body = {"stages": {s.name: _dvc_stage(s, mode) for s in DVC_STAGES
+                       if training or s.name not in TRAINING_STAGES}}
     return head + yaml.safe_dump(body, sort_keys=False, width=100)
 
 
@@ -128,7 +158,7 @@ def write_lock(root: Path) -> list[str]:
     """Write ``.gemcurate/code.yaml``; returns the stages whose code changed since."""
     path = root / LOCK
     try:
-        old = (yaml.safe_load(path.read_text()) if path.exists() else {}) or {}
+        old = (_yaml(path.read_text(), str(path)) if path.exists() else {}) or {}
     except (OSError, yaml.YAMLError):
         old = {}
     if not isinstance(old, dict):
@@ -148,7 +178,7 @@ def stale_stages(root: Path) -> list[str]:
     if not path.exists():
         return []
     try:
-        old = yaml.safe_load(path.read_text()) or {}
+        old = _yaml(path.read_text(), str(path)) or {}
         if not isinstance(old, dict):
             raise ValueError("not a mapping")
     except (OSError, ValueError, yaml.YAMLError):
@@ -216,7 +246,8 @@ def _dvc() -> list[str]:
 
 
 def init_project(dest: str | Path, site: str = "demo", base_url: str | None = None,
-                 git: bool = True, platform: str = "demo") -> list[Path]:
+                 git: bool = True, platform: str = "demo", training: bool | None = None
+                 ) -> list[Path]:
     """Scaffold a new curation project in ``dest`` (which must be empty or absent).
 
     Args:
@@ -226,6 +257,8 @@ def init_project(dest: str | Path, site: str = "demo", base_url: str | None = No
         base_url: The store's address (default: the demo storefront's).
         git: Make it a git repository with a first commit (DVC needs git to version data).
         platform: The site template (``demo``, ``shopify``, ``woocommerce``, ``magento``).
+        training: Write the train and evaluate stages (default: when TensorFlow is
+            installed; without it ``dvc repro`` builds and exports the dataset only).
 
     Returns:
         The files written.
@@ -251,7 +284,7 @@ def init_project(dest: str | Path, site: str = "demo", base_url: str | None = No
     files = {
         "params.yaml": render_params(f"sites/{site}.yaml"),
         f"sites/{site}.yaml": render_site(site, url, platform),
-        "dvc.yaml": render_dvc_yaml("lock"),
+        "dvc.yaml": render_dvc_yaml("lock", training_available() if training is None else training),
         ".gitignore": template("gitignore"),
         ".dvcignore": template("dvcignore"),
         "README.md": template("README.md").replace("{site}", site).replace("{base_url}", url),

@@ -197,7 +197,15 @@ def read_csv(path: str | Path) -> list[dict[str, Any]]:
                             + (f"missing {', '.join(missing)}; " if missing else "")
                             + f"expected {','.join(CSV_REQUIRED)}[,{','.join(CSV_OPTIONAL)}]")
     rows = []
-    for line, r in enumerate(reader, start=2):
+    records = iter(reader)
+    while True:
+        try:
+            r = next(records)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # a field over the csv module's limit, a NUL byte …
+            raise DecisionError(f"{path}, line {reader.line_num + 1}: not a readable CSV row ({exc})") from None
+        line = reader.line_num
         if None in r or any(v is None for v in r.values()):
             raise DecisionError(f"{path}, line {line}: {len(header)} fields expected")
         at = (r.get("decided_at") or "").strip()
@@ -294,8 +302,15 @@ class Decisions:
 
     def record_many(self, rows: list[dict[str, Any]], known: Known | None = None,
                     new_class: bool = False) -> int:
-        """Append many decisions in one transaction, all validated first: all or nothing."""
+        """Append many decisions in one transaction, all validated first: all or nothing.
+
+        The history has one order, the order decisions were recorded in, and the latest
+        is in force: a row whose ``decided_at`` is older than the decision it would
+        supersede (in the database, or earlier in ``rows``) is refused, naming its line,
+        rather than put in force out of date order.
+        """
         clean = []
+        given_at: list[datetime | None] = []
         for r in rows:
             label = r.get("label") or None
             try:
@@ -305,21 +320,40 @@ class Decisions:
                 where = f"line {r['_line']}: " if "_line" in r else ""
                 raise DecisionError(f"{where}{exc}; nothing was imported") from None
             at = r.get("decided_at")
-            at = pd.Timestamp(at).to_pydatetime() if at not in (None, "") else datetime.now(UTC)
-            clean.append({"image_id": r["image_id"], "decision": r["decision"], "label": label,
+            at = _utc(pd.Timestamp(at).to_pydatetime()) if at not in (None, "") else None
+            given_at.append(at)
+            at = at or datetime.now(UTC)
+            clean.append({"_line": r.get("_line"), "image_id": r["image_id"],
+                          "decision": r["decision"], "label": label,
                           "reviewer": r["reviewer"].strip(), "decided_at": at,
                           "reason": r.get("reason") or None, "note": r.get("note") or None})
         t = decisions_table
         with self.engine.begin() as conn:
             ids = {iid for iid in {r["image_id"] for r in clean}}
             last: dict[str, int] = {}
+            last_at: dict[str, tuple[datetime, str]] = {}
             if ids:
                 q = sa.select(t.c.image_id, sa.func.max(t.c.id)).where(t.c.image_id.in_(ids)).group_by(
                     t.c.image_id)
                 last = {a: int(b) for a, b in conn.execute(q)}
-            for r in clean:  # one by one: each row supersedes the one before it
+                if last:
+                    q = sa.select(t.c.image_id, t.c.decided_at, t.c.decision, t.c.id).where(
+                        t.c.id.in_(list(last.values())))
+                    last_at = {a: (_utc(at), f"#{i} {d}") for a, at, d, i in conn.execute(q)}
+            for r, given in zip(clean, given_at, strict=True):  # each supersedes the one before
+                line = r.pop("_line")
+                before = last_at.get(r["image_id"])
+                if given is not None and before is not None and given < before[0]:
+                    where = f"line {line}: " if line else ""
+                    raise DecisionError(
+                        f"{where}decided_at {given.isoformat()} is older than the decision it "
+                        f"would supersede ({before[1]} of {before[0].isoformat()}): the latest "
+                        "recorded decision is the one in force, so an older one cannot follow it. "
+                        "Import decisions in date order, or leave decided_at empty; nothing was "
+                        "imported")
                 r["supersedes"] = last.get(r["image_id"], 0)
                 last[r["image_id"]] = int(conn.execute(t.insert().values(**r)).inserted_primary_key[0])
+                last_at[r["image_id"]] = (_utc(r["decided_at"]), f"line {line} {r['decision']}")
         self._settle()
         return len(clean)
 
@@ -346,6 +380,11 @@ class Decisions:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(t).where(t.c.id.in_(newest))).mappings()
             return pd.DataFrame([dict(r) for r in rows], columns=["id", *COLUMNS, "supersedes"])
+
+
+def _utc(at: datetime) -> datetime:
+    """A datetime in UTC (SQLite gives back naive ones: they were written in UTC)."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def load_latest(url: str | None, data_dir: str | Path) -> pd.DataFrame:

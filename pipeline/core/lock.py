@@ -48,9 +48,14 @@ def data_dir_lock(data_dir: str | Path, what: str) -> Iterator[None]:
     Raises:
         DataDirBusy: Naming the holder's command, pid, host and start time.
     """
-    d = Path(data_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    fd = os.open(d / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    from pipeline.core.paths import usable_folder
+
+    d = usable_folder(data_dir)
+    try:
+        fd = os.open(d / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:
+        raise UserError(f"data.data_dir (--data-dir) {d}: cannot write its lock file "
+                        f"{LOCK_NAME} (permission denied); choose a folder you can write") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

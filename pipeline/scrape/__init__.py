@@ -23,6 +23,7 @@ from pipeline.config import Params
 from pipeline.core import atomic, decisions
 from pipeline.core.blobstore import open_store, sha256_hex
 from pipeline.core.lock import data_dir_lock
+from pipeline.core.text import printable
 from pipeline.scrape.crawler import Crawler, Stop, is_storage_error, short
 from pipeline.scrape.site import SiteConfig, load_site
 from pipeline.scrape.state import FINISHED, CrawlState, connect, default_url
@@ -306,7 +307,7 @@ def format_summary(res: ScrapeResult, site: SiteConfig) -> str:
                      "(sitemap lastmod or a 304 page; scrape.full_refresh_every sets full passes)")
     if s.get("unmapped_labels"):
         lines.append("  unmapped     store labels not in label_map: " + ", ".join(
-            f"{k} ({v})" for k, v in sorted(s["unmapped_labels"].items())))
+            f"{printable(k)} ({v})" for k, v in sorted(s["unmapped_labels"].items())))
     for key, what in (("dead_urls", "dead"), ("failed_urls", "failed")):
         listed = s.get(key) or []
         if listed:
@@ -314,9 +315,10 @@ def format_summary(res: ScrapeResult, site: SiteConfig) -> str:
             lines.append(f"  {what:<12} {total:,} URL(s)" + (
                 " (given up on; retried at the next full pass)" if what == "dead" else
                 " (retried by the next run)"))
-            lines += [f"    {r['kind']:<8} {r['url']}  {r['detail']}" for r in listed[:10]]
+            lines += [f"    {r['kind']:<8} {printable(r['url'])}  {printable(r['detail'])}"
+                      for r in listed[:10]]
             if total > 10:
                 lines.append(f"    … {total - 10:,} more in raw_summary.json")
     if res.status != "complete" or res.message != "crawl complete":
-        lines.append(f"  NOTE: {res.message}")
+        lines.append(f"  NOTE: {printable(res.message)}")
     return "\n".join(lines)

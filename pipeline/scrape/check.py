@@ -22,6 +22,7 @@ import aiohttp
 
 from pipeline.config import ScrapeParams
 from pipeline.core.blobstore import open_store
+from pipeline.core.text import printable
 from pipeline.scrape.crawler import Crawler, normalize
 from pipeline.scrape.downloads import check_image
 from pipeline.scrape.extract import Doc, extract
@@ -67,7 +68,8 @@ class Report:
         lines += [f"PROBLEM: {p}" for p in self.problems]
         lines.append("OK: every key needed to crawl found something" if self.ok else
                      "check the keys marked PROBLEM (see README: Writing a site adapter)")
-        return "\n".join(lines)
+        # every value came from the store's pages: no control character reaches the terminal
+        return "\n".join(printable(line) for line in lines)
 
 
 async def _get(cr: Crawler, url: str, kind: str):

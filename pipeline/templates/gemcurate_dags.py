@@ -230,5 +230,6 @@ for _project in orch.discover(default=Path(__file__).absolute().parents[1]):
     _dataset = Asset(_project.dataset_uri, group="gemcurate")
     _model = Asset(_project.model_uri, group="gemcurate")
     refresh_dag(_project, _dataset)
-    train_dag(_project, _dataset, _model)
+    if orch.trains(_project.root):  # a dataset-only project (no TensorFlow) trains nothing
+        train_dag(_project, _dataset, _model)
     reviews_dag(_project, _dataset)
