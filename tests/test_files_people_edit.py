@@ -68,7 +68,8 @@ def test_a_decision_older_than_the_one_in_force_is_refused_with_its_line(tmp_pat
     f.write_text(f"image_id,decision,reviewer,reason,decided_at\n{A},reject,ana,hand,2026-12-01T10:00:00Z\n")
     db.record_many(decisions.read_csv(f), KNOWN)
     f.write_text(f"image_id,decision,reviewer,decided_at\n{A},accept,bo,2020-01-01\n")
-    with pytest.raises(decisions.DecisionError, match="line 2: .*older than the decision it would supersede"):
+    with pytest.raises(decisions.DecisionError,
+                       match=r"line 2: .*older than the decision it would supersede"):
         db.record_many(decisions.read_csv(f), KNOWN)
     assert db.latest().set_index("image_id").loc[A, "decision"] == "reject"
     # in date order, or without a date (now), it is the decision in force

@@ -224,6 +224,16 @@ def test_every_json_field_is_type_checked_with_a_sentence(project, body):
         assert r.status_code == 400 and r.get_json()["error"], (path, raw, r.status_code)
 
 
+def test_control_characters_in_a_note_are_shown_escaped_on_the_page(project):
+    data, _, ids = project
+    c = login(make_app(data), "ana")
+    r = api(c, "/api/decide", {"image_id": ids[3], "action": "reject", "reason": "other",
+                               "note": "look\x1b[2J here", "expect": 0})
+    assert r.status_code == 200, r.get_json()
+    page = c.get(f"/image/{ids[3]}").get_data(as_text=True)
+    assert "\x1b" not in page and "look\\x1b[2J here" in page
+
+
 def test_a_post_without_the_csrf_token_is_refused(project):
     data, _, ids = project
     c = login(make_app(data), "ana")

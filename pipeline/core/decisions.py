@@ -204,7 +204,8 @@ def read_csv(path: str | Path) -> list[dict[str, Any]]:
         except StopIteration:
             break
         except csv.Error as exc:  # a field over the csv module's limit, a NUL byte …
-            raise DecisionError(f"{path}, line {reader.line_num + 1}: not a readable CSV row ({exc})") from None
+            raise DecisionError(f"{path}, line {reader.line_num + 1}: not a readable CSV row "
+                                f"({exc})") from None
         line = reader.line_num
         if None in r or any(v is None for v in r.values()):
             raise DecisionError(f"{path}, line {line}: {len(header)} fields expected")

@@ -29,6 +29,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from pipeline.config import Params
 from pipeline.core import decisions
+from pipeline.core.text import printable
 from pipeline.review import accounts
 from pipeline.review.queue import REJECT_REASONS, ReviewData
 
@@ -199,6 +200,10 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
         if request.path.startswith("/api/"):
             return jsonify(error=f"CSRF check failed: {e.description}"), 400
         return render_template("error.html", message=e.description), 400
+
+    # every value a page shows passes here before HTML escaping: labels, notes and reasons
+    # come from stores, CSVs and forms, so their control characters are shown, not sent
+    app.jinja_env.finalize = lambda v: printable(v, keep_newlines=True) if isinstance(v, str) else v
 
     @app.template_filter("safe_url")
     def safe_url(u: object) -> str | None:
