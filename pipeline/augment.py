@@ -278,6 +278,8 @@ def run(df: pd.DataFrame, params: Params, *, data_dir: str | Path, progress: boo
 def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
     """Read ``split.parquet``, augment, write ``augment.parquet`` and ``metrics/augment.json``."""
     io = StageIO.of(params, data_dir)
+    # a DVC output even when there is nothing to add (augmentation off, classes at target)
+    (io.data_dir / "augment").mkdir(parents=True, exist_ok=True)
     out, metrics = run(io.read("split"), params, data_dir=io.data_dir,
                        progress=params.augment.progress if progress is None else progress)
     out = io.write("augment", out, metrics)

@@ -580,6 +580,14 @@ class EvaluateParams:
     tta: str = field(default="flip", metadata={
         "choices": ["none", "flip"],
         "doc": "test-time augmentation: flip averages each image with its mirror (predict too)"})
+    external: list[str] = field(default_factory=tuple, metadata={
+        "doc": "labelled folders <class>/<images> of photos from outside the pipeline, scored "
+               "as `gemcurate predict` scores a photo, beside the internal test"})
+    baseline: bool = field(default=True, metadata={
+        "doc": "with external folders: fit the raw-photo probe (logistic regression on the "
+               "frozen embedding of the uncurated training photos) and score it on them too"})
+    baseline_l2: float = field(default=1e-3, metadata={
+        "min": 0.0, "max": 100.0, "doc": "the raw-photo probe's L2 penalty"})
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,16 @@
 * the penultimate-layer embedding of every dataset image (``embeddings.parquet``, what
   ``gemcurate similar`` searches) and the mean cosine similarity within and between classes
   (the jewelry project's "≥ 0.92 within a class", measured);
-* ``data/metrics/evaluate.json`` and a model card, ``models/MODEL_CARD.md``.
+* ``data/metrics/evaluate.json`` and a model card, ``models/MODEL_CARD.md``;
+* with ``evaluate.external`` (labelled folders ``<class>/<images>`` of photos that never went
+  through gemcurate): every photo scored exactly as ``gemcurate predict`` scores one (the
+  pipeline's crop, or the whole photo when no box is trustworthy; the same test-time
+  mirror), per image in ``data/evaluate/external.csv``, with its own per-class table,
+  confusion (``data/plots/external_confusion.csv``, a PNG) and contact sheet of errors;
+  classes the model does not know are counted and named. Beside it, in the same run, the
+  **raw-photo baseline**: a logistic-regression probe on the frozen ImageNet embedding of
+  the raw store photos of the training products (uncurated, uncropped), scored on the same
+  photos, so every evaluation says whether the curated dataset beats the raw photos.
 
 Example:
     $ gemcurate evaluate        # after gemcurate train
@@ -30,6 +39,8 @@ import pandas as pd
 from pipeline import dataset
 from pipeline.config import Params
 from pipeline.core.atomic import write_text
+from pipeline.core.cropbox import photo_input
+from pipeline.core.imageio import ImageError
 from pipeline.core.lock import locks_data_dir
 from pipeline.core.plots import font, pyplot, save_figure
 from pipeline.core.stageio import StageIO
@@ -204,7 +215,9 @@ def tta_probs(head, emb: np.ndarray, flipped: np.ndarray | None) -> np.ndarray:
 
 
 def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir: str | Path,
-        out_dir: str | Path, plots_dir: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
+        out_dir: str | Path, plots_dir: str | Path | None = None, raw: pd.DataFrame | None = None,
+        data_dir: str | Path | None = None, store_root: str | Path | None = None
+        ) -> tuple[pd.DataFrame, dict]:
     """Score the model on ``params.evaluate.split``; write plots, tables and embeddings to ``out_dir``.
 
     Args:
@@ -214,6 +227,8 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
         model_dir: ``model.keras`` and ``labels.json``.
         out_dir: Where the figures, tables and ``embeddings.parquet`` go.
         plots_dir: Where ``confusion.csv`` goes for ``dvc plots``.
+        raw, data_dir, store_root: The raw manifest, data folder and image store: with
+            ``evaluate.external`` set, the raw-photo baseline is fitted on them.
 
     Returns:
         The per-class table and the metrics dict.
@@ -237,7 +252,10 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
     man = df.set_index("image_id").loc[ids]
     index = {n: i for i, n in enumerate(names)}
     labels = man["label"].astype(str).map(index).to_numpy(np.int64)
-    is_eval = (man["split"] == p.split).to_numpy()
+    split = eval_split(man["split"], p.split)
+    is_eval = (man["split"] == split).to_numpy()
+    if flipped is not None and split != p.split:  # the mirrors were made for the split asked for
+        flipped = None
     probs = tta_probs(head, emb[is_eval], flipped)
     y = labels[is_eval]
     pred = probs.argmax(1) if len(probs) else np.zeros(0, int)
@@ -246,7 +264,7 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
     errors = misclassification_table(cm, names)
     cos = cosine_stats(emb, labels)
     metrics = {
-        "split": p.split, "images": int(is_eval.sum()), "classes": len(names),
+        "split": split, "images": int(is_eval.sum()), "classes": len(names),
         **{f"top{k}": round(top_k_accuracy(probs, y, k), 4) for k in p.top_k},
         "macro": {m: round(float(np.nanmean(table[m])), 4) for m in ("precision", "recall", "f1")},
         "cosine": cos, "model": info["model"], "tta": p.tta,
@@ -268,11 +286,276 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
     _precision_png(table, p.report_classes, out_dir / "precision.png")
     _contact_sheet(wrong.head(p.contact_sheet), df, dataset_dir, out_dir / "misclassified.png")
     write_embeddings(out_dir / "embeddings.parquet", ids, man, emb)
+    if plots_dir is not None and not p.external:  # a declared DVC plot: present, empty
+        write_text(Path(plots_dir) / "external_confusion.csv", "actual,predicted\n")
+    if p.external:
+        metrics["external"] = external_test(
+            _model, info, params, out_dir, Path(plots_dir) if plots_dir is not None else None,
+            raw=raw, ds=df, data_dir=Path(data_dir) if data_dir is not None else None,
+            store_root=Path(store_root) if store_root is not None else None)
+        ext = metrics["external"]
+        logger.info("evaluate: external top-1 %s on %d photos (baseline %s)", ext.get("top1"),
+                    ext["scored"], (ext.get("baseline") or {}).get("top1"))
     metrics["seconds"]["total"] = round(time.perf_counter() - t0, 2)
     metrics["highest_precision"] = _ranked(table, p.report_classes, ascending=False)
     metrics["lowest_precision"] = _ranked(table, p.report_classes, ascending=True)
     metrics["most_confused"] = describe_errors(errors, p.report_classes)
     return table, metrics
+
+
+def eval_split(splits: pd.Series, wanted: str) -> str:
+    """The split to score: ``wanted``, or the other held-out one when ``wanted`` is empty
+    (a two-way split, ``split.test: 0``, has no test images: val is scored, and said)."""
+    have = set(splits.dropna())
+    if wanted in have:
+        return wanted
+    other = "val" if wanted == "test" else "test"
+    if other in have:
+        logger.warning("evaluate: the dataset has no %s images (split.%s: 0?): scoring the %s split",
+                       wanted, wanted, other)
+        return other
+    logger.warning("evaluate: the dataset has no test or val images: no internal figure "
+                   "(set evaluate.external to score photos from outside)")
+    return wanted
+
+
+# --------------------------------------------------------------------------- external test
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def external_photos(folders: list[str] | tuple[str, ...]) -> pd.DataFrame:
+    """``folder, path, actual`` for every image file under ``<folder>/<class>/``, sorted.
+
+    Raises:
+        DatasetError: A folder is missing or holds no ``<class>/<image>`` files.
+    """
+    rows = []
+    for folder in folders:
+        d = Path(folder)
+        if not d.is_dir():
+            raise dataset.DatasetError(f"evaluate.external: {d} is not a folder of <class>/<images>")
+        n = len(rows)
+        for cdir in sorted(x for x in d.iterdir() if x.is_dir()):
+            rows += [{"folder": str(d), "path": str(f), "actual": cdir.name}
+                     for f in sorted(cdir.iterdir()) if f.is_file() and f.suffix.lower() in IMAGE_EXTS]
+        if len(rows) == n:
+            raise dataset.DatasetError(f"evaluate.external: {d} holds no <class>/<image> files")
+    return pd.DataFrame(rows, columns=["folder", "path", "actual"])
+
+
+def _key(name: str) -> str:
+    return "".join(c for c in str(name).casefold() if c.isalnum())
+
+
+def match_classes(actual: pd.Series, names: list[str]) -> pd.Series:
+    """Each folder name as a class of ``names`` (exactly, else ignoring case, spaces and
+    punctuation: ``Garnet Red`` is ``garnet-red``), or NA when the model does not know it."""
+    exact = set(names)
+    loose = {}
+    for n in names:
+        loose.setdefault(_key(n), n)
+    return actual.map(lambda a: a if a in exact else loose.get(_key(a))).astype("string")
+
+
+def score_photos(model, photos: pd.DataFrame, params: Params, size: int, tta: bool,
+                 batch: int = 16) -> tuple[np.ndarray, pd.DataFrame]:
+    """Class probabilities of each photo as ``gemcurate predict`` computes them.
+
+    Returns:
+        (photos × classes probabilities, NaN rows for unreadable photos; the photos with
+        ``error``, ``cropped``, ``crop_issue`` and ``sha256`` columns).
+    """
+    import hashlib
+
+    k = int(model.output_shape[-1])
+    probs = np.full((len(photos), k), np.nan)
+    notes = []
+    pending: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        x = np.stack([im for _, im in pending])
+        if tta:
+            x = np.concatenate([x, x[:, :, ::-1]])
+        out = np.asarray(model.predict_on_batch(x), np.float64)
+        if tta:
+            out = (out[: len(pending)] + out[len(pending):]) / 2
+        for (i, _), row in zip(pending, out, strict=True):
+            probs[i] = row
+        pending.clear()
+
+    for i, path in enumerate(photos["path"]):
+        try:
+            data = Path(path).read_bytes()
+            img, note = photo_input(data, params.crop, size)
+            note = {**note, "sha256": hashlib.sha256(data).hexdigest(), "error": None}
+            pending.append((i, img))
+        except (ImageError, OSError) as exc:
+            note = {"error": str(exc)[:200], "cropped": None, "crop_issue": None, "sha256": None}
+        notes.append(note)
+        if len(pending) >= batch:
+            flush()
+    flush()
+    return probs, photos.reset_index(drop=True).assign(**pd.DataFrame(notes).to_dict("list"))
+
+
+def topk_rows(probs: np.ndarray, names: list[str], k: int = 3) -> list[list]:
+    order = np.argsort(-np.nan_to_num(probs, nan=-1), axis=1)[:, :k]
+    return [[(names[j], float(probs[i, j])) for j in row] if np.isfinite(probs[i]).all() else []
+            for i, row in enumerate(order)]
+
+
+def _scores(probs: np.ndarray, y: np.ndarray, ks) -> dict:
+    return {f"top{k}": round(top_k_accuracy(probs, y, k), 4) if len(y) else None for k in ks}
+
+
+def _hits(probs: np.ndarray, y: np.ndarray, k: int) -> float:
+    """Top-``k`` accuracy where a label of -1 (a class the scorer does not have) is a miss."""
+    top = np.argsort(-probs, axis=1)[:, :k]
+    return float(np.mean([(yy >= 0) and (yy in row) for row, yy in zip(top, y, strict=True)]))
+
+
+def raw_training_photos(raw: pd.DataFrame, ds: pd.DataFrame) -> pd.DataFrame:
+    """The store's photos of the products the dataset trains on, as scraped: every active,
+    readable image (hands, certificates and duplicates included), its store label, no crop.
+
+    Products of the val and test splits are left out; the photos of an external test were
+    never scraped, so nothing else can leak.
+    """
+    from pipeline.core.decisions import UNACCEPTABLE
+
+    held = set(ds.loc[ds["split"].isin(["val", "test"]), "product_id"].dropna())
+    ok = (raw["path"].notna() & (raw["status"].fillna("active") == "active")
+          & ~raw["excluded_reason"].isin(UNACCEPTABLE) & ~raw["product_id"].isin(held))
+    return raw.loc[ok, ["image_id", "path", "label", "product_id"]].drop_duplicates("image_id")
+
+
+def baseline_probe(train: pd.DataFrame, photos: pd.DataFrame, *, data_dir: Path, store_root: Path,
+                   l2: float, workers: int = 0) -> tuple[np.ndarray, list[str], dict]:
+    """A logistic-regression probe on the frozen embedding of the raw training photos, and its
+    probabilities for ``photos`` (whole photos, embedded like store images).
+
+    Returns:
+        (photos × probe classes, the probe's classes, notes).
+    """
+    from pipeline.core import embedding
+    from pipeline.core.probe import Probe
+
+    cache = embedding.EmbeddingCache.for_data_dir(data_dir)
+    items = [(i, str(store_root / p)) for i, p in zip(train["image_id"], train["path"], strict=True)]
+    embedding.ensure(cache, items, workers)
+    vecs, found = cache.get(train["image_id"])
+    x, labels = embedding.mean_part(vecs[found]), train["label"].astype(str).to_numpy()[found]
+    probe = Probe.fit(x, labels, l2=l2)
+    ext = np.zeros((len(photos), x.shape[1]), np.float32)
+    ok = np.zeros(len(photos), bool)
+    for i, path in enumerate(photos["path"]):
+        try:
+            ext[i] = embedding.mean_part(embedding.embed([embedding.embedding_input(
+                Path(path).read_bytes())])[0])
+            ok[i] = True
+        except (ImageError, OSError):
+            pass
+    probs = np.full((len(photos), len(probe.classes)), np.nan)
+    if ok.any():
+        probs[ok] = probe.predict_proba(ext[ok])
+    return probs, probe.classes, {"train_images": int(found.sum()), "classes": len(probe.classes),
+                                  "l2": l2}
+
+
+def external_test(model, info: dict, params: Params, out_dir: Path, plots_dir: Path | None,
+                  raw: pd.DataFrame | None = None, ds: pd.DataFrame | None = None,
+                  data_dir: Path | None = None, store_root: Path | None = None) -> dict:
+    """Score ``evaluate.external`` and, with the raw manifest, the raw-photo baseline."""
+    p = params.evaluate
+    names = info["classes"]
+    photos = external_photos(p.external)
+    probs, scored = score_photos(model, photos, params, info["image_size"], p.tta == "flip")
+    scored["class"] = match_classes(scored["actual"], names)
+    known = scored["class"].notna().to_numpy() & np.isfinite(probs).all(1)
+    index = {n: i for i, n in enumerate(names)}
+    y = np.array([index[c] for c in scored.loc[known, "class"]], dtype=np.int64)
+    pk = probs[known]
+    pred = pk.argmax(1) if len(pk) else np.zeros(0, int)
+    cm = confusion(y, pred, len(names))
+    table = per_class(cm, names)
+    top3 = topk_rows(probs, names)
+    scored["predicted"] = [t[0][0] if t else None for t in top3]
+    scored["probability"] = [round(t[0][1], 4) if t else None for t in top3]
+    scored["top3"] = [json.dumps([[lab, round(pr, 4)] for lab, pr in t]) for t in top3]
+    scored["correct"] = [bool(c == pr) if k else None for c, pr, k in
+                         zip(scored["class"], scored["predicted"], known, strict=True)]
+    unknown = scored.loc[scored["class"].isna(), "actual"].value_counts()
+    m = {
+        "folders": [str(f) for f in p.external], "images": len(scored),
+        "scored": int(known.sum()), "unreadable": int(scored["error"].notna().sum()),
+        "unknown_classes": {str(k): int(v) for k, v in unknown.items()},
+        **_scores(pk, y, p.top_k),
+        "macro": {c: (round(float(np.nanmean(table[c])), 4) if len(y) else None)
+                  for c in ("precision", "recall", "f1")},
+        "cropped": round(float(scored.loc[known, "cropped"].astype(bool).mean()), 4) if known.any() else None,
+    }
+    if unknown.any():
+        logger.warning("evaluate: %d external photo(s) of %d class(es) the model does not know: %s",
+                       int(unknown.sum()), len(unknown), ", ".join(unknown.index[:10]))
+    if raw is not None and ds is not None and data_dir is not None and store_root is not None:
+        train = raw_training_photos(raw, ds)
+        bprobs, bclasses, note = baseline_probe(train, scored, data_dir=data_dir,
+                                                store_root=store_root, l2=p.baseline_l2)
+        bindex = {n: i for i, n in enumerate(bclasses)}
+        # the same photos as the model's figure; a class the probe never saw counts as wrong
+        by = np.array([bindex.get(c, -1) for c in scored.loc[known, "class"]], dtype=np.int64)
+        bk = np.nan_to_num(bprobs[known], nan=0.0)
+        base = {f"top{k}": (round(_hits(bk, by, k), 4) if len(by) else None) for k in p.top_k}
+        m["baseline"] = {**base, **note, "what": "logistic regression on the frozen ImageNet "
+                         "embedding of the raw training photos (no curation, no crop)"}
+        if m.get("top1") is not None and base.get("top1") is not None:
+            m["vs_baseline_top1"] = round(m["top1"] - base["top1"], 4)
+        btop = topk_rows(bprobs, bclasses, 1)
+        scored["baseline_predicted"] = [t[0][0] if t else None for t in btop]
+    # files people and DVC read
+    cols = ["path", "actual", "class", "predicted", "probability", "correct", "top3",
+            *(["baseline_predicted"] if "baseline_predicted" in scored else []),
+            "cropped", "crop_issue", "error"]
+    write_text(out_dir / "external.csv", scored[cols].to_csv(index=False))
+    write_text(out_dir / "external_per_class.csv", table.to_csv(index=False))
+    pairs = pd.DataFrame({"actual": [names[i] for i in y], "predicted": [names[i] for i in pred]})
+    if plots_dir is not None:
+        write_text(Path(plots_dir) / "external_confusion.csv", pairs.to_csv(index=False))
+    _confusion_png(cm, names, out_dir / "external_confusion.png")
+    wrong = scored[known & ~scored["correct"].fillna(True).astype(bool).to_numpy()]
+    _photo_sheet(wrong.head(p.contact_sheet), out_dir / "external_misclassified.png")
+    return m
+
+
+def _photo_sheet(wrong: pd.DataFrame, dest: Path) -> None:
+    """External photos the model got wrong: the photo, its class, the model's top-3."""
+    from PIL import Image, ImageDraw
+
+    from pipeline.core.atomic import atomic_path
+
+    cell, cols = 160, 6
+    rows = max(1, -(-len(wrong) // cols))
+    sheet = Image.new("RGB", (cols * cell, rows * (cell + 52)), "white")
+    d = ImageDraw.Draw(sheet)
+    f = font(10)
+    for k, r in enumerate(wrong.itertuples(index=False)):
+        x, y = (k % cols) * cell, (k // cols) * (cell + 52)
+        try:
+            with Image.open(r.path) as im:
+                im.draft("RGB", (cell, cell))
+                im = im.convert("RGB")
+                im.thumbnail((cell - 8, cell - 8))
+                sheet.paste(im, (x + 4, y + 4))
+        except OSError:
+            pass
+        d.text((x + 4, y + cell), f"true: {r.actual}"[:28], fill=(0, 0, 0), font=f)
+        for j, (lab, pr) in enumerate(json.loads(r.top3)):
+            d.text((x + 4, y + cell + 12 * (j + 1)), f"{pr:.2f} {lab}"[:28],
+                   fill=(170, 0, 0) if j == 0 else (60, 60, 60), font=f)
+    with atomic_path(dest) as tmp:
+        sheet.save(tmp, "PNG")
 
 
 def write_embeddings(path: Path, ids: list[str], man: pd.DataFrame, emb: np.ndarray) -> None:
@@ -369,6 +652,30 @@ def _contact_sheet(wrong: pd.DataFrame, df: pd.DataFrame, dataset_dir: Path, des
         sheet.save(tmp, "PNG")
 
 
+def _external_card(ext: dict | None) -> list[str]:
+    if not ext:
+        return []
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = ["", "## Photos from outside the pipeline", "",
+             f"{ext['scored']:,} of {ext['images']:,} labelled photos in "
+             f"{', '.join(ext['folders'])}, scored as `gemcurate predict` scores a photo "
+             f"({100 * (ext.get('cropped') or 0):.0f}% cropped, the rest whole):", "",
+             "| | top-1 | top-3 | top-5 |", "|---|---|---|---|",
+             f"| this model | {fmt(ext.get('top1'))} | {fmt(ext.get('top3'))} | {fmt(ext.get('top5'))} |"]
+    b = ext.get("baseline")
+    if b:
+        lines.append(f"| raw-photo probe ({b['train_images']:,} uncurated photos) | {fmt(b.get('top1'))} | "
+                     f"{fmt(b.get('top3'))} | {fmt(b.get('top5'))} |")
+        if ext.get("vs_baseline_top1") is not None:
+            d = ext["vs_baseline_top1"]
+            lines += ["", f"The curated dataset's model is **{abs(d) * 100:.1f} points "
+                          f"{'above' if d >= 0 else 'below'}** the raw photos' probe (top-1)."]
+    if ext.get("unknown_classes"):
+        lines += ["", "Classes the model does not know (not scored): " + ", ".join(
+            f"{k} ({v})" for k, v in ext["unknown_classes"].items())]
+    return lines
+
+
 def model_card(metrics: dict, info: dict, params: Params, dataset_card: Path) -> str:
     """The model card: what was trained on what, how, and how well."""
     version = ""
@@ -391,6 +698,7 @@ def model_card(metrics: dict, info: dict, params: Params, dataset_card: Path) ->
         f"- schedule: {tp.head_epochs} epochs at {tp.head_lr:g} (backbone frozen), "
         f"{tp.finetune_epochs} at {tp.finetune_lr:g} ({tp.unfreeze} unfrozen), early stopping "
         f"(patience {tp.patience}), class weights {'on' if tp.class_weights else 'off'}, seed {tp.seed}",
+        *_external_card(metrics.get("external")),
         "", "## Most often confused", "", *confused,
         "", "## Highest and lowest precision", "",
         "| highest | precision | lowest | precision |", "|---|---|---|---|",
@@ -408,9 +716,14 @@ def main(params: Params, data_dir: str | Path | None = None, progress: bool | No
     """Read ``models/`` and ``data/dataset``; write ``data/evaluate/``, the card and metrics."""
     io = StageIO.of(params, data_dir)
     ds_dir = io.data_dir / "dataset"
+    raw = None
+    if params.evaluate.external and params.evaluate.baseline:
+        raw = io.read("raw")
+        io.images(raw)  # the baseline reads store blobs: checked like every stage's
     _, metrics = run(dataset.read_manifest(ds_dir), params, dataset_dir=ds_dir,
                      model_dir=MODEL_DIR, out_dir=io.data_dir / "evaluate",
-                     plots_dir=io.data_dir / "plots")
+                     plots_dir=io.data_dir / "plots", raw=raw, data_dir=io.data_dir,
+                     store_root=io.store_root)
     info = json.loads((MODEL_DIR / "labels.json").read_text())
     write_text(MODEL_DIR / "MODEL_CARD.md", model_card(metrics, info, params, ds_dir / "README.md"))
     io.write_metrics("evaluate", metrics)

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import crop, evaluate
+from pipeline import evaluate
 from pipeline.config import Params
-from pipeline.core.imageio import ImageError, fit, load_rgb
+from pipeline.core.cropbox import MAX_PHOTO_BYTES as MAX_BYTES
+from pipeline.core.cropbox import photo_input
+from pipeline.core.imageio import ImageError
 
 logger = logging.getLogger(__name__)
-
-MAX_BYTES = 50_000_000
 
 
 def prepare(path: str | Path, params: Params, size: int) -> tuple[np.ndarray, dict]:
@@ -46,23 +46,7 @@ def prepare(path: str | Path, params: Params, size: int) -> tuple[np.ndarray, di
         raise ImageError("file not found") from None
     except IsADirectoryError:
         raise ImageError("a folder, not an image") from None
-    p = params.crop
-    loaded = load_rgb(data, max_side=max(p.analysis_side, 2 * p.target_size), exact=False)
-    small = crop.analysis_image(loaded.array, p.analysis_side)
-    res = crop.find_box(small, p)
-    f = small.shape[1] / loaded.orig_size[0]
-    box = crop.scale_box(res.box, f)
-    notes = {"crop_issue": res.issue, "crop_confidence": round(float(res.confidence), 3)}
-    if box is None or res.issue not in ("none", "low_contrast"):
-        w, h = loaded.orig_size  # no trustworthy box: the whole photo, centred and padded square
-        side = max(w, h)
-        box = [(w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side]
-        notes["cropped"] = False
-    else:
-        notes["cropped"] = True
-    img = crop.cut_from(loaded, data, box, p.target_size, res.background)
-    if img.shape[0] != size:
-        img = fit(img, size, upscale=True)
+    img, notes = photo_input(data, params.crop, size)
     notes["sha256"] = hashlib.sha256(data).hexdigest()
     return img, notes
 

@@ -121,12 +121,16 @@ STAGES: tuple[Stage, ...] = (
           metrics=("data/metrics/train.json",),
           plots={"data/train/live/plots/metrics": {"cache": False, "x": "step"}}),
     Stage("evaluate", "top-1/3/5, per-class precision/recall/F1, confusion, embeddings, model card",
-          deps=("data/dataset", "models/model.keras", "models/labels.json"),
-          params=("evaluate", "train"),
+          deps=("data/dataset", "models/model.keras", "models/labels.json",
+                # evaluate.external: the raw-photo baseline reads the raw photos' embeddings
+                "data/manifests/raw.parquet", "data/embeddings"),
+          params=("evaluate", "train", "crop"),
           outs={"data/evaluate": {}, "models/MODEL_CARD.md": {"cache": False}},
           metrics=("data/metrics/evaluate.json",),
           plots={"data/plots/confusion.csv": {"cache": False, "template": "confusion",
-                                              "x": "predicted", "y": "actual"}}),
+                                              "x": "predicted", "y": "actual"},
+                 "data/plots/external_confusion.csv": {"cache": False, "template": "confusion",
+                                                       "x": "predicted", "y": "actual"}}),
 )
 
 BY_NAME = {s.name: s for s in STAGES}

@@ -158,3 +158,17 @@ def test_plan_is_deterministic_and_seeded(tmp_path):
     c, _, _ = augment.plan(df, load_params(None, {"augment": {"target_per_class": 50, "seed": 8}}).augment)
     assert set(a["image_id"]) != set(c["image_id"])
     assert isinstance(a, pd.DataFrame)
+
+
+def test_augmentation_off_still_writes_its_output_folder(tmp_path):
+    """rotation_step 360 and no mirror: nothing to add, yet `data/augment` (a DVC output)
+    exists, so `dvc repro` does not fail with "output 'data/augment' does not exist"."""
+    from pipeline.manifest import manifest_path, write_manifest
+
+    data = tmp_path / "data"
+    df = split_manifest(tmp_path, classes=2, products=6, per_product=2)
+    write_manifest(df, manifest_path(data, "split"))
+    p = load_params(None, {"augment": {"rotation_step": 360, "mirror": False, "workers": 1},
+                           "data": {"data_dir": str(data)}})
+    m = augment.main(p, progress=False)
+    assert m["variants"] == 0 and (data / "augment").is_dir()
