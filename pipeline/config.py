@@ -434,6 +434,10 @@ class CropParams:
         "that only grazes the frame is fine): an annotator looks (gem photos: the stone may be "
         "cut off), or keep the crop (jewelry: a necklace often fills the frame)")})
     format: str = field(default="png", metadata={"choices": ["png", "jpg", "webp"]})
+    mode: str = field(default="box", metadata={"choices": ["box", "full"], "doc": (
+        "box: a square around the object found (loose gems: the stone fills the input); "
+        "full: the whole photo on a padded square, the box only recorded (jewelry, where the "
+        "scale and what surrounds the piece tell a necklace from a bracelet)")})
     workers: int = field(default=0, metadata={"min": 0, "max": 256})
     progress: bool = True
 

@@ -36,6 +36,7 @@ from pipeline.core.cropbox import (  # noqa: F401 - the algorithm, re-exported f
     find_box,
     reflection_split,
     scale_box,
+    whole_square,
 )
 from pipeline.core.flags import add_review
 from pipeline.core.imageio import ImageError, encode_image, load_rgb
@@ -70,7 +71,9 @@ def crop_file(args: tuple[str, str, str, CropParams]) -> dict:
                "crop_box": scale_box(res.box, f), "crop_confidence": res.confidence,
                "crop_issue": res.issue, "background_rgb": list(res.background), "crop_path": None}
         usable = ("none", "low_contrast", *(("cut_by_border",) if p.cut_by_border == "keep" else ()))
-        if res.box is not None and res.issue in usable:
+        if p.mode == "full":  # the whole photo on a square: its scale and context are the signal
+            row["crop_box"] = whole_square(*loaded.orig_size)
+        if p.mode == "full" or (res.box is not None and res.issue in usable):
             img = cut_from(loaded, data, row["crop_box"], p.target_size, res.background)
             rel = f"{image_id[:2]}/{image_id}.{p.format}"
             write_bytes(Path(out_dir) / rel, encode_image(img, p.format))
@@ -126,6 +129,8 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path, crops_dir: 
     live_rows = out["excluded_reason"].isna() & out["path"].notna()
     doubtful = live_rows & (out["crop_path"].isna() | (out["crop_confidence"] < p.min_confidence)
                             .fillna(True))
+    if p.mode == "full":  # nothing is cut: only a photo that could not be read waits
+        doubtful = live_rows & out["crop_path"].isna()
     for issue in ("no_object", "cut_by_border", "several_objects", "low_contrast", "undecodable"):
         add_review(out, doubtful & (out["crop_issue"] == issue), f"crop_{issue}")
     add_review(out, doubtful & (out["crop_issue"] == "none"), "crop_low_confidence")

@@ -150,3 +150,47 @@ def test_a_reflection_is_cut_where_the_stone_ends_not_where_its_darker_rows_begi
     assert crop.reflection_split(rows) == 100
     # no reflection: a stone whose lower half is darker keeps all its rows
     assert crop.reflection_split(np.concatenate([np.full(70, 100.0), np.full(50, 60.0)])) is None
+
+
+def test_full_mode_keeps_the_whole_photo_and_waits_for_nobody(tmp_path):
+    """crop.mode full: every readable photo becomes the whole photo on a padded square (a
+    necklace that the frame cuts is not sent to an annotator); the box is still recorded."""
+    import cv2
+
+    from pipeline import crop
+    from pipeline.config import load_params
+    from pipeline.core.blobstore import BlobStore
+    from pipeline.core.cropbox import photo_input
+    from tests.helpers import stored_photos
+
+    df = stored_photos(tmp_path, n=2)
+    store = BlobStore(tmp_path / "store")
+    wide = np.full((120, 300, 3), 240, np.uint8)
+    cv2.rectangle(wide, (0, 40), (200, 80), (30, 60, 160), -1)  # a piece the left edge cuts
+    iid, rel = store.put(cv2.imencode(".png", wide[..., ::-1])[1].tobytes(), "png")
+    import pandas as pd
+
+    row = df.iloc[[0]].copy()
+    row["image_id"], row["path"], row["product_id"] = iid, rel, "PW"
+    df = pd.concat([df, row], ignore_index=True)
+    boxed, _ = crop.run(df, load_params(None, {"crop": {"workers": 1, "cut_by_border": "review"}}),
+                        store_root=tmp_path / "store", crops_dir=tmp_path / "c1")
+    p = load_params(None, {"crop": {"workers": 1, "mode": "full", "target_size": 150}})
+    full, _ = crop.run(df, p, store_root=tmp_path / "store", crops_dir=tmp_path / "c2")
+    b, f = boxed.set_index("product_id"), full.set_index("product_id")
+    assert b.loc["PW", "needs_review"] and pd_isna(b.loc["PW", "crop_path"])
+    assert not f.loc["PW", "needs_review"] and f.loc["PW", "crop_box"] == [0, -90, 300, 210]
+    assert f.loc["PX", "needs_review"]  # an unreadable file still waits
+    got = cv2.imread(str(tmp_path / "c2" / f.loc["PW", "crop_path"]))[..., ::-1]
+    assert got.shape == (150, 150, 3)
+    assert np.abs(got[75, 5].astype(int) - (30, 60, 160)).max() < 12  # the cut piece is there
+    assert np.abs(got[5, 75].astype(int) - (240, 240, 240)).max() < 12  # padded with the backdrop
+    # a photo from outside is cut the same way
+    img, notes = photo_input(cv2.imencode(".png", wide[..., ::-1])[1].tobytes(), p.crop, 150)
+    assert not notes["cropped"] and np.abs(img.astype(int) - got.astype(int)).mean() < 2
+
+
+def pd_isna(v) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(v))

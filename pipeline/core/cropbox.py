@@ -449,6 +449,12 @@ def analysis_image(rgb: np.ndarray, side: int) -> np.ndarray:
 MAX_PHOTO_BYTES = 50_000_000
 
 
+def whole_square(w: int, h: int) -> list[int]:
+    """The box of a whole ``w`` × ``h`` photo centred on a square (padded, never cut)."""
+    side = max(w, h)
+    return [(w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side]
+
+
 def photo_input(data: bytes, p: CropParams, size: int) -> tuple[np.ndarray, dict]:
     """A photo from outside the pipeline as the model's input: the pipeline's crop when a box
     is trustworthy, else the whole photo centred on a padded square; then ``size`` px.
@@ -468,10 +474,9 @@ def photo_input(data: bytes, p: CropParams, size: int) -> tuple[np.ndarray, dict
     f = small.shape[1] / loaded.orig_size[0]
     box = scale_box(res.box, f)
     notes = {"crop_issue": res.issue, "crop_confidence": round(float(res.confidence), 3)}
-    if box is None or res.issue not in ("none", "low_contrast"):
-        w, h = loaded.orig_size  # no trustworthy box: the whole photo, centred and padded square
-        side = max(w, h)
-        box = [(w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side]
+    if p.mode == "full" or box is None or res.issue not in ("none", "low_contrast"):
+        # crop.mode full, or no trustworthy box: the whole photo, centred on a padded square
+        box = whole_square(*loaded.orig_size)
         notes["cropped"] = False
     else:
         notes["cropped"] = True
