@@ -174,7 +174,7 @@ def plan(df: pd.DataFrame, p: AugmentParams) -> tuple[pd.DataFrame, pd.Series, d
             per_class[str(label)] = {"originals": n, "kept": min(n, target) if p.cap_above_target else n,
                                      "variants": 0}
             continue
-        budget = min(target, n * len(variants)) - n  # identity = the original itself
+        budget = min(target, n * p.images_per_photo()) - n  # identity = the original itself
         by_id = part.drop_duplicates("image_id").set_index("image_id")
         # each photo gets its variants in its own seeded order (identity excluded)
         orders = {}

@@ -234,6 +234,39 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- params.yaml
+#
+# Which params change which stage's outputs is said once, on the field: by default a field
+# shapes the stage of its own section (``crop.margin`` the crop stage); ``stages`` names
+# every stage it shapes when that differs (``crop.margin`` also shapes augment); a field
+# marked RUNTIME (``workers``, ``progress``) shapes none. The DVC params of each stage
+# (``pipeline/stages.py`` → ``dvc.yaml``) and each per-image cache's key
+# (``core/resultcache.py``) are derived from this, so a new field reruns its stage unless
+# it says it is runtime only.
+
+#: a field that changes how a stage runs, never what it writes
+RUNTIME = {"outputs": False}
+
+
+def shaped_stages(section: str, f: Any) -> tuple[str, ...]:
+    """The stages whose outputs the field ``f`` of params section ``section`` changes."""
+    if f.metadata.get("outputs", True) is False:
+        return ()
+    return tuple(f.metadata.get("stages", (section,)))
+
+
+def stage_params(stage: str, reads: tuple[str, ...] = ()) -> list[str]:
+    """The ``section.field`` keys that shape ``stage``'s outputs (``reads``: whole other
+    sections it reads, such as the crop a photo from outside is cut with)."""
+    import dataclasses
+
+    keys = []
+    for sf in dataclasses.fields(Params):
+        section = getattr(Params(), sf.name)
+        for f in dataclasses.fields(section):
+            shaped = shaped_stages(sf.name, f)
+            if stage in shaped or (sf.name in reads and shaped):
+                keys.append(f"{sf.name}.{f.name}")
+    return keys
 
 
 @dataclass(frozen=True)
@@ -298,7 +331,7 @@ class ScrapeParams:
         "min": 0, "doc": "every Nth crawl re-checks every page and image; the others skip products "
                          "whose sitemap lastmod is unchanged or whose page answers 304 (1: every "
                          "crawl is a full pass; 0: only the first)"})
-    progress: bool = True
+    progress: bool = field(default=True, metadata=RUNTIME)
 
     def validate(self) -> None:
         if self.min_side > self.max_side:
@@ -326,9 +359,11 @@ class DedupeParams:
                "and training) and take close embeddings as candidates too"})
     embedding_cosine: float = field(default=0.93, metadata={
         "min": 0.5, "max": 1.0, "doc": "candidate pairs: embeddings at least this close (cosine)"})
-    workers: int = field(default=0, metadata={"min": 0, "max": 256, "doc": "processes; 0: CPU count"})
-    search_threads: int = field(default=0, metadata={"min": 0, "max": 256, "doc": "0: CPU count (max 4)"})
-    progress: bool = True
+    workers: int = field(default=0, metadata={"min": 0, "max": 256, "doc": "processes; 0: CPU count",
+                                              **RUNTIME})
+    search_threads: int = field(default=0, metadata={"min": 0, "max": 256, "doc": "0: CPU count (max 4)",
+                                                     **RUNTIME})
+    progress: bool = field(default=True, metadata=RUNTIME)
 
 
 @dataclass(frozen=True)
@@ -368,8 +403,8 @@ class FilterParams:
     head: str | None = field(default=None, metadata={
         "doc": "this project's junk head (gemcurate filter train-head writes "
                "heads/junk_head-<sha>.npz); default: the head shipped with gemcurate"})
-    workers: int = field(default=0, metadata={"min": 0, "max": 256})
-    progress: bool = True
+    workers: int = field(default=0, metadata={"min": 0, "max": 256, **RUNTIME})
+    progress: bool = field(default=True, metadata=RUNTIME)
     checks: dict[str, CheckParams] = field(default_factory=dict, metadata={
         "doc": "per registered check: enabled, threshold, review_band (defaults: the check's own)"})
 
@@ -417,8 +452,9 @@ class FilterParams:
 class CropParams:
     """Region-of-interest crop (pipeline/crop.py)."""
 
-    target_size: int = field(default=224, metadata={"min": 16, "max": 4096})
-    margin: float = field(default=0.08, metadata={"min": 0.0, "max": 1.0,
+    target_size: int = field(default=224, metadata={"min": 16, "max": 4096,
+                                                    "stages": ("crop", "augment", "validate")})
+    margin: float = field(default=0.08, metadata={"min": 0.0, "max": 1.0, "stages": ("crop", "augment"),
                                                   "doc": "added around the box, share of its longer side"})
     analysis_side: int = field(default=384, metadata={"min": 64, "max": 4096})
     blur_sigma: float = field(default=0.8, metadata={"min": 0.0, "max": 20.0})
@@ -438,8 +474,8 @@ class CropParams:
         "box: a square around the object found (loose gems: the stone fills the input); "
         "full: the whole photo on a padded square, the box only recorded (jewelry, where the "
         "scale and what surrounds the piece tell a necklace from a bracelet)")})
-    workers: int = field(default=0, metadata={"min": 0, "max": 256})
-    progress: bool = True
+    workers: int = field(default=0, metadata={"min": 0, "max": 256, **RUNTIME})
+    progress: bool = field(default=True, metadata=RUNTIME)
 
     def validate(self) -> None:
         if self.canny_low >= self.canny_high:
@@ -450,9 +486,9 @@ class CropParams:
 class SplitParams:
     """Group-aware, stratified, sticky train/val/test split (pipeline/split.py)."""
 
-    train: float = field(default=0.70, metadata={"min": 0.0, "max": 1.0})
-    val: float = field(default=0.15, metadata={"min": 0.0, "max": 1.0})
-    test: float = field(default=0.15, metadata={"min": 0.0, "max": 1.0,
+    train: float = field(default=0.70, metadata={"min": 0.0, "max": 1.0, "stages": ("split", "validate")})
+    val: float = field(default=0.15, metadata={"min": 0.0, "max": 1.0, "stages": ("split", "validate")})
+    test: float = field(default=0.15, metadata={"min": 0.0, "max": 1.0, "stages": ("split", "validate"),
                                                 "doc": "0 for a two-way split (e.g. 80/20)"})
     seed: int = field(default=42, metadata={"min": 0})
     min_images: int = field(default=10, metadata={
@@ -460,7 +496,8 @@ class SplitParams:
     hold_needs_review: bool = field(default=True, metadata={
         "doc": "images awaiting an annotator stay out of the dataset until decided"})
     tolerance: float = field(default=0.05, metadata={
-        "min": 0.0, "max": 1.0, "doc": "allowed deviation of a split's overall share from its ratio"})
+        "min": 0.0, "max": 1.0, "stages": ("validate",),
+        "doc": "allowed deviation of a split's overall share from its ratio"})
     label_level: str = field(default="class", metadata={
         "choices": {"class", "parent"},
         "doc": "parent: train on the label_map parents (swiss-blue-topaz → topaz); the class is "
@@ -496,18 +533,26 @@ class ExtraTransforms:
 class AugmentParams:
     """Balancing augmentation of the train split (pipeline/augment.py)."""
 
+    # what a class can reach (target, variants per photo) is what validate checks balance by
     target_per_class: int = field(default=300, metadata={
-        "min": 1, "max": 10_000_000, "doc": "train images per class after balancing (D1k: 1000)"})
+        "min": 1, "max": 10_000_000, "doc": "train images per class after balancing (D1k: 1000)",
+        "stages": ("augment", "validate")})
     rotation_step: int = field(default=45, metadata={"choices": [45, 90, 180, 360],
-                                                     "doc": "degrees; 360 = no rotation"})
-    mirror: bool = True
+                                                     "doc": "degrees; 360 = no rotation",
+                                                     "stages": ("augment", "validate")})
+    mirror: bool = field(default=True, metadata={"stages": ("augment", "validate")})
     cap_above_target: bool = field(default=True, metadata={
         "doc": "sample classes above the target down to it"})
+    max_variants_per_photo: int | None = field(default=None, metadata={
+        "min": 0, "max": 1000, "stages": ("augment", "validate"),
+        "doc": "at most this many synthetic variants of one photo (None: as many as the target "
+               "needs): caps the synthetic share of a small class (2: at most two in three train "
+               "images made)"})
     extra: ExtraTransforms = field(default_factory=ExtraTransforms)
     seed: int = field(default=7, metadata={"min": 0})
     format: str = field(default="png", metadata={"choices": ["png", "jpg"]})
-    workers: int = field(default=0, metadata={"min": 0, "max": 256})
-    progress: bool = True
+    workers: int = field(default=0, metadata={"min": 0, "max": 256, **RUNTIME})
+    progress: bool = field(default=True, metadata=RUNTIME)
 
     def variant_plan(self) -> list[dict]:
         """The deterministic variants of a photo, identity first: rotations × mirror.
@@ -517,6 +562,11 @@ class AugmentParams:
         angles = list(range(0, 360, self.rotation_step)) if self.rotation_step < 360 else [0]
         mirrors = [False, True] if self.mirror else [False]
         return [{"rotate": a, "mirror": m} for m in mirrors for a in angles]
+
+    def images_per_photo(self) -> int:
+        """What one photo can become in the train split: itself and its allowed variants."""
+        n = len(self.variant_plan())
+        return n if self.max_variants_per_photo is None else min(n, 1 + self.max_variants_per_photo)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,9 @@ class Stage:
     help: str
     #: data (not code) the stage reads: manifests, folders, the decisions database
     deps: tuple[str, ...] = ()
-    params: tuple[str, ...] = ()
+    #: whole params sections besides its own that shape it (evaluate cuts external photos
+    #: with the crop's params); single fields say so themselves (``pipeline/config.py``)
+    reads: tuple[str, ...] = ()
     #: path → DVC output options (``persist``, ``cache`` …)
     outs: dict[str, dict] = field(default_factory=dict)
     metrics: tuple[str, ...] = ()
@@ -43,13 +45,18 @@ class Stage:
     def module(self) -> str:
         return f"pipeline.{self.name}"
 
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The ``section.field`` keys that change its outputs, derived from the fields'
+        metadata (:func:`pipeline.config.stage_params`): never a list kept by hand."""
+        from pipeline.config import stage_params
+
+        return tuple(stage_params(self.name, self.reads))
+
 
 STAGES: tuple[Stage, ...] = (
     Stage("dedupe", "exact and near-duplicate clusters, one representative each",
           deps=("data/manifests/raw.parquet", "data/store", REVIEWS_DB),
-          params=("dedupe.phash_radius", "dedupe.dhash_radius", "dedupe.min_similarity",
-                  "dedupe.certain_distance", "dedupe.max_colour_distance", "dedupe.embedding",
-                  "dedupe.embedding_cosine"),
           outs={"data/manifests/dedupe.parquet": {},
                 # fingerprints and verified pairs: a refresh only hashes new images
                 "data/dedupe": {"persist": True, "cache": False},
@@ -62,18 +69,12 @@ STAGES: tuple[Stage, ...] = (
           code_data=("pipeline/weights/junk_head.npz", "pipeline/weights/hands/SOURCE.json",
                      "pipeline/weights/hands/palm_detection_full.onnx",
                      "pipeline/weights/hands/hand_landmark_full.onnx"),
-          params=("filter.analysis_side", "filter.ocr_second_opinion", "filter.ocr_min_boxes",
-                  "filter.use_url_hints", "filter.hand_policy", "filter.embedding", "filter.hand_pose",
-                  "filter.head", "filter.checks"),
           outs={"data/manifests/filter.parquet": {},
                 # per-image scores: a refresh scores only new images
                 "data/filter": {"persist": True, "cache": False}},
           metrics=("data/metrics/filter.json",)),
     Stage("crop", "region-of-interest crop to square target-size images",
           deps=("data/manifests/filter.parquet",),
-          params=("crop.target_size", "crop.margin", "crop.analysis_side", "crop.blur_sigma",
-                  "crop.canny_low", "crop.canny_high", "crop.background_tolerance",
-                  "crop.min_confidence", "crop.min_object_area", "crop.cut_by_border", "crop.format"),
           outs={"data/manifests/crop.parquet": {},
                 # per-image boxes and the content-addressed crops: a refresh crops only new images
                 "data/crop": {"persist": True, "cache": False},
@@ -82,8 +83,6 @@ STAGES: tuple[Stage, ...] = (
     Stage("report", "HTML curation report with contact sheets", dvc=False),
     Stage("split", "group-aware, stratified, stable train/val/test split",
           deps=("data/manifests/crop.parquet",),
-          params=("split.train", "split.val", "split.test", "split.seed", "split.min_images",
-                  "split.hold_needs_review"),
           outs={"data/manifests/split.parquet": {},
                 # the assignment ledger: known groups keep their split on refreshes
                 "data/split": {"persist": True}},
@@ -91,7 +90,6 @@ STAGES: tuple[Stage, ...] = (
           plots={"data/metrics/split_classes.csv": {"cache": False}}),
     Stage("augment", "balance train classes with rotations and mirrors",
           deps=("data/manifests/split.parquet", "data/crops"),
-          params=("augment", "crop.margin", "crop.target_size"),
           outs={"data/manifests/augment.parquet": {}, "data/augment": {}},
           metrics=("data/metrics/augment.json",),
           plots={"data/plots/class_balance_long.csv": {"cache": False, "template": "bar_horizontal",
@@ -100,22 +98,14 @@ STAGES: tuple[Stage, ...] = (
     Stage("validate", "Great Expectations gates; non-zero exit on failure",
           deps=("expectations", "data/metrics/split_classes.csv", "data/manifests/augment.parquet",
                 "data/crops", "data/augment"),
-          params=("validate", "split.tolerance", "split.train", "split.val", "split.test",
-                  "augment.target_per_class", "augment.rotation_step", "augment.mirror",
-                  "crop.target_size"),
           outs={"data/validate": {"cache": False}},
           metrics=("data/metrics/validate.json",)),
     Stage("export", "tar shards + manifest + dataset card in data/dataset",
           deps=("data/manifests/augment.parquet", "data/validate", "data/crops", "data/augment"),
-          params=("export",),
           outs={"data/dataset": {}},
           metrics=("data/metrics/export.json",)),
     Stage("train", "train a classifier on the exported dataset (Keras 3, offline weights)",
           deps=("data/dataset",),
-          params=("train.model", "train.weights_file", "train.image_size", "train.batch_size",
-                  "train.head_epochs", "train.head_lr", "train.finetune_epochs", "train.finetune_lr",
-                  "train.unfreeze", "train.patience", "train.dropout", "train.l2",
-                  "train.class_weights", "train.mixed_precision", "train.cache_features", "train.seed"),
           outs={"models/model.keras": {}, "models/labels.json": {},
                 "data/train/history.csv": {"cache": False}},
           metrics=("data/metrics/train.json",),
@@ -124,7 +114,7 @@ STAGES: tuple[Stage, ...] = (
           deps=("data/dataset", "models/model.keras", "models/labels.json",
                 # evaluate.external: the raw-photo baseline reads the raw photos' embeddings
                 "data/manifests/raw.parquet", "data/embeddings"),
-          params=("evaluate", "train", "crop"),
+          reads=("train", "crop"),
           outs={"data/evaluate": {}, "models/MODEL_CARD.md": {"cache": False}},
           metrics=("data/metrics/evaluate.json",),
           plots={"data/plots/confusion.csv": {"cache": False, "template": "confusion",

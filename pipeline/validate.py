@@ -374,7 +374,7 @@ def allowed_labels(params: Params, data_dir: Path) -> list[str]:
 
 
 def _variants_per_photo(params: Params) -> int:
-    return len(params.augment.variant_plan())
+    return params.augment.images_per_photo()
 
 
 def _expectation(d: dict):

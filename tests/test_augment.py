@@ -172,3 +172,14 @@ def test_augmentation_off_still_writes_its_output_folder(tmp_path):
                            "data": {"data_dir": str(data)}})
     m = augment.main(p, progress=False)
     assert m["variants"] == 0 and (data / "augment").is_dir()
+
+
+def test_the_synthetic_share_of_a_small_class_can_be_capped(tmp_path):
+    df = split_manifest(tmp_path, classes=2, products=6, per_product=2)
+    p = load_params(None, {"augment": {"target_per_class": 100, "max_variants_per_photo": 2,
+                                       "workers": 1}})
+    var, _, per_class = augment.plan(df, p.augment)
+    for c in per_class.values():
+        assert c["variants"] == 2 * c["originals"] and c["short_of_target"] == 100 - 3 * c["originals"]
+    assert var.groupby("parent_id").size().max() == 2
+    assert p.augment.images_per_photo() == 3

@@ -76,3 +76,52 @@ def test_a_digest_changes_with_the_code_and_only_for_the_stages_that_run_it(tmp_
     users = {s.name for s in DVC_STAGES
              if Path("pipeline/core/groups.py") in project.stage_code(s)}
     assert changed == users == {"dedupe", "split", "augment"}
+
+
+def test_every_field_of_a_stage_section_is_a_param_of_its_stage_unless_runtime():
+    """Which params change a stage's outputs is said once, on the field: a field nobody
+    marked shapes its own section's stage (so `dvc repro` reruns it), `workers`/`progress`
+    are runtime only, and the per-image caches key on the same fields."""
+    import dataclasses
+
+    from pipeline.config import Params, shaped_stages
+    from pipeline.core.resultcache import params_key
+
+    stage_names = {s.name for s in DVC_STAGES}
+    p = Params()
+    for sf in dataclasses.fields(Params):
+        if sf.name not in stage_names:
+            continue
+        section = getattr(p, sf.name)
+        for f in dataclasses.fields(section):
+            key = f"{sf.name}.{f.name}"
+            shaped = shaped_stages(sf.name, f)
+            if f.name in ("workers", "progress", "search_threads"):
+                assert shaped == () and key not in BY_NAME[sf.name].params
+                assert f.name not in params_key(section)
+                continue
+            assert shaped, f"{key}: shapes no stage (mark it RUNTIME if it truly changes nothing)"
+            for st in shaped:
+                assert key in BY_NAME[st].params, f"{key} shapes {st} but is not its DVC param"
+            assert f.name in params_key(section)
+        # and dvc.yaml says the same
+        dvc_params = [k for k in DVC["stages"][sf.name]["params"] if isinstance(k, str)]
+        assert dvc_params == list(BY_NAME[sf.name].params)
+
+
+def test_a_new_field_becomes_a_param_of_its_stage_without_a_list_to_edit(monkeypatch):
+    import dataclasses
+
+    from pipeline import config
+
+    @dataclasses.dataclass(frozen=True)
+    class Crop2(config.CropParams):
+        sharpen: float = 0.0  # added by someone who never heard of dvc.yaml
+
+    @dataclasses.dataclass(frozen=True)
+    class Params2(config.Params):
+        crop: Crop2 = dataclasses.field(default_factory=Crop2)
+
+    monkeypatch.setattr(config, "Params", Params2)
+    assert "crop.sharpen" in BY_NAME["crop"].params and "crop.sharpen" in BY_NAME["evaluate"].params
+    assert "crop.sharpen" not in BY_NAME["augment"].params

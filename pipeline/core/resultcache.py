@@ -3,7 +3,7 @@
 A refresh adds a few images to a catalog of thousands; scoring or cropping every
 image again would make it cost as much as the first run. The filter and crop
 stages therefore keep their per-image rows in ``<data_dir>/<stage>/results.parquet``
-with a *key*: the stage's params (less ``workers``/``progress``) and a hash of the
+with a *key*: the stage's params (less the runtime-only fields) and a hash of the
 source files that compute the rows. A different key discards the cache; the same
 key reuses every row whose ``image_id`` is still wanted (image ids are content
 hashes, so the same id is the same pixels).
@@ -35,13 +35,14 @@ from pipeline.core.stageio import Staged
 
 logger = logging.getLogger(__name__)
 
-IGNORED = {"workers", "progress"}
-
-
 def params_key(params: object) -> dict:
-    """A dataclass's fields as JSON-able values, without the ones that do not change results."""
-    d = dataclasses.asdict(params) if dataclasses.is_dataclass(params) else dict(params)  # type: ignore[arg-type]
-    return {k: v for k, v in d.items() if k not in IGNORED}
+    """A params section's fields as JSON-able values, without the runtime-only ones (the
+    fields marked ``RUNTIME`` in ``pipeline/config.py``: workers, progress …)."""
+    if not dataclasses.is_dataclass(params):
+        return dict(params)  # type: ignore[call-overload]
+    d = dataclasses.asdict(params)
+    runtime = {f.name for f in dataclasses.fields(params) if f.metadata.get("outputs", True) is False}
+    return {k: v for k, v in d.items() if k not in runtime}
 
 
 def code_key(files: Iterable[str | Path]) -> str:
