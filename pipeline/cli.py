@@ -46,7 +46,7 @@ def cmd_init(a: argparse.Namespace) -> int:
     from pipeline.project import dvc_yaml_trains, init_project
 
     files = init_project(a.dir, site=a.site, base_url=a.base_url, git=not a.no_git,
-                         platform=a.platform, training=a.training)
+                         platform=a.platform, training=a.training, kind=a.kind)
     root = Path(a.dir).resolve()
     print(f"initialised a gemcurate project in {root} ({len(files)} files"
           f"{', git + DVC' if not a.no_git else ', DVC without git'})")
@@ -468,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--no-git", action="store_true", help="DVC without git (no dataset versions)")
     i.add_argument("--platform", choices=["demo", "shopify", "woocommerce", "magento"], default="demo",
                    help="start the site adapter from this platform's commented template")
+    i.add_argument("--kind", choices=["gems", "jewelry"], default="gems",
+                   help="the kind of catalog: its params defaults (jewelry: keep pieces the frame "
+                        "cuts and worn pieces)")
     i.add_argument("--training", action=argparse.BooleanOptionalAction, default=None,
                    help="write the train and evaluate stages (default: when TensorFlow is "
                         "installed, as with pip install 'gemcurate[train]')")

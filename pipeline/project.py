@@ -227,10 +227,37 @@ def render_site(name: str, base_url: str, platform: str = "demo") -> str:
     return template(name_file).replace("{name}", name).replace("{base_url}", base_url)
 
 
-def render_params(site_file: str) -> str:
-    """``params.yaml`` with every section and its defaults, scraping ``site_file``."""
-    text = template("params.yaml")
-    return text.replace("site: sites/demo.yaml", f"site: {site_file}", 1)
+#: what a kind of catalog changes in params.yaml (``gemcurate init --kind``): loose gems keep
+#: the defaults; a jewelry store's pieces often fill the frame and are shown worn
+KINDS: dict[str, dict[str, str]] = {
+    "gems": {},
+    "jewelry": {"crop.cut_by_border": "keep", "filter.hand_policy": "keep"},
+}
+
+
+def set_param(text: str, key: str, value: str) -> str:
+    """``params.yaml`` text with ``section.field`` set to ``value``, its comment kept."""
+    import re
+
+    section, name = key.split(".", 1)
+    m = re.search(rf"(?m)^{re.escape(section)}:[^\n]*\n", text)
+    if m is None:
+        raise ValueError(f"no section {section!r} in params.yaml")
+    line = re.compile(rf"(?m)^(  {re.escape(name)}:[ ]*)(\S+)(.*)$")
+    found = line.search(text, m.end())
+    if found is None:
+        raise ValueError(f"no key {key!r} in params.yaml")
+    return text[:found.start(2)] + value + text[found.end(2):]
+
+
+def render_params(site_file: str, kind: str = "gems") -> str:
+    """``params.yaml`` with every section and its defaults for ``kind``, scraping ``site_file``."""
+    if kind not in KINDS:
+        raise ProjectError(f"--kind {kind!r}: one of {', '.join(KINDS)}")
+    text = template("params.yaml").replace("site: sites/demo.yaml", f"site: {site_file}", 1)
+    for key, value in KINDS[kind].items():
+        text = set_param(text, key, value)
+    return text
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
@@ -246,8 +273,8 @@ def _dvc() -> list[str]:
 
 
 def init_project(dest: str | Path, site: str = "demo", base_url: str | None = None,
-                 git: bool = True, platform: str = "demo", training: bool | None = None
-                 ) -> list[Path]:
+                 git: bool = True, platform: str = "demo", training: bool | None = None,
+                 kind: str = "gems") -> list[Path]:
     """Scaffold a new curation project in ``dest`` (which must be empty or absent).
 
     Args:
@@ -257,6 +284,8 @@ def init_project(dest: str | Path, site: str = "demo", base_url: str | None = No
         base_url: The store's address (default: the demo storefront's).
         git: Make it a git repository with a first commit (DVC needs git to version data).
         platform: The site template (``demo``, ``shopify``, ``woocommerce``, ``magento``).
+        kind: ``gems`` or ``jewelry``: the params defaults for that kind of catalog
+            (:data:`KINDS`).
         training: Write the train and evaluate stages (default: when TensorFlow is
             installed; without it ``dvc repro`` builds and exports the dataset only).
 
@@ -282,7 +311,7 @@ def init_project(dest: str | Path, site: str = "demo", base_url: str | None = No
         raise ProjectError(f"--base-url {url!r} is not an http(s) URL")
     dest.mkdir(parents=True, exist_ok=True)
     files = {
-        "params.yaml": render_params(f"sites/{site}.yaml"),
+        "params.yaml": render_params(f"sites/{site}.yaml", kind),
         f"sites/{site}.yaml": render_site(site, url, platform),
         "dvc.yaml": render_dvc_yaml("lock", training_available() if training is None else training),
         ".gitignore": template("gitignore"),

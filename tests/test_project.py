@@ -103,3 +103,24 @@ def test_init_starts_the_site_adapter_from_a_platform_template(tmp_path, platfor
 def test_init_refuses_an_unknown_platform(tmp_path):
     with pytest.raises(project.ProjectError, match="--platform 'bigcommerce'"):
         project.init_project(tmp_path / "p", git=False, platform="bigcommerce")
+
+
+def test_a_jewelry_project_starts_with_the_jewelry_defaults_and_every_comment():
+    from pipeline.config import load_params
+    from pipeline.project import KINDS
+
+    gems = project.render_params("sites/x.yaml", "gems")
+    jewelry = project.render_params("sites/x.yaml", "jewelry")
+    assert gems == project.render_params("sites/x.yaml")
+    changed = [(a, b) for a, b in zip(gems.splitlines(), jewelry.splitlines(), strict=True) if a != b]
+    assert len(changed) == len(KINDS["jewelry"])
+    for a, b in changed:  # the comment stays
+        assert a.split("#")[1:] == b.split("#")[1:]
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(jewelry)
+    p = load_params(f.name)
+    assert p.crop.cut_by_border == "keep" and p.filter.hand_policy == "keep"
+    with pytest.raises(project.ProjectError, match="--kind"):
+        project.render_params("sites/x.yaml", "watches")
