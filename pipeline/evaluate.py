@@ -531,31 +531,15 @@ def external_test(model, info: dict, params: Params, out_dir: Path, plots_dir: P
 
 def _photo_sheet(wrong: pd.DataFrame, dest: Path) -> None:
     """External photos the model got wrong: the photo, its class, the model's top-3."""
-    from PIL import Image, ImageDraw
+    def picture(r):
+        from PIL import Image
 
-    from pipeline.core.atomic import atomic_path
+        with Image.open(r.path) as im:
+            im.draft("RGB", (320, 320))
+            return im.convert("RGB")
 
-    cell, cols = 160, 6
-    rows = max(1, -(-len(wrong) // cols))
-    sheet = Image.new("RGB", (cols * cell, rows * (cell + 52)), "white")
-    d = ImageDraw.Draw(sheet)
-    f = font(10)
-    for k, r in enumerate(wrong.itertuples(index=False)):
-        x, y = (k % cols) * cell, (k // cols) * (cell + 52)
-        try:
-            with Image.open(r.path) as im:
-                im.draft("RGB", (cell, cell))
-                im = im.convert("RGB")
-                im.thumbnail((cell - 8, cell - 8))
-                sheet.paste(im, (x + 4, y + 4))
-        except OSError:
-            pass
-        d.text((x + 4, y + cell), f"true: {r.actual}"[:28], fill=(0, 0, 0), font=f)
-        for j, (lab, pr) in enumerate(json.loads(r.top3)):
-            d.text((x + 4, y + cell + 12 * (j + 1)), f"{pr:.2f} {lab}"[:28],
-                   fill=(170, 0, 0) if j == 0 else (60, 60, 60), font=f)
-    with atomic_path(dest) as tmp:
-        sheet.save(tmp, "PNG")
+    _draw_sheet([(lambda r=r: picture(r), r.actual, json.loads(r.top3))
+                 for r in wrong.itertuples(index=False)], dest)
 
 
 def write_embeddings(path: Path, ids: list[str], man: pd.DataFrame, emb: np.ndarray) -> None:
@@ -626,28 +610,39 @@ def _contact_sheet(wrong: pd.DataFrame, df: pd.DataFrame, dataset_dir: Path, des
     """Misclassified images, each with its actual class and the model's top-3."""
     import io
 
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
-    cell, cols = 160, 6
     want = set(wrong["image_id"])
     images = {iid: data for iid, data, _ in dataset.records(dataset_dir, None, verify=False, ids=want)
               } if want else {}
-    rows = max(1, -(-len(wrong) // cols))
+    _draw_sheet([((lambda d=images.get(r.image_id): Image.open(io.BytesIO(d)).convert("RGB")
+                   if d else None), r.actual, r.top3) for r in wrong.itertuples(index=False)], dest)
+
+
+def _draw_sheet(cells: list, dest: Path, cell: int = 160, cols: int = 6) -> None:
+    """A contact sheet: per cell a picture (a callable giving a PIL image, or None), the true
+    class and the top-3 ``(label, probability)``, the first in red."""
+    from PIL import Image, ImageDraw
+
+    from pipeline.core.atomic import atomic_path
+
+    rows = max(1, -(-len(cells) // cols))
     sheet = Image.new("RGB", (cols * cell, rows * (cell + 52)), "white")
     d = ImageDraw.Draw(sheet)
     f = font(10)
-    for k, r in enumerate(wrong.itertuples(index=False)):
+    for k, (picture, actual, top3) in enumerate(cells):
         x, y = (k % cols) * cell, (k // cols) * (cell + 52)
-        if r.image_id in images:
-            im = Image.open(io.BytesIO(images[r.image_id])).convert("RGB")
+        try:
+            im = picture()
+        except OSError:
+            im = None
+        if im is not None:
             im.thumbnail((cell - 8, cell - 8))
             sheet.paste(im, (x + 4, y + 4))
-        d.text((x + 4, y + cell), f"true: {r.actual}"[:28], fill=(0, 0, 0), font=f)
-        for j, (lab, pr) in enumerate(r.top3):
+        d.text((x + 4, y + cell), f"true: {actual}"[:28], fill=(0, 0, 0), font=f)
+        for j, (lab, pr) in enumerate(top3):
             d.text((x + 4, y + cell + 12 * (j + 1)), f"{pr:.2f} {lab}"[:28],
                    fill=(170, 0, 0) if j == 0 else (60, 60, 60), font=f)
-    from pipeline.core.atomic import atomic_path
-
     with atomic_path(dest) as tmp:
         sheet.save(tmp, "PNG")
 
