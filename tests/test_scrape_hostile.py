@@ -260,3 +260,25 @@ def test_a_gzip_bomb_is_refused_while_streaming(fast):
         res = scrape(fast(max_bytes=5_000_000), base_url=store.base_url)
     r = rows(res).loc["/cdn/o-2-0.jpg"]
     assert r["excluded_reason"] == "too_large_bytes" and pd.isna(r["path"])
+
+
+def test_a_run_stopped_at_one_address_is_not_resumed_at_another(fast):
+    """A stop (a ban, unreadable robots.txt) leaves an unfinished run whose frontier holds
+    the old address's URLs; the next scrape at another address (the store moved, a staging
+    mirror) starts a new run. Resuming it left the old home URL pending for good: every
+    later crawl was incomplete."""
+    with Hostile() as old:
+        old.behave("/robots.txt", "status:503")
+        first = scrape(fast(), base_url=old.base_url)
+    assert first.status == "stopped", first.message
+    with Hostile() as new:
+        res = scrape(fast(), base_url=new.base_url)
+    assert res.status == "complete" and not res.resumed, res.message
+    assert len(rows(res)) == 8
+
+
+def test_robots_that_cannot_be_read_for_a_host_stop_the_crawl_with_a_reason(fast):
+    with Hostile() as store:
+        store.behave("/robots.txt", "status:503")
+        res = scrape(fast(), base_url=store.base_url)
+    assert res.status == "stopped" and res.exit_code == 5 and "robots.txt" in res.message

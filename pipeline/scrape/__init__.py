@@ -95,6 +95,13 @@ def _crawl(params: Params, site: SiteConfig) -> ScrapeResult:
     state = CrawlState(engine, site.name)
     store = open_store(params.data.store_root, params.data.data_dir)
     run_id, resumed = state.open_run()
+    was = state.run_note(run_id).get("base_url") if resumed else None
+    if resumed and was and was != site.base_url:
+        # its frontier holds another address's URLs: resuming would crawl a store that moved
+        state.abandon(run_id, f"the store moved from {was} to {site.base_url}; a new run started")
+        logger.warning("run %d was of %s; the store is now at %s: starting a new run", run_id, was,
+                       site.base_url)
+        run_id, resumed = state.open_run()
     logger.info("%s run %d of site %s at %s", "resuming" if resumed else "starting", run_id,
                 site.name, site.base_url)
     every = params.scrape.full_refresh_every
@@ -105,7 +112,7 @@ def _crawl(params: Params, site: SiteConfig) -> ScrapeResult:
     if site.sitemap is not None or not full:
         logger.info("%s pass (scrape.full_refresh_every %d, %d complete crawls before)",
                     "full" if full else "incremental", every, done)
-    state.note_run(run_id, {"full_pass": full})
+    state.note_run(run_id, {"full_pass": full, "base_url": site.base_url})
     t0 = time.time()
     try:
         asyncio.run(crawler.crawl(run_id, resumed))
@@ -204,7 +211,7 @@ def _stats(cr: Crawler, elapsed: float, counts: dict) -> dict:
         "pages_304": c.pages_304, "images_downloaded": c.images, "images_304": c.images_304,
         "bytes": c.bytes, "rate_limited_429": c.rate_limited, "retries": c.retries,
         "errors": c.errors, "bans": c.bans, "disallowed_skipped": c.disallowed,
-        "full_pass": cr.full_pass, "sitemaps": c.sitemaps,
+        "full_pass": cr.full_pass, "base_url": cr.site.base_url, "sitemaps": c.sitemaps,
         "products_skipped": c.products_skipped, "images_skipped": c.images_skipped,
         "images_kept_after_failure": c.images_kept, "dead_skipped": c.dead_skipped,
         "unmapped_labels": dict(c.unmapped_labels),

@@ -290,8 +290,9 @@ class Crawler:
             return robots, robots.crawl_delay(self.p.user_agent)
         if res.status is not None and 400 <= res.status < 500:
             return Robots(allow_all=True), None  # RFC 9309: unavailable → allow
-        raise Stop(f"robots.txt of {p.netloc} is unreachable ({res.error or res.status}); "
-                   "RFC 9309 says to assume full disallow. Rerun later.")
+        self._stop(f"robots.txt of {p.netloc} is unreachable ({res.error or res.status}); "
+                   "RFC 9309 says to assume full disallow. Rerun later.", "stopped")
+        raise Stop(self.stop_reason)
 
     # ------------------------------------------------------------------ HTTP
     async def _fetch(self, url: str, limiter: HostLimiter, headers: dict, kind: str) -> Fetched:

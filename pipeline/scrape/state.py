@@ -116,6 +116,8 @@ unreachable = sa.Table(
 )
 
 FINISHED = ("complete", "complete_with_dead_links")
+# a run that will never resume: finished, or abandoned (the store moved to another address)
+CLOSED = (*FINISHED, "abandoned")
 
 
 def now() -> datetime:
@@ -159,7 +161,7 @@ class CrawlState:
         """
         with self.engine.begin() as c:
             row = c.execute(
-                sa.select(runs.c.id).where(runs.c.site == self.site, runs.c.status.not_in(FINISHED))
+                sa.select(runs.c.id).where(runs.c.site == self.site, runs.c.status.not_in(CLOSED))
                 .order_by(runs.c.id.desc()).limit(1)).first()
             if row is not None:
                 c.execute(runs.update().where(runs.c.id == row.id).values(status="running"))
@@ -170,6 +172,13 @@ class CrawlState:
             rid = c.execute(runs.insert().values(site=self.site, started_at=now(),
                                                  status="running")).inserted_primary_key[0]
             return int(rid), False
+
+    def abandon(self, run_id: int, why: str) -> None:
+        """Close an unfinished run for good (its frontier is dropped; what it saved stays)."""
+        with self.engine.begin() as c:
+            c.execute(runs.update().where(runs.c.id == run_id).values(
+                status="abandoned", message=why, finished_at=now()))
+            c.execute(frontier.delete().where(frontier.c.run_id == run_id))
 
     def note_run(self, run_id: int, note: dict) -> None:
         """Keep ``note`` in the run's stats until it finishes (what kind of pass it is)."""
