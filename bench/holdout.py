@@ -70,21 +70,48 @@ def hold_aside(folder: Path, dest: Path, share: float = 0.2, seed: int = 0) -> d
     return counts
 
 
+def curate(train_dir: Path, work: Path, sections: dict) -> dict:
+    """Serve ``train_dir`` in folder mode, scrape it, run every curation stage (params with
+    ``sections`` over the project's); reused when ``work`` already holds the dataset."""
+    from pipeline import augment, crop, dataset, dedupe, export, split, validate
+    from pipeline import filter as filt
+    from pipeline.config import load_params
+    from pipeline.scrape import scrape
+    from pipeline.storefront import process
+
+    data = work / "data"
+    params = load_params(ROOT / "params.yaml", {
+        **sections, "data": {"data_dir": str(data)},
+        "scrape": {"max_rate": 1000.0, "default_rate": 1000.0, "concurrency": 8, "progress": False,
+                   "site": str(ROOT / "sites" / "demo.yaml")}})
+    t = time.perf_counter()
+    if not (data / "dataset" / "manifest.parquet").exists():
+        with process.storefront(["--catalog", str(train_dir), "--rate-limit", "1000", "--burst", "200",
+                                 "--faults", "0"], cwd=ROOT) as store:
+            res = scrape(params, base_url=store.base_url)
+            assert res.status == "complete", res.message
+        for mod in (dedupe, filt, crop, split, augment, validate, export):
+            mod.main(params, progress=False)
+    ds = dataset.read_manifest(data / "dataset")
+    return {"curate_s": round(time.perf_counter() - t, 1),
+            "images": {s: int((ds["split"] == s).sum()) for s in ("train", "val", "test")},
+            "photos_train": int(((ds["split"] == "train") & ds["parent_id"].isna()).sum()),
+            "classes": int(ds["label"].nunique())}
+
+
 def run_folder(name: str, work: Path, share: float, seed: int, over: dict) -> dict:
-    from bench.realdata_train import curate
     from pipeline import dataset, evaluate, train
     from pipeline.config import load_params
     from pipeline.core.stageio import StageIO
 
     parts = hold_aside(REALDATA / name, work / "photos", share, seed)
-    info = curate(work / "photos" / "train", work, "keep" if name == "jewelry" else "review")
-    info.pop("params")
-    ds_dir = info.pop("dataset")
-    sections = {"data": {"data_dir": str(work / "data")},
-                "crop": {"cut_by_border": "keep" if name == "jewelry" else "review",
-                         **over.get("crop", {})},
-                **{k: v for k, v in over.items() if k != "crop"},
-                "evaluate": {"external": [str(work / "photos" / "test")], **over.get("evaluate", {})}}
+    kind = {"crop": {"cut_by_border": "keep"}, "filter": {"hand_policy": "keep"}} \
+        if name == "jewelry" else {}  # gemcurate init --kind jewelry
+    sections = {k: {**kind.get(k, {}), **over.get(k, {})} for k in {*kind, *over}}
+    info = curate(work / "photos" / "train", work, sections)
+    ds_dir = work / "data" / "dataset"
+    sections["data"] = {"data_dir": str(work / "data")}
+    sections["evaluate"] = {"external": [str(work / "photos" / "test")], **over.get("evaluate", {})}
     p = load_params(ROOT / "params.yaml", sections)
     t = time.perf_counter()
     _, tm = train.run(dataset.read_manifest(ds_dir), p, dataset_dir=ds_dir, model_dir=work / "model")
@@ -112,7 +139,7 @@ def main() -> None:
     ap.add_argument("--share", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                    help="a params override for curation-free stages (train, evaluate, crop …)")
+                    help="a params override for every stage (crop, split, augment, train …)")
     ap.add_argument("--tag", default="default")
     ap.add_argument("--split-only", action="store_true", help="only write the held-aside folders")
     a = ap.parse_args()
