@@ -618,6 +618,13 @@ class TrainParams:
     mixed_precision: bool = field(default=True, metadata={"doc": "mixed_float16 when a GPU is present"})
     cache_features: bool = field(default=True, metadata={
         "doc": "frozen phase: compute the backbone once per image, train the head on its features"})
+    head_solver: str = field(default="adam", metadata={"choices": ["adam", "lbfgs"], "doc": (
+        "adam: head_epochs of Adam on the features, early-stopped on val; lbfgs: the head is a "
+        "multinomial logistic regression on the L2-normalised features fitted to convergence, "
+        "its penalty chosen on val from head_l2_grid (needs cache_features and a pretrained "
+        "backbone)")})
+    head_l2_grid: list[float] = field(default_factory=lambda: (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+                                      metadata={"doc": "lbfgs: the L2 penalties tried"})
     seed: int = field(default=42, metadata={"min": 0})
 
 

@@ -159,7 +159,8 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
     if n_train == 0 or not (df["split"] == "val").any():
         raise dataset.DatasetError("training needs a train and a val split")
     backbone, dim = zoo.build_backbone(p.model, p.image_size, p.weights_file, p.l2)
-    top = zoo.head(dim, k, p.dropout)
+    lbfgs = p.head_solver == "lbfgs" and p.cache_features and p.head_epochs > 0
+    top = zoo.head(dim, k, p.dropout, unit=lbfgs)
     from_scratch = p.model not in zoo.PRETRAINED and p.weights_file is None
     live = _Live(Path(live_dir) if live_dir is not None else None)
     verbose = 1 if progress else 0
@@ -193,8 +194,14 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
             fva, yva = _features(backbone, dataset_dir, "val", p)
             timings["features_s"] = time.perf_counter() - t
             timings["features_images_per_s"] = (len(ftr) + len(fva)) / max(1e-9, timings["features_s"])
-            fit(top, p.head_lr, p.head_epochs, "head", ftr, (fva, yva), weights, y=ytr,
-                batch_size=p.batch_size, shuffle=True)
+            if lbfgs:
+                t = time.perf_counter()
+                chosen = fit_probe_head(top, ftr, ytr, fva, yva, k, p.head_l2_grid, p.class_weights)
+                live.rows.append({"phase": "head", "epoch": 1, **chosen})
+                timings["head_s"] = time.perf_counter() - t
+            else:
+                fit(top, p.head_lr, p.head_epochs, "head", ftr, (fva, yva), weights, y=ytr,
+                    batch_size=p.batch_size, shuffle=True)
         elif p.head_epochs:
             fit(model, p.head_lr, p.head_epochs, "head", images("train"), images("val"), weights)
         if p.finetune_epochs:
@@ -227,6 +234,37 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
                "seconds": {k_: round(v, 2) for k_, v in timings.items()}
                | {"total": round(time.perf_counter() - t0, 2)}}
     return history, metrics
+
+
+def fit_probe_head(top, ftr: np.ndarray, ytr: np.ndarray, fva: np.ndarray, yva: np.ndarray, k: int,
+                   grid, balanced: bool) -> dict:
+    """Fit the head as a logistic-regression probe (``core/probe.py``) for each penalty of
+    ``grid``, keep the one with the lowest validation loss, load it into ``top``'s Dense layer.
+
+    Returns:
+        The chosen penalty and its train/val loss and top-1 (a history row).
+    """
+    from pipeline.core.probe import Probe, softmax, unit_rows
+
+    names = [str(i) for i in range(k)]
+    ytr_s = np.array([names[i] for i in ytr])
+    best = None
+    for l2 in grid:
+        probe = Probe.fit(ftr, ytr_s, l2=float(l2), balanced=balanced)
+        w = np.zeros((k, ftr.shape[1]))
+        b = np.full(k, -1e4)  # a class absent from train is never predicted
+        for j, c in enumerate(probe.classes):
+            w[int(c)], b[int(c)] = probe.weights[j], probe.bias[j]
+        pv = softmax(unit_rows(fva) @ w.T + b)
+        loss = float(-np.log(np.clip(pv[np.arange(len(yva)), yva], 1e-12, None)).mean()) if len(yva) else 0.0
+        if best is None or loss < best[0]:
+            best = (loss, float(l2), w, b, pv)
+    loss, l2, w, b, pv = best
+    top.get_layer("logits").set_weights([w.T.astype(np.float32), b.astype(np.float32)])
+    pt = softmax(unit_rows(ftr) @ w.T + b)
+    return {"l2": l2, "train/loss": float(-np.log(np.clip(pt[np.arange(len(ytr)), ytr], 1e-12, None)).mean()),
+            "train/top1": float((pt.argmax(1) == ytr).mean()), "val/loss": loss,
+            "val/top1": float((pv.argmax(1) == yva).mean()) if len(yva) else None}
 
 
 def _train_labels(df: pd.DataFrame, names: list[str]) -> np.ndarray:

@@ -147,3 +147,25 @@ def test_a_two_way_split_scores_val_and_says_so():
     assert evaluate.eval_split(pd.Series(["train", "val", None]), "test") == "val"
     assert evaluate.eval_split(pd.Series(["train", "test"]), "test") == "test"
     assert evaluate.eval_split(pd.Series(["train"]), "test") == "test"
+
+
+def test_the_lbfgs_head_is_the_probe_with_the_penalty_val_prefers():
+    """train.head_solver lbfgs: the Keras head (unit norm → dense → softmax) carries the
+    probe's weights, so it answers exactly as the probe does; the penalty is the one of the
+    grid with the lowest validation loss."""
+    from pipeline.models import zoo
+    from pipeline.train import fit_probe_head
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(0, 1, (3, 16)) * 3
+    def draw(n):
+        y = np.repeat(np.arange(3), n)
+        return (centres[y] + rng.normal(0, 1.5, (len(y), 16))).astype(np.float32), y
+    ftr, ytr = draw(30)
+    fva, yva = draw(10)
+    top = zoo.head(16, 3, 0.2, unit=True)
+    row = fit_probe_head(top, ftr, ytr, fva, yva, 3, (1e-4, 1e-2, 1.0), balanced=True)
+    assert row["l2"] in (1e-4, 1e-2, 1.0) and row["val/top1"] > 0.9
+    keras_p = np.asarray(top.predict(fva, verbose=0))
+    probe = Probe.fit(ftr, np.array([str(i) for i in ytr]), l2=row["l2"])
+    assert np.allclose(keras_p, probe.predict_proba(fva), atol=1e-4)

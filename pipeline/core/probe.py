@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (a zero row stays zero)."""
     x = np.asarray(x, np.float64)
     n = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(n > 0, n, 1.0)
@@ -47,7 +48,7 @@ class Probe:
         classes = sorted(set(labels))
         index = {c: i for i, c in enumerate(classes)}
         y = np.array([index[v] for v in labels])
-        xn = _unit(x)
+        xn = unit_rows(x)
         n, d = xn.shape
         k = len(classes)
         if k < 2:
@@ -74,4 +75,4 @@ class Probe:
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         if len(self.classes) < 2:
             return np.ones((len(x), len(self.classes)))
-        return softmax(_unit(x) @ self.weights.T + self.bias)
+        return softmax(unit_rows(x) @ self.weights.T + self.bias)

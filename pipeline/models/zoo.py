@@ -127,13 +127,15 @@ def build_backbone(name: str, size: int, weights_file: str | None = None, l2: fl
     return keras.Model(inp, out, name=name), int(out.shape[-1])
 
 
-def head(embed_dim: int, classes: int, dropout: float, name: str = "head"):
-    """Dropout and a softmax layer (float32 even under mixed precision)."""
+def head(embed_dim: int, classes: int, dropout: float, name: str = "head", unit: bool = False):
+    """Dropout and a softmax layer (float32 even under mixed precision); with ``unit`` the
+    embedding is L2-normalised first (the head a probe's weights are loaded into)."""
     import keras
     from keras import layers
 
     inp = keras.Input((embed_dim,), name="embedding")
-    x = layers.Dropout(dropout, name="head_dropout")(inp)
+    x = layers.UnitNormalization(name="unit")(inp) if unit else inp
+    x = layers.Dropout(dropout, name="head_dropout")(x)
     x = layers.Dense(classes, name="logits")(x)
     out = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inp, out, name=name)
