@@ -161,9 +161,12 @@ def cmd_train_head(a: argparse.Namespace, params) -> int:
 
     if not 1 <= a.per_label <= 100_000:
         raise UserError("--per-label must be 1..100000")
-    examples = heads.bank(a.per_label, a.realdata)
-    if a.examples:
-        examples += heads.examples_from_folder(a.examples)
+    # the folders a person typed are read first: a wrong path is said at once, not after the
+    # generated bank (minutes at the default size) is drawn
+    if a.realdata and not Path(a.realdata).is_dir():
+        raise UserError(f"--realdata {a.realdata}: no such folder")
+    given = heads.examples_from_folder(a.examples) if a.examples else []
+    examples = heads.bank(a.per_label, a.realdata) + given
     emb = None
     n_decisions = 0
     if not a.no_decisions:
