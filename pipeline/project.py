@@ -228,10 +228,13 @@ def render_site(name: str, base_url: str, platform: str = "demo") -> str:
 
 
 #: what a kind of catalog changes in params.yaml (``gemcurate init --kind``): loose gems keep
-#: the defaults; a jewelry store's pieces often fill the frame and are shown worn
+#: the defaults; a jewelry store's pieces often fill the frame and are shown worn, and on
+#: photos from outside the whole photo without rotations scored best (docs/benchmarks.md,
+#: "Photos from outside the pipeline")
 KINDS: dict[str, dict[str, str]] = {
     "gems": {},
-    "jewelry": {"crop.cut_by_border": "keep", "filter.hand_policy": "keep"},
+    "jewelry": {"crop.cut_by_border": "keep", "filter.hand_policy": "keep", "crop.mode": "full",
+                "augment.rotation_step": "360"},
 }
 
 

@@ -122,5 +122,6 @@ def test_a_jewelry_project_starts_with_the_jewelry_defaults_and_every_comment():
         f.write(jewelry)
     p = load_params(f.name)
     assert p.crop.cut_by_border == "keep" and p.filter.hand_policy == "keep"
+    assert p.crop.mode == "full" and p.augment.rotation_step == 360
     with pytest.raises(project.ProjectError, match="--kind"):
         project.render_params("sites/x.yaml", "watches")
