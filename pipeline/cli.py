@@ -20,10 +20,10 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.config import ConfigError, load_params
+from pipeline.config import PLATFORMS, ConfigError, load_params
 from pipeline.core.paths import find_project_root
 from pipeline.core.text import printable
-from pipeline.errors import UserError
+from pipeline.errors import ExitCode, UserError
 from pipeline.stages import STAGES
 from pipeline.storefront.options import add_catalog_flags, catalog_options
 
@@ -469,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--site", default="demo", help="the first store's name (sites/<site>.yaml)")
     i.add_argument("--base-url", help="the store's address (default: the demo storefront's)")
     i.add_argument("--no-git", action="store_true", help="DVC without git (no dataset versions)")
-    i.add_argument("--platform", choices=["demo", "shopify", "woocommerce", "magento"], default="demo",
+    i.add_argument("--platform", choices=PLATFORMS, default="demo",
                    help="start the site adapter from this platform's commented template")
     i.add_argument("--kind", choices=["gems", "jewelry"], default="gems",
                    help="the kind of catalog: its params defaults (jewelry: keep pieces the frame "
@@ -497,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a store that never fully answers: the first category lists N deleted "
                         "products (404) and N products show one image that always answers 500 "
                         "(demo layout)")
-    s.add_argument("--layout", choices=["demo", "shopify", "woocommerce", "magento"], default="demo",
+    s.add_argument("--layout", choices=PLATFORMS, default="demo",
                    help="serve the catalog with this platform's URLs, HTML and JSON (same images)")
     s.add_argument("--cache-dir", help="rendered-image cache (default ~/.cache/gemcurate)")
     s.add_argument("--no-cache", action="store_true", help="render every image on demand")
@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_store_serve)
     t = ssub.add_parser("truth", help="write the catalog's ground truth (never served)")
     t.add_argument("--out", required=True)
-    t.add_argument("--layout", choices=["demo", "shopify", "woocommerce", "magento"], default="demo",
+    t.add_argument("--layout", choices=PLATFORMS, default="demo",
                    help="the URLs of this layout (the same catalog otherwise)")
     add_catalog_flags(t)
     t.set_defaults(func=cmd_store_truth)
@@ -698,23 +698,23 @@ def main(argv: list[str] | None = None) -> int:
         return int(a.func(a) or 0)
     except ConfigError as exc:
         print(f"gemcurate: configuration error: {printable(exc, keep_newlines=True)}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     except NotInProject as exc:
         print(f"gemcurate: {printable(exc)}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     except UserError as exc:
         print(f"gemcurate: {printable(exc, keep_newlines=True)}", file=sys.stderr)
-        return 1
+        return ExitCode.ERROR
     except KeyboardInterrupt:
         print("gemcurate: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception as exc:  # one line for people; the traceback with -v
         if a.verbose:
             raise
         text = printable(" ".join(str(exc).split())[:500])
         print(f"gemcurate: {type(exc).__name__}: {text} (run with -v for the traceback)",
               file=sys.stderr)
-        return 1
+        return ExitCode.ERROR
 
 
 if __name__ == "__main__":

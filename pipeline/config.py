@@ -246,6 +246,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 #: a field that changes how a stage runs, never what it writes
 RUNTIME = {"outputs": False}
 
+#: the store platforms gemcurate has a site template for (``init --platform``) and the demo
+#: storefront can imitate (``store serve --layout``): one list, read by both
+PLATFORMS = ("demo", "shopify", "woocommerce", "magento")
+
 
 def shaped_stages(section: str, f: Any) -> tuple[str, ...]:
     """The stages whose outputs the field ``f`` of params section ``section`` changes."""

@@ -45,8 +45,7 @@ from pathlib import Path
 
 from pipeline.config import parse_yaml as _yaml
 from pipeline.core.tools import tool
-from pipeline.errors import UserError
-from pipeline.scrape import EXIT_CODES
+from pipeline.errors import ExitCode, UserError
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ class Outcome(enum.Enum):
 
 
 def scrape_outcome(code: int) -> Outcome:
-    """The scheduler's reading of ``gemcurate scrape``'s exit code (see ``EXIT_CODES``).
+    """The scheduler's reading of ``gemcurate scrape``'s exit code (:class:`pipeline.errors.ExitCode`).
 
     0 complete; 3 banned (the store said stop: retrying makes it worse) → fail, no retry;
     4 incomplete (pages or images failed, 429/503s, timeouts) and 5 stopped (disk full, a
@@ -93,20 +92,20 @@ def scrape_outcome(code: int) -> Outcome:
     last complete crawl stands); 2 a usage or config error → fail (a retry cannot fix a
     YAML); any other code (a crash, killed by a signal) → retry.
     """
-    if code == EXIT_CODES["complete"]:
+    if code == ExitCode.OK:
         return Outcome.SUCCESS
-    if code in (EXIT_CODES["banned"], 2):
+    if code in (ExitCode.BANNED, ExitCode.USAGE):
         return Outcome.FAIL
-    if code == EXIT_CODES["disallowed"]:
+    if code == ExitCode.DISALLOWED:
         return Outcome.SKIP
     return Outcome.RETRY
 
 
 def command_outcome(code: int) -> Outcome:
     """Any other gemcurate or dvc command: 0 success, 2 (usage, config, refused) fail, else retry."""
-    if code == 0:
+    if code == ExitCode.OK:
         return Outcome.SUCCESS
-    return Outcome.FAIL if code == 2 else Outcome.RETRY
+    return Outcome.FAIL if code == ExitCode.USAGE else Outcome.RETRY
 
 
 def pool_name(site: str) -> str:

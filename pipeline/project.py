@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from pipeline import codegraph
+from pipeline.config import PLATFORMS
 from pipeline.config import parse_yaml as _yaml
 from pipeline.core.atomic import write_text
 from pipeline.core.paths import find_project_root
@@ -212,7 +213,6 @@ def require_current_lock(root: Path | None, stage: str | None = None) -> None:
 # --------------------------------------------------------------------------- init
 
 
-PLATFORMS = ("demo", "shopify", "woocommerce", "magento")
 
 
 def render_site(name: str, base_url: str, platform: str = "demo") -> str:

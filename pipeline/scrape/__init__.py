@@ -24,6 +24,7 @@ from pipeline.core import atomic, decisions
 from pipeline.core.blobstore import open_store, sha256_hex
 from pipeline.core.lock import data_dir_lock
 from pipeline.core.text import printable
+from pipeline.errors import ExitCode
 from pipeline.scrape.crawler import Crawler, Stop, is_storage_error, short
 from pipeline.scrape.site import SiteConfig, load_site
 from pipeline.scrape.state import FINISHED, CrawlState, connect, default_url
@@ -31,8 +32,9 @@ from pipeline.scrape.state import FINISHED, CrawlState, connect, default_url
 logger = logging.getLogger(__name__)
 
 # complete_with_dead_links is a success: the manifest is written, the dead URLs are listed
-EXIT_CODES = {"complete": 0, "complete_with_dead_links": 0, "banned": 3, "incomplete": 4,
-              "stopped": 5, "disallowed": 6}
+EXIT_CODES = {"complete": ExitCode.OK, "complete_with_dead_links": ExitCode.OK,
+              "banned": ExitCode.BANNED, "incomplete": ExitCode.INCOMPLETE,
+              "stopped": ExitCode.STOPPED, "disallowed": ExitCode.DISALLOWED}
 # how many dead or failed URLs the summary JSON lists one by one (the count is always whole)
 LISTED_URLS = 1000
 
@@ -50,7 +52,7 @@ class ScrapeResult:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES.get(self.status, 1)
+        return int(EXIT_CODES.get(self.status, ExitCode.ERROR))
 
 
 def state_url(params: Params) -> str:

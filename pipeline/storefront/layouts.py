@@ -35,9 +35,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
+from pipeline.config import PLATFORMS
 from pipeline.storefront.catalog import BASE_DATE, Catalog, ImageEntry, Product
 
-LAYOUTS = ("demo", "shopify", "woocommerce", "magento")
+LAYOUTS = PLATFORMS  # the layouts are the platforms gemcurate has site templates for
 SIZES = (100, 200, 300, 600)  # resized variants the platform pages link
 SITEMAP_CHUNK = 250           # products per sitemap file where the platform splits them
 #: XML namespaces (names, never fetched): sitemaps, Google's image sitemaps, schema.org
