@@ -333,7 +333,7 @@ def cmd_decide(a: argparse.Namespace) -> int:
 
     params = _params(a, {"data": {"data_dir": a.data_dir}} if a.data_dir else {})
     db = decisions.Decisions(decisions.connect(
-        params.data.review_db or decisions.review_url(params.data.data_dir)))
+        decisions.db_url(params.data.review_db, params.data.data_dir)))
     if a.decisions_cmd == "list":
         from pipeline.core.text import printable
 
@@ -365,7 +365,7 @@ def cmd_decisions_export(a: argparse.Namespace) -> int:
 
     params = _params(a, {"data": {"data_dir": a.data_dir}} if a.data_dir else {})
     db = decisions.Decisions(decisions.connect(
-        params.data.review_db or decisions.review_url(params.data.data_dir)))
+        decisions.db_url(params.data.review_db, params.data.data_dir)))
     import io
 
     buf = io.StringIO()

@@ -413,7 +413,7 @@ def pending_decisions(root: Path, data_dir: str = "data", prefix: str = "dataset
     from pipeline.core import decisions
 
     params = load_params(root / "params.yaml")
-    url = params.data.review_db or decisions.review_url(root / data_dir)
+    url = decisions.db_url(params.data.review_db, root / data_dir)
     if not params.data.review_db and not (root / data_dir / "state" / "reviews.sqlite").exists():
         return 0
     latest = latest_version(root, prefix)

@@ -92,6 +92,12 @@ def review_url(data_dir: str | Path) -> str:
     return sqlite_url(Path(data_dir) / "state" / "reviews.sqlite")
 
 
+def db_url(review_db: str | None, data_dir: str | Path) -> str:
+    """The decisions database of a project: ``data.review_db`` when set, else the data dir's
+    SQLite file (:func:`review_url`). The one place this is worked out."""
+    return review_db or review_url(data_dir)
+
+
 def connect(url: str) -> sa.Engine:
     """Open the decisions database at ``url`` and create (or bring up to date) its table."""
     engine = make_engine(url)
@@ -390,7 +396,7 @@ def _utc(at: datetime) -> datetime:
 
 def load_latest(url: str | None, data_dir: str | Path) -> pd.DataFrame:
     """The decisions in force, from ``url`` (default: the data dir's reviews DB)."""
-    engine = connect(url or review_url(data_dir))
+    engine = connect(db_url(url, data_dir))
     try:
         return Decisions(engine).latest()
     finally:

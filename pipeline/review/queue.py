@@ -62,7 +62,7 @@ class ReviewData:
         self.store_root = self.io.store_root
         self.crops_dir = self.data_dir / "crops"
         self.db = decisions.Decisions(decisions.connect(
-            params.data.review_db or decisions.review_url(self.data_dir)))
+            decisions.db_url(params.data.review_db, self.data_dir)))
         self.app_db = app_db
         self._lock = threading.Lock()
         self._cached: tuple | None = None
