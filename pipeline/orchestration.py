@@ -59,10 +59,31 @@ BASE_URL_VARIABLE = "gemcurate_base_url__{site}"
 TAGS = ("gemcurate",)
 # retries with exponential backoff: 5, 10, 20 minutes (a store's bad hour, a worker lost)
 RETRIES = 3
-RETRY_DELAY_S = int(os.environ.get("GEMCURATE_RETRY_DELAY_S", "300"))
 MAX_RETRY_DELAY_S = 3600
 # workers the per-image work of dedupe, filter and crop is mapped over (gemcurate <stage> --shard i/n)
-SHARDS = max(1, min(64, int(os.environ.get("GEMCURATE_SHARDS", "2"))))
+
+
+
+def retry_delay_s(env: dict | None = None) -> int:
+    """The first retry's wait (``GEMCURATE_RETRY_DELAY_S``, default 300), read when the DAG
+    file is parsed, not when this module was first imported."""
+    return _env_int(env, "GEMCURATE_RETRY_DELAY_S", 300, 0, 86_400)
+
+
+def shards(env: dict | None = None) -> int:
+    """How many workers the per-image work is mapped over (``GEMCURATE_SHARDS``, 1–64, default 2)."""
+    return _env_int(env, "GEMCURATE_SHARDS", 2, 1, 64)
+
+
+def _env_int(env: dict | None, name: str, default: int, low: int, high: int) -> int:
+    text = (os.environ if env is None else env).get(name, "")
+    if not text.strip():
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise OrchestrationError(f"{name}={text[:40]!r}: a whole number from {low} to {high}") from None
+    return max(low, min(high, value))
 # the longest a task may run (its execution_timeout); Celery's visibility timeout must exceed it
 TIMEOUTS_S = {"scrape": 48 * 3600, "curate": 12 * 3600, "validate": 2 * 3600, "export": 4 * 3600,
               "publish": 4 * 3600, "train": 24 * 3600, "evaluate": 4 * 3600}

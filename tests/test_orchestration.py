@@ -170,3 +170,10 @@ def test_pending_decisions_counts_those_after_the_latest_version(tmp_path):
                 decided_at=when.astimezone(dt.UTC)))
     engine.dispose()
     assert orch.pending_decisions(root) == 2
+
+
+def test_the_environment_is_read_when_asked_and_checked():
+    assert orch.retry_delay_s({}) == 300 and orch.retry_delay_s({"GEMCURATE_RETRY_DELAY_S": "5"}) == 5
+    assert orch.shards({}) == 2 and orch.shards({"GEMCURATE_SHARDS": "500"}) == 64
+    with pytest.raises(orch.OrchestrationError, match="GEMCURATE_SHARDS='two'"):
+        orch.shards({"GEMCURATE_SHARDS": "two"})

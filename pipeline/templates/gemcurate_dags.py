@@ -34,6 +34,7 @@ from pipeline import notify
 from pipeline import orchestration as orch
 
 log = logging.getLogger(__name__)
+SHARDS = orch.shards()  # read from the environment when the scheduler parses this file
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
@@ -60,7 +61,7 @@ def _run(project: orch.Project, cmd: list[str], what: str, read=orch.command_out
 def _defaults(project: orch.Project) -> dict:
     notifier = notify.AlertNotifier(project_root=str(project.root))
     return {"owner": "gemcurate", "retries": orch.RETRIES,
-            "retry_delay": dt.timedelta(seconds=orch.RETRY_DELAY_S),
+            "retry_delay": dt.timedelta(seconds=orch.retry_delay_s()),
             "retry_exponential_backoff": True,
             "max_retry_delay": dt.timedelta(seconds=orch.MAX_RETRY_DELAY_S),
             "pool": project.pool, "queue": orch.QUEUE_DEFAULT,
@@ -71,7 +72,7 @@ def _curation_tasks(project: orch.Project, dataset: Asset):
     """dedupe, filter, crop (each sharded) → curate → validate → export → publish.
 
     Shared by the refresh and apply-reviews DAGs. The per-image work of dedupe (the
-    fingerprints), filter and crop is mapped over ``orch.SHARDS`` workers
+    fingerprints), filter and crop is mapped over ``SHARDS`` workers
     (``gemcurate filter --shard i/n``, outside the site
     pool: shards never write the same file), then ``dvc repro`` of the stage reuses every
     row they computed, so the outputs are those of one process.
@@ -88,16 +89,16 @@ def _curation_tasks(project: orch.Project, dataset: Asset):
     @task(pool="default_pool", execution_timeout=_timeout("curate"))
     def shard(stage: str, index: int) -> None:
         """One share of a stage's per-image work into its cache."""
-        _run(project, orch.shard_command(stage, index, orch.SHARDS), f"gemcurate {stage} --shard")
+        _run(project, orch.shard_command(stage, index, SHARDS), f"gemcurate {stage} --shard")
 
     dedupe_shards = shard.override(task_id="dedupe_shard").partial(stage="dedupe").expand(
-        index=list(range(orch.SHARDS)))
+        index=list(range(SHARDS)))
     dedupe = repro("dedupe", "merge the shards' fingerprints; pairs, clusters (`dvc repro dedupe`)")
     filter_shards = shard.override(task_id="filter_shard").partial(stage="filter").expand(
-        index=list(range(orch.SHARDS)))
+        index=list(range(SHARDS)))
     filter_ = repro("filter", "merge the shards' scores, flags, decisions (`dvc repro filter`)")
     crop_shards = shard.override(task_id="crop_shard").partial(stage="crop").expand(
-        index=list(range(orch.SHARDS)))
+        index=list(range(SHARDS)))
     curate = repro("augment", "crop → split → augment (`dvc repro augment`)")
     dedupe_shards >> dedupe >> filter_shards >> filter_ >> crop_shards >> curate
 
