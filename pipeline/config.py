@@ -166,10 +166,11 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
     if missing:
         raise ConfigError(f"{prefix or cls.__name__}: missing required key(s): {', '.join(missing)}")
     obj = cls(**kwargs)
-    validate = getattr(obj, "validate", None)
-    if callable(validate):
+    # the cross-field checks of a section: ``check`` (not ``validate``, the name of a section)
+    check = getattr(obj, "check", None)
+    if callable(check):
         try:
-            validate()
+            check()
         except ConfigError as exc:
             raise ConfigError(f"{prefix}.{exc}" if prefix else str(exc)) from None
     return obj
@@ -287,7 +288,7 @@ class DataParams:
         metadata={"doc": "annotator decisions, SQLAlchemy URL; default sqlite:///<data_dir>/state/reviews.sqlite"},
     )
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.store_root and "://" in self.store_root:
             from pipeline.core.blobstore import parse_store_url
 
@@ -337,7 +338,7 @@ class ScrapeParams:
                          "crawl is a full pass; 0: only the first)"})
     progress: bool = field(default=True, metadata=RUNTIME)
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.min_side > self.max_side:
             raise ConfigError(f"min_side: {self.min_side} exceeds max_side {self.max_side}")
         if self.backoff_base_s > self.backoff_max_s:
@@ -412,7 +413,7 @@ class FilterParams:
     checks: dict[str, CheckParams] = field(default_factory=dict, metadata={
         "doc": "per registered check: enabled, threshold, review_band (defaults: the check's own)"})
 
-    def validate(self) -> None:
+    def check(self) -> None:
         for name in self.checks:
             if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
                 raise ConfigError(f"checks.{name}: a check name is snake_case")
@@ -481,7 +482,7 @@ class CropParams:
     workers: int = field(default=0, metadata={"min": 0, "max": 256, **RUNTIME})
     progress: bool = field(default=True, metadata=RUNTIME)
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.canny_low >= self.canny_high:
             raise ConfigError("canny_low: must be below canny_high")
 
@@ -510,7 +511,7 @@ class SplitParams:
     def ratios(self) -> dict[str, float]:
         return {k: v for k, v in (("train", self.train), ("val", self.val), ("test", self.test)) if v > 0}
 
-    def validate(self) -> None:
+    def check(self) -> None:
         total = self.train + self.val + self.test
         if abs(total - 1.0) > 1e-6:
             raise ConfigError(f"split: train + val + test must be 1, got {total:g}")
@@ -677,7 +678,7 @@ class ReviewParams:
     relabel_suggestions: int = field(default=9, metadata={"min": 1, "max": 9,
                                                           "doc": "classes offered on keys 1-9"})
 
-    def validate(self) -> None:
+    def check(self) -> None:
         for r in self.double_review:
             if not re.fullmatch(r"[a-z][a-z0-9_*]*", r):
                 raise ConfigError(f"double_review: {r!r} is not a review reason (e.g. hand, crop_*)")

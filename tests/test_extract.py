@@ -37,7 +37,7 @@ PAGE = """<html><head>
 
 def ex(**kw) -> Extractor:
     e = Extractor(**kw)
-    e.validate()
+    e.check()
     return e
 
 

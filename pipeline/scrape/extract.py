@@ -95,7 +95,7 @@ class Extractor:
     slug: bool = False
     template: str | None = None
 
-    def validate(self) -> None:
+    def check(self) -> None:
         given = [k for k in SOURCES if getattr(self, k)]
         if len(given) != 1:
             raise ConfigError(f"{'/'.join(given) or 'source'}: give exactly one of "

@@ -38,7 +38,7 @@ class Rewrite:
     pattern: str
     replace: str
 
-    def validate(self) -> None:
+    def check(self) -> None:
         check_regex(self.pattern, "pattern")
 
 
@@ -53,7 +53,7 @@ class ProductSelectors:
     label_pattern: str | None = None
     attributes: dict[str, Spec] = field(default_factory=dict)
 
-    def validate(self) -> None:
+    def check(self) -> None:
         for key in ("images", "id", "label"):
             check_spec(getattr(self, key), key)
         for key in ("id_pattern", "label_pattern"):
@@ -89,7 +89,7 @@ class SitemapSpec:
     discover: bool = True
     max_sitemaps: int = field(default=1000, metadata={"min": 1, "max": 100_000})
 
-    def validate(self) -> None:
+    def check(self) -> None:
         check_regex(self.products, "products")
         if self.product_url is not None and self.product_url.count("{}") != 1:
             raise ConfigError(f"product_url: {self.product_url!r} must hold {{}} exactly once")
@@ -102,7 +102,7 @@ class LabelTarget:
     label: str
     parent: str | None = None
 
-    def validate(self) -> None:
+    def check(self) -> None:
         for key in ("label", "parent"):
             value = getattr(self, key)
             why = text_problem(value) if value is not None else None
@@ -142,7 +142,7 @@ class SiteConfig:
             return t, None, True
         return t.label, t.parent, True
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if not SCHEDULE.fullmatch(self.schedule.strip()):
             raise ConfigError(f"schedule: {self.schedule!r} is not a cron expression (5 fields) or one of "
                               "@hourly @daily @weekly @monthly @yearly none")
