@@ -25,34 +25,20 @@ sys.path.insert(0, str(ROOT))
 REALDATA = ROOT.parent / "shared" / "realdata"
 
 from bench import param_overrides  # noqa: E402
-from pipeline import augment, crop, dataset, dedupe, evaluate, export, split, train, validate  # noqa: E402
-from pipeline import filter as filt  # noqa: E402
+from pipeline import dataset, evaluate, train  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
-from pipeline.scrape import scrape  # noqa: E402
-from pipeline.storefront import process  # noqa: E402
 
 
 def curate(folder: Path, work: Path, cut_by_border: str | None = None) -> dict:
-    data = work / "data"
-    params = load_params(ROOT / "params.yaml", {
-        "data": {"data_dir": str(data)},
-        # jewelry fills the frame: a piece touching the border is a product photo, not a cut stone
-        "crop": {"cut_by_border": cut_by_border or ("keep" if folder.name == "jewelry" else "review")},
-        "scrape": {"max_rate": 1000.0, "default_rate": 1000.0, "concurrency": 8, "progress": False,
-                   "site": str(ROOT / "sites" / "demo.yaml")}})
-    t = time.perf_counter()
-    if not (data / "dataset" / "manifest.parquet").exists():
-        with process.storefront(["--catalog", str(folder), "--rate-limit", "1000", "--burst", "200",
-                                 "--faults", "0"], cwd=ROOT) as store:
-            res = scrape(params, base_url=store.base_url)
-            assert res.status == "complete", res.message
-        for mod in (dedupe, filt, crop, split, augment, validate, export):
-            mod.main(params, progress=False)
-    ds = dataset.read_manifest(data / "dataset")
-    return {"params": params, "dataset": data / "dataset", "curate_s": round(time.perf_counter() - t, 1),
-            "images": {s: int((ds["split"] == s).sum()) for s in ("train", "val", "test")},
-            "photos_train": int(((ds["split"] == "train") & ds["parent_id"].isna()).sum()),
-            "classes": int(ds["label"].nunique())}
+    """Scrape ``folder`` in folder mode and curate it (``bench/holdout.py``'s curation, with
+    ``crop.cut_by_border``: keep for jewelry by default, where a piece often fills the frame)."""
+    from bench.holdout import curate as curate_folder
+
+    cut = cut_by_border or ("keep" if folder.name == "jewelry" else "review")
+    info = curate_folder(folder, work, {"crop": {"cut_by_border": cut}})
+    params = load_params(ROOT / "params.yaml", {"data": {"data_dir": str(work / "data")},
+                                                "crop": {"cut_by_border": cut}})
+    return {"params": params, "dataset": work / "data" / "dataset", **info}
 
 
 def main() -> None:
