@@ -329,32 +329,23 @@ def cmd_dvc_yaml(a: argparse.Namespace) -> int:
 
 def cmd_decide(a: argparse.Namespace) -> int:
     from pipeline.core import decisions
-    from pipeline.manifest import manifest_path, read_manifest
 
     params = _params(a, {"data": {"data_dir": a.data_dir}} if a.data_dir else {})
-    db = decisions.Decisions(decisions.connect(
-        decisions.db_url(params.data.review_db, params.data.data_dir)))
+    db = decisions.open_db(params.data.review_db, params.data.data_dir)
     if a.decisions_cmd == "list":
-        from pipeline.core.text import printable
-
         df = db.history() if a.all else db.latest()
         # reasons, notes and labels come from CSVs and web forms: escape control characters
         df = df.map(lambda v: printable(v) if isinstance(v, str) else v)
         print(df.to_string(index=False) if len(df) else "no decisions yet")
         return 0
-    raw = manifest_path(params.data.data_dir, "raw")
-    if not raw.exists():
-        raise decisions.DecisionError(f"{raw} missing: decisions name images of a scrape; scrape first")
-    known = decisions.Known.of_manifest(read_manifest(raw))
-    earlier = set(db.history()["label"].dropna())  # classes earlier relabels created
-    known = decisions.Known(known.image_ids, known.labels | earlier)
+    known = decisions.known_of_project(db, params.data.data_dir)
     if a.decisions_cmd == "import":
         n = db.record_many(decisions.read_csv(a.csv), known, new_class=a.new_class)
-        print(f"imported {n} decision(s) from {a.csv}")
+        print(f"imported {n} decision(s) from {printable(a.csv)}")
         return 0
     db.record(a.image_id, a.decision, a.by, label=a.label, reason=a.reason, note=a.note,
               known=known, new_class=a.new_class)
-    print(f"{a.image_id}: {a.decision}{' → ' + a.label if a.label else ''} by {a.by}")
+    print(printable(f"{a.image_id}: {a.decision}{' → ' + a.label if a.label else ''} by {a.by}"))
     return 0
 
 
@@ -364,8 +355,7 @@ def cmd_decisions_export(a: argparse.Namespace) -> int:
     from pipeline.review.app import export_csv
 
     params = _params(a, {"data": {"data_dir": a.data_dir}} if a.data_dir else {})
-    db = decisions.Decisions(decisions.connect(
-        decisions.db_url(params.data.review_db, params.data.data_dir)))
+    db = decisions.open_db(params.data.review_db, params.data.data_dir)
     import io
 
     buf = io.StringIO()

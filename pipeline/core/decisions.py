@@ -98,6 +98,26 @@ def db_url(review_db: str | None, data_dir: str | Path) -> str:
     return review_db or review_url(data_dir)
 
 
+def open_db(review_db: str | None, data_dir: str | Path) -> Decisions:
+    """The decisions table of a project (``data.review_db``, else the data dir's file)."""
+    return Decisions(connect(db_url(review_db, data_dir)))
+
+
+def known_of_project(db: Decisions, data_dir: str | Path) -> Known:
+    """What a decision may name in this project: the raw manifest's images, and its classes
+    plus those earlier relabels created.
+
+    Raises:
+        DecisionError: Nothing scraped yet.
+    """
+    raw = manifest.manifest_path(data_dir, "raw")
+    if not raw.exists():
+        raise DecisionError(f"{raw} missing: decisions name images of a scrape; scrape first")
+    known = Known.of_manifest(manifest.read_manifest(raw))
+    earlier = set(db.history()["label"].dropna())
+    return Known(known.image_ids, known.labels | earlier)
+
+
 def connect(url: str) -> sa.Engine:
     """Open the decisions database at ``url`` and create (or bring up to date) its table."""
     engine = make_engine(url)
