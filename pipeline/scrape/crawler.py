@@ -332,9 +332,13 @@ class Crawler:
 
     async def _request(self, url: str, limiter: HostLimiter, headers: dict,
                        page: bool, allow_empty: bool = False) -> Fetched:
-        """One URL, no redirects followed: GET with politeness, backoff and ban detection."""
-        attempts = 0
-        n429 = 0
+        """One URL, no redirects followed: GET with politeness, backoff and ban detection.
+
+        Each try is :meth:`_get_once` (the body limit); what its outcome means is decided by
+        one policy each: an answer (:meth:`_answered_with`), a 429 (:meth:`_on_429`), a 403
+        (:meth:`_on_403`), and the retry of what is transient.
+        """
+        attempts = n429 = 0
         while True:
             if self.stop_reason:
                 raise Stop(self.stop_reason)
@@ -342,80 +346,20 @@ class Crawler:
             if self.stop_reason:
                 raise Stop(self.stop_reason)
             attempts += 1
-            self.c.requests += 1
-            t = time.time()
-            self.c.first_request = self.c.first_request or t
-            self.c.last_request = t
-            status, hdrs, body, error = None, CIMultiDict(), b"", None
-            try:
-                async with self.session.get(url, headers=headers, allow_redirects=False) as r:
-                    code, got = r.status, r.headers.copy()
-                    if code == 200:
-                        declared = r.content_length
-                        if declared is not None and declared > self.p.max_bytes:
-                            raise TooLarge(f"Content-Length {declared} > max_bytes")
-                        chunks, n = [], 0
-                        try:
-                            async for chunk in r.content.iter_chunked(1 << 16):
-                                n += len(chunk)
-                                if n > self.p.max_bytes:
-                                    raise TooLarge(f"body over max_bytes {self.p.max_bytes}")
-                                chunks.append(chunk)
-                        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
-                            # aiohttp raises here when a connection closes before the
-                            # Content-Length (or the last chunk) arrived, and on timeouts
-                            raise BrokenBody(f"body broke off after {n} bytes "
-                                             f"({short(exc)})") from exc
-                        body = b"".join(chunks)
-                    else:
-                        with contextlib.suppress(TimeoutError, aiohttp.ClientError, ConnectionError):
-                            body = await r.content.read(4096)
-                    # the outcome is known only once the whole body is in
-                    status, hdrs = code, got
-            except TooLarge as exc:
-                return Fetched(200, hdrs, b"", f"too_large_bytes: {exc}", attempts, permanent=True)
-            except BrokenBody as exc:
-                error = str(exc)  # a transient failure: retried like a reset before the headers
-            except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
-                error = f"{type(exc).__name__}: {exc}".strip(": ")
-            self.c.last_request = time.time()
-            if status is not None:
-                self.c.by_status[status] += 1
-            if status in (200, 304) or (status is not None and 300 <= status < 400):
-                self.consecutive_403 = 0
-                if status == 200 and not body and not allow_empty:
-                    # no page or image is empty: a store that sends nothing has shown
-                    # nothing (not a category without products, not a file to keep, with
-                    # an ETag that would revalidate it for good); retried like a reset
-                    error = "empty body"
-                    status = None
-                else:
-                    return Fetched(status, hdrs, body, None, attempts)
+            status, hdrs, body, error, too_large = await self._get_once(url, headers)
+            if too_large:
+                return Fetched(200, hdrs, b"", f"too_large_bytes: {too_large}", attempts, permanent=True)
+            done, status, error = self._answered_with(status, body, error, allow_empty)
+            if done:
+                return Fetched(status, hdrs, body, None, attempts)
             ra = parse_retry_after(hdrs.get("Retry-After"))
             if status == 429:
-                self.c.rate_limited += 1
                 n429 += 1
-                wait = ra if ra is not None else self._backoff(n429)
-                if wait > self.p.max_retry_after_s:
-                    self._stop(f"{urlsplit(url).netloc} asks to wait {wait:.0f}s (Retry-After), "
-                               f"more than scrape.max_retry_after_s; state saved, rerun later",
-                               "stopped")
-                    raise Stop(self.stop_reason)
-                limiter.pause(wait)
-                limiter.slow_down()
-                logger.info("429 on %s: pausing %.1fs, rate now %.2f/s", url, wait, limiter.rate)
-                if n429 > 4 * (self.p.max_retries + 1):
-                    return Fetched(429, hdrs, b"", "rate limited too often", attempts)
-                continue
+                if self._on_429(url, limiter, ra, n429):
+                    continue
+                return Fetched(429, hdrs, b"", "rate limited too often", attempts)
             if status == 403:
-                self.consecutive_403 += 1
-                text = body.decode("utf-8", "replace").lower()
-                if ra is not None or "ban" in text or self.consecutive_403 >= 3:
-                    self.c.bans += 1
-                    self._stop(f"banned by {urlsplit(url).netloc} (HTTP 403: "
-                               f"{text.strip()[:80]!r}); stopped at once, state saved, rerun "
-                               f"later to resume", "banned")
-                    raise Stop(self.stop_reason)
+                self._on_403(url, ra, body)  # raises Stop on a ban
                 return Fetched(403, hdrs, body, "HTTP 403", attempts, permanent=True)
             transient = status is None or status in (408, 425, 500, 502, 503, 504)
             if not transient:
@@ -429,6 +373,109 @@ class Crawler:
             logger.debug("retry %d of %s in %.1fs (%s)", attempts, url, delay, error or status)
             # back off this request only: one failing URL must not stall the whole host
             await asyncio.sleep(delay)
+
+    async def _get_once(self, url: str, headers: dict
+                        ) -> tuple[int | None, CIMultiDict, bytes, str | None, str | None]:
+        """One GET, its 200 body streamed against ``max_bytes``.
+
+        Returns:
+            ``(status, headers, body, error, too_large)``: status None when no whole answer
+            came (a reset, a timeout, a body that broke off: retried like a failed connect);
+            ``too_large`` says why a body was cut off (never retried).
+        """
+        self.c.requests += 1
+        t = time.time()
+        self.c.first_request = self.c.first_request or t
+        self.c.last_request = t
+        status, hdrs, body, error, too_large = None, CIMultiDict(), b"", None, None
+        try:
+            async with self.session.get(url, headers=headers, allow_redirects=False) as r:
+                code, got = r.status, r.headers.copy()
+                if code == 200:
+                    body = await self._read_body(r)
+                else:
+                    with contextlib.suppress(TimeoutError, aiohttp.ClientError, ConnectionError):
+                        body = await r.content.read(4096)
+                # the outcome is known only once the whole body is in
+                status, hdrs = code, got
+        except TooLarge as exc:
+            too_large = str(exc)
+        except BrokenBody as exc:
+            error = str(exc)  # a transient failure: retried like a reset before the headers
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+            error = f"{type(exc).__name__}: {exc}".strip(": ")
+        self.c.last_request = time.time()
+        if status is not None:
+            self.c.by_status[status] += 1
+        return status, hdrs, body, error, too_large
+
+    async def _read_body(self, r: aiohttp.ClientResponse) -> bytes:
+        """The whole body, or :class:`TooLarge` past ``max_bytes`` (declared or counted after
+        decompression), or :class:`BrokenBody` when the connection ends early."""
+        declared = r.content_length
+        if declared is not None and declared > self.p.max_bytes:
+            raise TooLarge(f"Content-Length {declared} > max_bytes")
+        chunks, n = [], 0
+        try:
+            async for chunk in r.content.iter_chunked(1 << 16):
+                n += len(chunk)
+                if n > self.p.max_bytes:
+                    raise TooLarge(f"body over max_bytes {self.p.max_bytes}")
+                chunks.append(chunk)
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+            # aiohttp raises here when a connection closes before the Content-Length (or
+            # the last chunk) arrived, and on timeouts
+            raise BrokenBody(f"body broke off after {n} bytes ({short(exc)})") from exc
+        return b"".join(chunks)
+
+    def _answered_with(self, status: int | None, body: bytes, error: str | None,
+                       allow_empty: bool) -> tuple[bool, int | None, str | None]:
+        """Whether a try is an answer to return (200, 304, a redirect); an empty 200 is not.
+
+        Returns:
+            ``(done, status, error)`` (an empty body turns into a failed try).
+        """
+        if status in (200, 304) or (status is not None and 300 <= status < 400):
+            self.consecutive_403 = 0
+            if status == 200 and not body and not allow_empty:
+                # no page or image is empty: a store that sends nothing has shown nothing
+                # (not a category without products, not a file to keep, with an ETag that
+                # would revalidate it for good); retried like a reset
+                return False, None, "empty body"
+            return True, status, error
+        return False, status, error
+
+    def _on_429(self, url: str, limiter: HostLimiter, retry_after: float | None, n429: int) -> bool:
+        """The rate-limit policy: pause the host and slow down; False when tried too often.
+
+        Raises:
+            Stop: The store asks to wait longer than ``max_retry_after_s``.
+        """
+        self.c.rate_limited += 1
+        wait = retry_after if retry_after is not None else self._backoff(n429)
+        if wait > self.p.max_retry_after_s:
+            self._stop(f"{urlsplit(url).netloc} asks to wait {wait:.0f}s (Retry-After), "
+                       f"more than scrape.max_retry_after_s; state saved, rerun later", "stopped")
+            raise Stop(self.stop_reason)
+        limiter.pause(wait)
+        limiter.slow_down()
+        logger.info("429 on %s: pausing %.1fs, rate now %.2f/s", url, wait, limiter.rate)
+        return n429 <= 4 * (self.p.max_retries + 1)
+
+    def _on_403(self, url: str, retry_after: float | None, body: bytes) -> None:
+        """The ban policy: a 403 with Retry-After, one that says "ban", or the third in a row
+        stops the whole crawl at once (state saved); any other 403 is that URL's answer.
+
+        Raises:
+            Stop: Banned.
+        """
+        self.consecutive_403 += 1
+        text = body.decode("utf-8", "replace").lower()
+        if retry_after is not None or "ban" in text or self.consecutive_403 >= 3:
+            self.c.bans += 1
+            self._stop(f"banned by {urlsplit(url).netloc} (HTTP 403: {text.strip()[:80]!r}); "
+                       "stopped at once, state saved, rerun later to resume", "banned")
+            raise Stop(self.stop_reason)
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.p.backoff_max_s, self.p.backoff_base_s * 2 ** (attempt - 1))
