@@ -326,11 +326,11 @@ class ScrapeParams:
     max_pixels: int = field(default=64_000_000, metadata={"min": 1024})
     min_side: int = field(default=32, metadata={"min": 1})
     max_side: int = field(default=16_384, metadata={"min": 1})
-    formats: list[str] = field(
+    formats: tuple[str, ...] = field(
         default_factory=lambda: ("JPEG", "PNG", "WEBP"),
         metadata={"choices": {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"}},
     )
-    categories: list[str] = field(default_factory=tuple)
+    categories: tuple[str, ...] = field(default_factory=tuple)
     max_products: int | None = field(default=None, metadata={"min": 1})
     full_refresh_every: int = field(default=8, metadata={
         "min": 0, "doc": "every Nth crawl re-checks every page and image; the others skip products "
@@ -584,7 +584,7 @@ class ValidateParams:
     check_files: bool = field(default=True, metadata={"doc": "open every dataset image"})
     examples: int = field(default=5, metadata={"min": 1, "max": 1000,
                                                "doc": "offending rows shown per failed expectation"})
-    labels: list[str] = field(default_factory=list, metadata={
+    labels: tuple[str, ...] = field(default_factory=tuple, metadata={
         "doc": "the allowed classes; empty: the classes the split stage kept"})
 
 
@@ -628,7 +628,7 @@ class TrainParams:
         "multinomial logistic regression on the L2-normalised features fitted to convergence, "
         "its penalty chosen on val from head_l2_grid (needs cache_features and a pretrained "
         "backbone)")})
-    head_l2_grid: list[float] = field(default_factory=lambda: (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+    head_l2_grid: tuple[float, ...] = field(default_factory=lambda: (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
                                       metadata={"doc": "lbfgs: the L2 penalties tried"})
     seed: int = field(default=42, metadata={"min": 0})
 
@@ -638,7 +638,7 @@ class EvaluateParams:
     """Evaluating the trained model on the test split (pipeline/evaluate.py)."""
 
     split: str = field(default="test", metadata={"choices": ["test", "val"]})
-    top_k: list[int] = field(default_factory=lambda: (1, 3, 5))
+    top_k: tuple[int, ...] = field(default_factory=lambda: (1, 3, 5))
     report_classes: int = field(default=10, metadata={"min": 1, "max": 1000,
                                                       "doc": "highest/lowest precision classes shown"})
     contact_sheet: int = field(default=60, metadata={"min": 0, "max": 10000,
@@ -646,7 +646,7 @@ class EvaluateParams:
     tta: str = field(default="flip", metadata={
         "choices": ["none", "flip"],
         "doc": "test-time augmentation: flip averages each image with its mirror (predict too)"})
-    external: list[str] = field(default_factory=tuple, metadata={
+    external: tuple[str, ...] = field(default_factory=tuple, metadata={
         "doc": "labelled folders <class>/<images> of photos from outside the pipeline, scored "
                "as `gemcurate predict` scores a photo, beside the internal test"})
     baseline: bool = field(default=True, metadata={
@@ -671,7 +671,7 @@ class PublishParams:
 class ReviewParams:
     """The annotators' review app (pipeline/review/)."""
 
-    double_review: list[str] = field(default_factory=tuple, metadata={
+    double_review: tuple[str, ...] = field(default_factory=tuple, metadata={
         "doc": "review reasons (certificate, hand, label_conflict, crop_*...) two annotators must "
                "agree on; a lead resolves disagreements"})
     page_size: int = field(default=60, metadata={"min": 10, "max": 500, "doc": "queue rows per page"})
