@@ -232,6 +232,11 @@ def test_control_characters_in_a_note_are_shown_escaped_on_the_page(project):
     assert r.status_code == 200, r.get_json()
     page = c.get(f"/image/{ids[3]}").get_data(as_text=True)
     assert "\x1b" not in page and "look\\x1b[2J here" in page
+    # the app's own JSON (Markup) is not escaped again: the page's script can read it
+    import json
+
+    data = re.search(r'<script[^>]*id="page-data"[^>]*>(.*?)</script>', page, re.S).group(1)
+    assert json.loads(data)["image_id"] == ids[3]
 
 
 def test_a_post_without_the_csrf_token_is_refused(project):

@@ -26,6 +26,7 @@ from flask import abort, jsonify, redirect, render_template, request, send_file,
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import LoginManager, UserMixin, current_user, login_required, login_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from markupsafe import Markup
 
 from pipeline.config import Params
 from pipeline.core import decisions
@@ -203,7 +204,10 @@ def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
 
     # every value a page shows passes here before HTML escaping: labels, notes and reasons
     # come from stores, CSVs and forms, so their control characters are shown, not sent
-    app.jinja_env.finalize = lambda v: printable(v, keep_newlines=True) if isinstance(v, str) else v
+    # (Markup — the tojson page data, |safe — is the app's own and passes as it is: made a
+    # plain str it would be escaped again, and the page's JSON would not parse)
+    app.jinja_env.finalize = lambda v: (printable(v, keep_newlines=True)
+                                        if isinstance(v, str) and not isinstance(v, Markup) else v)
 
     @app.template_filter("safe_url")
     def safe_url(u: object) -> str | None:
