@@ -349,13 +349,9 @@ def latest_version(root: Path, prefix: str = "dataset/v") -> tuple[str, dt.datet
 
 def trains(root: Path) -> bool:
     """Whether the project's ``dvc.yaml`` has the train stage (a dataset-only one has not)."""
-    import yaml
+    from pipeline.project import dvc_yaml_trains
 
-    try:
-        stages = (_yaml((Path(root) / "dvc.yaml").read_text(), "dvc.yaml") or {}).get("stages") or {}
-    except (OSError, yaml.YAMLError, AttributeError):
-        return True
-    return "train" in stages
+    return dvc_yaml_trains(root, default=True)
 
 
 def dead_links(root: Path, data_dir: str = "data") -> str | None:

@@ -99,13 +99,18 @@ def training_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("tensorflow", "keras"))
 
 
-def dvc_yaml_trains(root: Path) -> bool:
-    """Whether the project's ``dvc.yaml`` has the training stages (absent file: can we train?)."""
+def dvc_yaml_trains(root: Path, default: bool | None = None) -> bool:
+    """Whether the project's ``dvc.yaml`` has the training stages; with no readable file,
+    ``default`` (None: whether this environment can train).
+
+    Raises:
+        ConfigError: The file repeats a key (named, with both lines).
+    """
     path = Path(root) / "dvc.yaml"
     try:
         stages = (_yaml(path.read_text(), str(path)) or {}).get("stages") or {}
-    except (OSError, yaml.YAMLError, AttributeError):
-        return training_available()
+    except (OSError, AttributeError):
+        return training_available() if default is None else default
     return "train" in stages
 
 
