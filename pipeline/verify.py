@@ -84,7 +84,7 @@ def _store(io: StageIO, rep: Report, progress: bool) -> None:
         return
     rows = raw[raw["path"].notna() & (raw["status"].fillna("active") == "active")]
     rows = rows.drop_duplicates("path")
-    known = blobcheck._load(io.data_dir)
+    known = blobcheck.load_record(io.data_dir)
     bad = 0
     for rel, image_id in tqdm(list(zip(rows["path"], rows["image_id"], strict=True)), unit="blob",
                               desc="verify store", disable=not progress):
@@ -98,7 +98,7 @@ def _store(io: StageIO, rep: Report, progress: bool) -> None:
         if problem:
             rep.errors.append(problem)
             bad += 1
-    blobcheck._save(io.data_dir, known)
+    blobcheck.save_record(io.data_dir, known)
     rep.checked["blobs"] = len(rows)
 
 

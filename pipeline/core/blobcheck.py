@@ -46,7 +46,7 @@ def record_path(data_dir: str | Path) -> Path:
     return Path(data_dir) / RECORD
 
 
-def _load(data_dir: str | Path) -> dict[str, tuple[int, int, int, int]]:
+def load_record(data_dir: str | Path) -> dict[str, tuple[int, int, int, int]]:
     path = record_path(data_dir)
     if not path.exists():
         return {}
@@ -60,7 +60,7 @@ def _load(data_dir: str | Path) -> dict[str, tuple[int, int, int, int]]:
     return {p: (int(s), int(m), int(c), int(i)) for p, s, m, c, i in df.itertuples(index=False)}
 
 
-def _save(data_dir: str | Path, known: dict[str, tuple[int, int, int, int]]) -> None:
+def save_record(data_dir: str | Path, known: dict[str, tuple[int, int, int, int]]) -> None:
     path = record_path(data_dir)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +122,7 @@ def verify(root: str | Path, df: pd.DataFrame, data_dir: str | Path, full: bool 
     if "status" in df.columns:  # an image the store removed is read by no stage
         use &= df["status"].fillna("active") == "active"
     rows = df.loc[use, ["path", "image_id"]].drop_duplicates("path")
-    known = _load(data_dir)
+    known = load_record(data_dir)
     before = dict(known)
     problems = []
     hashed = 0
@@ -132,7 +132,7 @@ def verify(root: str | Path, df: pd.DataFrame, data_dir: str | Path, full: bool 
         if problem:
             problems.append(problem)
     if known != before:
-        _save(data_dir, known)
+        save_record(data_dir, known)
     if problems:
         shown = "; ".join(problems[:SHOWN]) + (f"; and {len(problems) - SHOWN} more"
                                                if len(problems) > SHOWN else "")
