@@ -85,19 +85,22 @@ def _store(io: StageIO, rep: Report, progress: bool) -> None:
     rows = raw[raw["path"].notna() & (raw["status"].fillna("active") == "active")]
     rows = rows.drop_duplicates("path")
     known = blobcheck.load_record(io.data_dir)
-    bad = 0
+    try:  # ids and paths well-formed: checked for the whole table at once
+        manifest.check_identity(rows[["image_id", "path"]])
+        whole_ok = True
+    except UserError:
+        whole_ok = False  # then row by row, to name each bad one and check the rest
     for rel, image_id in tqdm(list(zip(rows["path"], rows["image_id"], strict=True)), unit="blob",
                               desc="verify store", disable=not progress):
-        try:
-            manifest.check_identity(pd.DataFrame({"image_id": [image_id], "path": [rel]}))
-        except UserError as exc:
-            rep.errors.append(f"raw.parquet: {exc}")
-            bad += 1
-            continue
+        if not whole_ok:
+            try:
+                manifest.check_identity(pd.DataFrame({"image_id": [image_id], "path": [rel]}))
+            except UserError as exc:
+                rep.errors.append(f"raw.parquet: {exc}")
+                continue
         problem, _ = blobcheck.check(io.store_root, rel, image_id, known, full=True)
         if problem:
             rep.errors.append(problem)
-            bad += 1
     blobcheck.save_record(io.data_dir, known)
     rep.checked["blobs"] = len(rows)
 
