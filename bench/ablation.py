@@ -32,11 +32,12 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline import dataset, evaluate  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
+from pipeline import dataset  # noqa: E402
+from pipeline.core.config import load_params  # noqa: E402
 from pipeline.core.imageio import ImageError, load_rgb  # noqa: E402
-from pipeline.manifest import read_manifest  # noqa: E402
+from pipeline.core.manifest import read_manifest  # noqa: E402
 from pipeline.models import zoo  # noqa: E402
+from pipeline.stages import evaluate  # noqa: E402
 
 
 def features(backbone, images: np.ndarray, batch: int = 64) -> np.ndarray:

@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import param_overrides  # noqa: E402
-from pipeline import crop  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
+from pipeline.core.config import load_params  # noqa: E402
 from pipeline.core.imageio import load_rgb  # noqa: E402
+from pipeline.stages import crop  # noqa: E402
 
 PAIRS = ROOT.parent / "shared" / "realdata" / "crop-pairs"
 WHITE = 235

@@ -43,21 +43,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import param_overrides  # noqa: E402
-from pipeline import crop, dedupe, heads  # noqa: E402
-from pipeline import filter as filt  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
+from pipeline.core.config import load_params  # noqa: E402
 from pipeline.core.hashindex import HashIndex, brute_force_pairs  # noqa: E402
 from pipeline.core.imageio import load_rgb  # noqa: E402
-from pipeline.manifest import manifest_path, read_manifest, write_manifest  # noqa: E402
-from pipeline.scrape import scrape  # noqa: E402
-from pipeline.storefront import (  # noqa: E402
-    gems,
-    junk,
-    process,
-)
-from pipeline.storefront.catalog import Catalog, rng_for  # noqa: E402
-from pipeline.storefront.options import catalog_options_from_args  # noqa: E402
-from pipeline.storefront.scoring import curation_scores  # noqa: E402
+from pipeline.core.manifest import manifest_path, read_manifest, write_manifest  # noqa: E402
+from pipeline.demo import process  # noqa: E402
+from pipeline.demo.catalog import Catalog, rng_for  # noqa: E402
+from pipeline.demo.layouts import ground_truth  # noqa: E402
+from pipeline.demo.options import catalog_options_from_args  # noqa: E402
+from pipeline.demo.scoring import curation_scores  # noqa: E402
+from pipeline.stages import crop, dedupe  # noqa: E402
+from pipeline.stages import filter as filt  # noqa: E402
+from pipeline.stages.filter import head as heads  # noqa: E402
+from pipeline.stages.scrape import scrape  # noqa: E402
+from pipeline.synthetic import gems, junk  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -146,7 +145,7 @@ def bench_throughput(n: int = 200, passes: int = 3) -> dict:
 def bench_generated(classes: int, ppc: int, work: str | None = None) -> dict:
     """Scrape the generated catalog (or reuse the scrape in ``work``), curate, score vs truth."""
     args = ["--seed", "2024", "--classes", str(classes), "--products-per-class", str(ppc)]
-    truth = Catalog.build(catalog_options_from_args(args)).truth()
+    truth = ground_truth(Catalog.build(catalog_options_from_args(args)))
     with contextlib.ExitStack() as stack:
         tmp = Path(work) if work else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         params = load_params(ROOT / "params.yaml", {
@@ -253,7 +252,7 @@ def bench_realdata(copies: int = 300, overrides: dict | None = None,
 
     from pipeline.core.blobstore import BlobStore, sha256_hex
     from pipeline.core.embedding import EmbeddingCache
-    from pipeline.manifest import conform
+    from pipeline.core.manifest import conform
 
     overrides = overrides or {}
 

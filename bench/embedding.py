@@ -43,8 +43,8 @@ def hand_models(images: int = 24) -> dict:
     score on generated hands (where every pass proposes palms) and on generated gems."""
     from pipeline.core.imageio import fit
     from pipeline.models import handpose
-    from pipeline.storefront import junk
-    from pipeline.storefront.gems import render_small_gem
+    from pipeline.synthetic import junk
+    from pipeline.synthetic.gems import render_small_gem
 
     rng = np.random.default_rng(0)
     hands = [fit(junk.render_hand(rng, "ruby"), 400) for _ in range(images)]
@@ -61,8 +61,8 @@ def hand_models(images: int = 24) -> dict:
         res[f"{name}_ms_per_image"] = round(1000 * t / len(ims), 2)
     # the skin route (checks.hand.skin_regions): close-ups of the fingers, the palm cut off,
     # and ring products on a beige backdrop (the backdrop is the proposed region)
-    from pipeline.checks.hand import skin_regions
-    from pipeline.storefront import worn
+    from pipeline.stages.filter.checks.hand import skin_regions
+    from pipeline.synthetic import worn
 
     close = [np.ascontiguousarray(h[:int(h.shape[0] * 0.55), int(h.shape[1] * 0.2):int(h.shape[1] * 0.8)])
              for h in hands]

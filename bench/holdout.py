@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 REALDATA = ROOT.parent / "shared" / "realdata"
 
 from bench import param_overrides  # noqa: E402
-from pipeline.evaluate import IMAGE_EXTS  # noqa: E402
+from pipeline.stages.evaluate import IMAGE_EXTS  # noqa: E402
 
 
 def hold_aside(folder: Path, dest: Path, share: float = 0.2, seed: int = 0) -> dict:
@@ -73,11 +73,12 @@ def hold_aside(folder: Path, dest: Path, share: float = 0.2, seed: int = 0) -> d
 def curate(train_dir: Path, work: Path, sections: dict) -> dict:
     """Serve ``train_dir`` in folder mode, scrape it, run every curation stage (params with
     ``sections`` over the project's); reused when ``work`` already holds the dataset."""
-    from pipeline import augment, crop, dataset, dedupe, export, split, validate
-    from pipeline import filter as filt
-    from pipeline.config import load_params
-    from pipeline.scrape import scrape
-    from pipeline.storefront import process
+    from pipeline import dataset
+    from pipeline.core.config import load_params
+    from pipeline.demo import process
+    from pipeline.stages import augment, crop, dedupe, export, split, validate
+    from pipeline.stages import filter as filt
+    from pipeline.stages.scrape import scrape
 
     data = work / "data"
     params = load_params(ROOT / "params.yaml", {
@@ -100,9 +101,10 @@ def curate(train_dir: Path, work: Path, sections: dict) -> dict:
 
 
 def run_folder(name: str, work: Path, share: float, seed: int, over: dict) -> dict:
-    from pipeline import dataset, evaluate, train
-    from pipeline.config import load_params
+    from pipeline import dataset
+    from pipeline.core.config import load_params
     from pipeline.core.stageio import StageIO
+    from pipeline.stages import evaluate, train
 
     parts = hold_aside(REALDATA / name, work / "photos", share, seed)
     kind = {"crop": {"cut_by_border": "keep"}, "filter": {"hand_policy": "keep"}} \

@@ -4,7 +4,7 @@ Serves the demo storefront, downloads a sample of its listing and product pages 
 then extracts what the demo site adapter extracts (product links on a listing; id,
 label, gallery and six attributes on a product page) with
 
-* parsel (lxml + cssselect, what ``pipeline/scrape`` uses), with the adapter's own
+* parsel (lxml + cssselect, what ``pipeline/stages/scrape`` uses), with the adapter's own
   selectors, and
 * BeautifulSoup 4 with ``html.parser`` and with ``lxml``, using the equivalent
   ``select()`` calls,
@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from parsel import Selector  # noqa: E402
 
-from pipeline.scrape.site import first, load_site, select  # noqa: E402
-from pipeline.storefront import process  # noqa: E402
+from pipeline.demo import process  # noqa: E402
+from pipeline.stages.scrape.site import first, load_site, select  # noqa: E402
 
 
 def fetch(base: str, path: str) -> str:

@@ -79,7 +79,7 @@ def main() -> None:
         copy_repo(repo, a.target)
         sh([str(BIN / "dvc"), "remote", "modify", "--local", "local", "url", str(Path(tmp) / "remote")],
            repo)
-        out, t = sh([sys.executable, "-m", "pipeline.cli", "demo", "--", *store], repo)
+        out, t = sh([sys.executable, "-m", "pipeline", "demo", "--", *store], repo)
         res["main_job_s"] = round(t, 1)
         res["stage_s"] = stage_times(repo / "data" / "metrics")
         raw = pd.read_parquet(repo / "data" / "manifests" / "raw.parquet")
@@ -95,7 +95,7 @@ def main() -> None:
         res["noop_repro_s"] = round(t, 1)
         before = pd.read_parquet(repo / "data" / "manifests" / "split.parquet")
         before = before[before["split"].notna()].set_index("image_id")["split"]
-        out, t = sh([sys.executable, "-m", "pipeline.cli", "demo", "--", *store, "--epoch", "1"], repo)
+        out, t = sh([sys.executable, "-m", "pipeline", "demo", "--", *store, "--epoch", "1"], repo)
         res["refresh_s"] = round(t, 1)
         res["refresh_stage_s"] = stage_times(repo / "data" / "metrics")
         after = pd.read_parquet(repo / "data" / "manifests" / "split.parquet")

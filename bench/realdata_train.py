@@ -25,8 +25,9 @@ sys.path.insert(0, str(ROOT))
 REALDATA = ROOT.parent / "shared" / "realdata"
 
 from bench import param_overrides  # noqa: E402
-from pipeline import dataset, evaluate, train  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
+from pipeline import dataset  # noqa: E402
+from pipeline.core.config import load_params  # noqa: E402
+from pipeline.stages import evaluate, train  # noqa: E402
 
 
 def curate(folder: Path, work: Path, cut_by_border: str | None = None) -> dict:

@@ -24,12 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.config import load_params  # noqa: E402
-from pipeline.manifest import read_manifest  # noqa: E402
-from pipeline.scrape import scrape  # noqa: E402
-from pipeline.storefront import process  # noqa: E402
-from pipeline.storefront.catalog import Catalog  # noqa: E402
-from pipeline.storefront.options import catalog_options_from_args  # noqa: E402
+from pipeline.core.config import load_params  # noqa: E402
+from pipeline.core.manifest import read_manifest  # noqa: E402
+from pipeline.demo import process  # noqa: E402
+from pipeline.demo.catalog import Catalog  # noqa: E402
+from pipeline.demo.layouts import ground_truth  # noqa: E402
+from pipeline.demo.options import catalog_options_from_args  # noqa: E402
+from pipeline.stages.scrape import scrape  # noqa: E402
 
 
 def changes(t0: dict, t1: dict) -> dict[str, set]:
@@ -64,7 +65,7 @@ def run(layout: str, a: argparse.Namespace) -> dict:
         out["refresh_s"] = round(time.perf_counter() - t, 1)
         s1 = store.stats()
     assert r1.status == "complete", r1.message
-    t0 = Catalog.build(catalog_options_from_args(flags)).truth(layout)
+    t0 = ground_truth(Catalog.build(catalog_options_from_args(flags)), layout)
     df0 = read_manifest(r0.manifest_path)
     prefix0 = df0["source_url"].iloc[0].split("/", 3)
     usable = set(df0.loc[df0["excluded_reason"].isna(), "source_url"].str.removeprefix(
@@ -73,7 +74,7 @@ def run(layout: str, a: argparse.Namespace) -> dict:
     out.update({"first_valid_share": round(len(valid & usable) / len(valid), 4),
                 "first_rate_share": r0.stats.get("rate_share"),
                 "first_faults": sum(s0["faults"].values())})
-    t1 = Catalog.build(catalog_options_from_args([*flags, "--epoch", "1"])).truth(layout)
+    t1 = ground_truth(Catalog.build(catalog_options_from_args([*flags, "--epoch", "1"])), layout)
     truth = changes(t0, t1)
     df = read_manifest(r1.manifest_path)
     base = r1.stats and df["source_url"].iloc[0].split("/", 3)

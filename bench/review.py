@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import manifest
-from pipeline.config import load_params
-from pipeline.review.accounts import AppDB, app_url
-from pipeline.review.app import create_app
+from pipeline.core import manifest
+from pipeline.core.config import load_params
+from pipeline.interfaces.review.accounts import AppDB, app_url
+from pipeline.interfaces.review.app import create_app
 from tests.helpers import crop_manifest
 
 REASONS = ("hand", "certificate", "crop_cut_by_border", "label_conflict", "crop_several_objects")

@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.config import load_params  # noqa: E402
-from pipeline.scrape import scrape  # noqa: E402
-from pipeline.storefront import process  # noqa: E402
-from pipeline.storefront.catalog import Catalog, CatalogOptions  # noqa: E402
+from pipeline.core.config import load_params  # noqa: E402
+from pipeline.demo import process  # noqa: E402
+from pipeline.demo.catalog import Catalog, CatalogOptions  # noqa: E402
+from pipeline.stages.scrape import scrape  # noqa: E402
 
 
 def crawl(params, store_args: list[str], port: int = 0):

@@ -26,9 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from pipeline import dataset, train  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
+from pipeline import dataset  # noqa: E402
+from pipeline.core.config import load_params  # noqa: E402
 from pipeline.models import zoo  # noqa: E402
+from pipeline.stages import train  # noqa: E402
 
 
 def rate(n: int, seconds: float) -> float:

@@ -1,1 +1,1 @@
-../pipeline/templates/gemcurate_dags.py
+../pipeline/project/templates/gemcurate_dags.py

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 logger = logging.getLogger(__name__)
 

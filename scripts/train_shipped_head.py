@@ -2,7 +2,7 @@
 
 It learns only from what may be shipped: the generated bank and, given --realdata, the
 licensed halves of hands/ (Apache-2.0) and documents/ (MIT) with their composites (see
-pipeline/heads.py). Deterministic: the same bank gives the same bytes.
+pipeline/stages/filter/head.py). Deterministic: the same bank gives the same bytes.
 
     .venv/bin/python scripts/train_shipped_head.py --realdata ../shared/realdata
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import heads
+from pipeline.stages.filter import head as heads
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.storefront import process
+from pipeline.demo import process
 from tests.helpers import ROOT, jpeg_bytes, params
 
 
@@ -77,8 +77,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory):
     """A small augmented dataset on disk (real crops, real variants), its params and labels."""
-    from pipeline import augment, split
-    from pipeline.config import load_params
+    from pipeline.core.config import load_params
+    from pipeline.stages import augment, split
     from tests.helpers import crop_manifest
 
     tmp = tmp_path_factory.mktemp("ds")

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pipeline import manifest
-from pipeline.config import load_params
-from pipeline.storefront.catalog import Catalog, CatalogOptions
-from pipeline.storefront.options import catalog_options_from_args
+from pipeline.core import manifest
+from pipeline.core.config import load_params
+from pipeline.demo.catalog import Catalog, CatalogOptions
+from pipeline.demo.layouts import ground_truth
+from pipeline.demo.options import catalog_options_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
 REALDATA = ROOT.parent / "shared" / "realdata"
@@ -32,7 +33,7 @@ def truth_for(args: list[str]) -> dict:
     """The truth of the catalog ``store serve ARGS`` serves, with the URLs of its ``--layout``."""
     args = [str(a) for a in args]
     layout = args[args.index("--layout") + 1] if "--layout" in args else "demo"
-    return Catalog.build(catalog_options(args)).truth(layout)
+    return ground_truth(Catalog.build(catalog_options(args)), layout)
 
 
 def params(data_dir: str | Path | None = None, **sections: dict):
@@ -105,8 +106,8 @@ def crop_manifest(data_dir: Path, classes: int = 4, products: int = 12, per_prod
 
 def gem_photo(i: int, **over):
     """A generated product photo (RGB array) and its plan; ``over`` replaces plan fields."""
-    from pipeline.storefront import gems
-    from pipeline.storefront.catalog import rng_for
+    from pipeline.demo.catalog import rng_for
+    from pipeline.synthetic import gems
 
     classes = list(gems.GEM_CLASSES)
     plan = gems.plan_gem(rng_for(77, "unit", i), classes[i % len(classes)])
@@ -116,7 +117,7 @@ def gem_photo(i: int, **over):
 
 
 def encode(img: np.ndarray, fmt: str = "JPEG", q: int = 90) -> bytes:
-    from pipeline.storefront import junk
+    from pipeline.synthetic import junk
 
     return junk.encode(img, fmt, q)
 

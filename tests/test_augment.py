@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import augment, split
-from pipeline.config import load_params
+from pipeline.core.config import load_params
+from pipeline.stages import augment, split
 from tests.helpers import crop_manifest
 
 FILL = (200, 190, 180)
@@ -163,7 +163,7 @@ def test_plan_is_deterministic_and_seeded(tmp_path):
 def test_augmentation_off_still_writes_its_output_folder(tmp_path):
     """rotation_step 360 and no mirror: nothing to add, yet `data/augment` (a DVC output)
     exists, so `dvc repro` does not fail with "output 'data/augment' does not exist"."""
-    from pipeline.manifest import manifest_path, write_manifest
+    from pipeline.core.manifest import manifest_path, write_manifest
 
     data = tmp_path / "data"
     df = split_manifest(tmp_path, classes=2, products=6, per_product=2)

@@ -8,8 +8,6 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipeline import dedupe
-from pipeline.config import ConfigError, load_params
 from pipeline.core.blobstore import (
     BlobStore,
     MirroredStore,
@@ -21,7 +19,9 @@ from pipeline.core.blobstore import (
     sha256_hex,
     sha_of_relpath,
 )
+from pipeline.core.config import ConfigError, load_params
 from pipeline.core.stageio import StageIO
+from pipeline.stages import dedupe
 from tests.helpers import encode, gem_photo, raw_manifest
 
 pytest.importorskip("s3fs")

@@ -6,11 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import checks
-from pipeline.config import FilterParams
-from pipeline.filter import score_image
-from pipeline.storefront import gems, junk
-from pipeline.storefront.catalog import rng_for
+from pipeline.core.config import FilterParams
+from pipeline.demo.catalog import rng_for
+from pipeline.stages.filter import checks, score_image
+from pipeline.synthetic import gems, junk
 from tests.helpers import gem_photo
 
 CLASSES = list(gems.GEM_CLASSES)

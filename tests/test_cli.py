@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from pipeline.cli import build_parser, main
-from pipeline.stages import STAGES
+from pipeline.interfaces.cli import build_parser, main
+from pipeline.stages.registry import STAGES
 from tests.helpers import ROOT
 
 
@@ -29,7 +29,7 @@ def test_cli_rejects_bad_store_flags(capsys):
 
 
 def run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=120)
 
 
@@ -100,7 +100,7 @@ def test_an_unexpected_error_is_one_line_and_the_traceback_needs_v(tmp_path):
 def test_bad_decisions_are_one_line_errors(tmp_path, args):
     (tmp_path / "params.yaml").write_text("data: {data_dir: data}\n")
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    from pipeline.manifest import write_manifest
+    from pipeline.core.manifest import write_manifest
     from tests.helpers import raw_manifest
 
     write_manifest(raw_manifest([("a" * 64, "ruby", "P1", 100)]),

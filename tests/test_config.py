@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, load_params
-from pipeline.scrape.site import load_site
+from pipeline.core.config import ConfigError, load_params
+from pipeline.stages.scrape.site import load_site
 
 ROOT = Path(__file__).resolve().parents[1]
 

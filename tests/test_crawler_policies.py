@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from pipeline.core.blobstore import BlobStore
-from pipeline.scrape.crawler import Crawler, Stop
-from pipeline.scrape.ratelimit import HostLimiter
-from pipeline.scrape.site import load_site
-from pipeline.scrape.state import CrawlState, connect
+from pipeline.stages.scrape.crawler import Crawler, Stop
+from pipeline.stages.scrape.ratelimit import HostLimiter
+from pipeline.stages.scrape.site import load_site
+from pipeline.stages.scrape.state import CrawlState, connect
 from tests.helpers import ROOT, params
 
 

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import crop
-from pipeline.config import CropParams
-from pipeline.crop import cut, find_box
-from pipeline.storefront.scoring import iou
+from pipeline.core.config import CropParams
+from pipeline.demo.scoring import iou
+from pipeline.stages import crop
+from pipeline.stages.crop import cut, find_box
 from tests.helpers import gem_photo
 
 
@@ -53,9 +53,9 @@ def test_cut_pads_with_the_background_colour():
 def test_the_stage_writes_crops_flags_a_broken_file_and_reuses_its_cache(tmp_path):
     import pandas as pd
 
-    from pipeline import crop
-    from pipeline.config import load_params
+    from pipeline.core.config import load_params
     from pipeline.core.resultcache import ResultCache
+    from pipeline.stages import crop
     from tests.helpers import stored_photos
 
     df = stored_photos(tmp_path, n=3)
@@ -157,10 +157,10 @@ def test_full_mode_keeps_the_whole_photo_and_waits_for_nobody(tmp_path):
     necklace that the frame cuts is not sent to an annotator); the box is still recorded."""
     import cv2
 
-    from pipeline import crop
-    from pipeline.config import load_params
     from pipeline.core.blobstore import BlobStore
+    from pipeline.core.config import load_params
     from pipeline.core.cropbox import photo_input
+    from pipeline.stages import crop
     from tests.helpers import stored_photos
 
     df = stored_photos(tmp_path, n=2)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import export
-from pipeline.config import load_params
+from pipeline.core.config import load_params
+from pipeline.stages import export
 
 pytest.importorskip("tensorflow")
 

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import dedupe
-from pipeline.config import load_params
 from pipeline.core.blobstore import BlobStore
+from pipeline.core.config import load_params
+from pipeline.stages import dedupe
 from tests.helpers import encode, gem_photo, raw_manifest
 
 P = load_params(None).dedupe

@@ -2,9 +2,9 @@ import time
 
 import pytest
 
-from pipeline.config import ScrapeParams
-from pipeline.scrape.downloads import check_image, sniff
-from pipeline.storefront import junk
+from pipeline.core.config import ScrapeParams
+from pipeline.stages.scrape.downloads import check_image, sniff
+from pipeline.synthetic import junk
 from tests.helpers import jpeg_bytes
 
 P = ScrapeParams()

@@ -1,6 +1,6 @@
 """dvc.yaml sees every line of code a stage runs: its deps cover the stage's import closure.
 
-The closure is computed from the source (pipeline/codegraph.py); a missing file here
+The closure is computed from the source (pipeline/project/codegraph.py); a missing file here
 means ``dvc repro`` could call a dataset up to date that the current code would build
 differently. The end-to-end proof (touch a helper, ``dvc status`` names exactly its
 stages) is in tests/e2e/test_dvc_pipeline.py.
@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import codegraph, project
-from pipeline.stages import BY_NAME, DVC_STAGES
+from pipeline import project
+from pipeline.project import codegraph
+from pipeline.stages.registry import BY_NAME, DVC_STAGES
 from tests.helpers import ROOT
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -40,7 +41,7 @@ def test_deps_cover_the_import_closure(stage):
 
 def test_dvc_yaml_is_the_generated_one():
     assert (ROOT / "dvc.yaml").read_text() == project.render_dvc_yaml("files"), \
-        "dvc.yaml differs from pipeline/stages.py: run `gemcurate dvc-yaml`"
+        "dvc.yaml differs from pipeline/stages/registry.py: run `gemcurate dvc-yaml`"
 
 
 def test_every_params_key_exists_and_no_stage_reads_workers_or_progress():
@@ -84,7 +85,7 @@ def test_every_field_of_a_stage_section_is_a_param_of_its_stage_unless_runtime()
     are runtime only, and the per-image caches key on the same fields."""
     import dataclasses
 
-    from pipeline.config import Params, shaped_stages
+    from pipeline.core.config import Params, shaped_stages
     from pipeline.core.resultcache import params_key
 
     stage_names = {s.name for s in DVC_STAGES}
@@ -112,7 +113,7 @@ def test_every_field_of_a_stage_section_is_a_param_of_its_stage_unless_runtime()
 def test_a_new_field_becomes_a_param_of_its_stage_without_a_list_to_edit(monkeypatch):
     import dataclasses
 
-    from pipeline import config
+    from pipeline.core import config
 
     @dataclasses.dataclass(frozen=True)
     class Crop2(config.CropParams):

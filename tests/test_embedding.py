@@ -94,9 +94,9 @@ def test_vectors_round_trip_as_float16_bytes():
 def test_dedupe_embeds_each_image_once_and_the_filter_reads_it(tmp_path):
     """Dedupe fills the cache (a rerun embeds nothing); the filter scores from it without
     writing, and gets the same head votes as when it embeds an image itself."""
-    from pipeline import dedupe
-    from pipeline import filter as filt
-    from pipeline.config import load_params
+    from pipeline.core.config import load_params
+    from pipeline.stages import dedupe
+    from pipeline.stages import filter as filt
     from tests.helpers import stored_photos
 
     df = stored_photos(tmp_path)
@@ -150,9 +150,9 @@ def test_the_embedding_search_is_exact():
 def test_close_embeddings_are_candidates_that_hashes_miss(tmp_path):
     """A 5 %-cropped, re-encoded copy with the hash radii at 0: only the embedding proposes
     the pair, the usual verification confirms it; with the embedding off it stays apart."""
-    from pipeline import dedupe
-    from pipeline.config import load_params
     from pipeline.core.blobstore import BlobStore
+    from pipeline.core.config import load_params
+    from pipeline.stages import dedupe
     from tests.helpers import encode, gem_photo, raw_manifest
 
     store = BlobStore(tmp_path / "store")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import evaluate
+from pipeline.stages import evaluate
 
 
 def test_top_k_accuracy_known_answer():

@@ -8,8 +8,8 @@ import tarfile
 import pandas as pd
 import pytest
 
-from pipeline import export
-from pipeline.config import load_params
+from pipeline.core.config import load_params
+from pipeline.stages import export
 
 
 def test_export_is_deterministic_and_sharded(dataset, tmp_path):

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import evaluate
 from pipeline.core.blobstore import BlobStore
 from pipeline.core.probe import Probe
+from pipeline.stages import evaluate
 from tests.helpers import params
 
 pytest.importorskip("keras")
@@ -112,7 +112,7 @@ def test_external_photos_are_scored_as_predict_scores_them_beside_the_raw_photo_
 
 
 def test_an_external_photo_gets_the_same_input_as_predict(project, tmp_path):
-    from pipeline import predict
+    from pipeline.stages import predict
 
     data, *_, ext = project
     p = params(data)
@@ -154,7 +154,7 @@ def test_the_lbfgs_head_is_the_probe_with_the_penalty_val_prefers():
     probe's weights, so it answers exactly as the probe does; the penalty is the one of the
     grid with the lowest validation loss."""
     from pipeline.models import zoo
-    from pipeline.train import fit_probe_head
+    from pipeline.stages.train import fit_probe_head
 
     rng = np.random.default_rng(1)
     centres = rng.normal(0, 1, (3, 16)) * 3

@@ -8,11 +8,11 @@ import json
 import pytest
 import yaml
 
-from pipeline.config import ConfigError
-from pipeline.scrape.crawler import next_page_number, parse_sitemap
-from pipeline.scrape.extract import Doc, Extractor, extract, largest_srcset
-from pipeline.scrape.site import load_site
-from pipeline.storefront.layouts import SCHEMA_ORG, SITEMAP_NS
+from pipeline.core.config import ConfigError
+from pipeline.demo.layouts import SCHEMA_ORG, SITEMAP_NS
+from pipeline.stages.scrape.crawler import next_page_number, parse_sitemap
+from pipeline.stages.scrape.extract import Doc, Extractor, extract, largest_srcset
+from pipeline.stages.scrape.site import load_site
 from tests.helpers import ROOT
 
 PAGE = """<html><head>

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from pipeline.config import ConfigError, load_params
 from pipeline.core import decisions
+from pipeline.core.config import ConfigError, load_params
 from pipeline.core.paths import UnusableFolder, usable_folder
 from pipeline.core.text import printable
-from pipeline.scrape.site import load_site
+from pipeline.stages.scrape.site import load_site
 from tests.helpers import ROOT
 
 A, B = "a" * 64, "b" * 64
@@ -26,7 +26,7 @@ def test_a_second_section_in_params_is_an_error_naming_both_lines(tmp_path):
     with pytest.raises(ConfigError, match=r"params.yaml: duplicate key 'scrape': first on line 1, "
                                           r"again on line 5"):
         load_params(f)
-    res = subprocess.run([sys.executable, "-m", "pipeline.cli", "scrape", "--params", str(f)],
+    res = subprocess.run([sys.executable, "-m", "pipeline", "scrape", "--params", str(f)],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "duplicate key 'scrape'" in res.stderr and "Traceback" not in res.stderr
 
@@ -95,7 +95,7 @@ def test_terminal_escapes_in_a_note_are_shown_escaped(tmp_path):
     conf = tmp_path / "params.yaml"
     conf.write_text(yaml.safe_dump({"data": {"data_dir": str(tmp_path / "data"),
                                              "review_db": f"sqlite:///{tmp_path}/r.sqlite"}}))
-    res = subprocess.run([sys.executable, "-m", "pipeline.cli", "decisions", "list", "--params", str(conf)],
+    res = subprocess.run([sys.executable, "-m", "pipeline", "decisions", "list", "--params", str(conf)],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "\x1b" not in res.stdout and "\x07" not in res.stdout and "\\x1b[2J" in res.stdout
@@ -110,7 +110,7 @@ def test_a_data_dir_that_cannot_be_used_gets_one_sentence(tmp_path):
         usable_folder(f / "data")
     with pytest.raises(UnusableFolder, match="cannot be created"):
         usable_folder("/sys/gemcurate-test/data")
-    res = subprocess.run([sys.executable, "-m", "pipeline.cli", "dedupe", "--params", "none.yaml",
+    res = subprocess.run([sys.executable, "-m", "pipeline", "dedupe", "--params", "none.yaml",
                           "--data-dir", str(f)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert res.returncode in (1, 2) and "Traceback" not in res.stderr
     assert "FileExistsError" not in res.stderr and ("a file, not a folder" in res.stderr

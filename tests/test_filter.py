@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipeline import filter as filt
-from pipeline.config import load_params
+from pipeline.core.config import load_params
+from pipeline.stages import filter as filt
 from tests.helpers import stored_photos
 
 
@@ -61,8 +61,8 @@ def test_the_stage_scores_only_what_its_cache_lacks_and_writes_it_only_on_save(t
 def test_a_new_check_is_one_class_and_runs_with_its_defaults():
     import numpy as np
 
-    from pipeline import checks
-    from pipeline.config import ConfigError
+    from pipeline.core.config import ConfigError
+    from pipeline.stages.filter import checks
 
     @checks.register
     class Overexposed(checks.Check):

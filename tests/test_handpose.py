@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import filter as filt
-from pipeline.checks import hand as hand_check
-from pipeline.config import load_params
+from pipeline.core.config import load_params
 from pipeline.core.imageio import fit
 from pipeline.models import handpose
-from pipeline.storefront import junk, worn
-from pipeline.storefront.gems import render_small_gem
+from pipeline.stages import filter as filt
+from pipeline.stages.filter.checks import hand as hand_check
+from pipeline.synthetic import junk, worn
+from pipeline.synthetic.gems import render_small_gem
 
 
 def _at_400(rgb: np.ndarray) -> np.ndarray:
@@ -167,7 +167,7 @@ def test_shipped_files_match_their_provenance_record():
 
 def test_the_hand_check_takes_the_pose_vote(rendered):
     """A sure pose makes a hand whatever the other cues say; none leaves them as they were."""
-    from pipeline.checks import Image
+    from pipeline.stages.filter.checks import Image
 
     gem = rendered["gem"][0]
     plain = hand_check.Hand().score(Image(gem, gem.shape[1::-1]))
@@ -187,7 +187,7 @@ def test_a_pose_the_landmark_model_is_all_but_sure_of_outweighs_a_doubtful_head(
     """Between the veto's two ends (the head at 0.4 %), a presence of 0.8 is cleared but
     0.97 counts: a wrist wearing a bracelet the head takes for a product is still a hand.
     Under the veto's floor nothing moves."""
-    from pipeline.checks import Image
+    from pipeline.stages.filter.checks import Image
 
     gem = rendered["gem"][0]
     low = {"product": 0.996, "certificate": 0.0, "hand": 0.004}

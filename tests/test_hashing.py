@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.config import load_params
+from pipeline.core.config import load_params
 from pipeline.core.hashing import colour_distance, fingerprint, plausible_warp, similarity
-from pipeline.storefront import gems, junk
-from pipeline.storefront.catalog import Catalog, rng_for
+from pipeline.demo.catalog import Catalog, rng_for
+from pipeline.synthetic import gems, junk
 from tests.helpers import catalog_options, encode, gem_photo
 
 

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import checks, heads
 from pipeline.core.embedding import FEATURES
 from pipeline.models.efficientnet_lite import EMBEDDING
+from pipeline.stages.filter import checks
+from pipeline.stages.filter import head as heads
 from tests.helpers import BIN
 
 
@@ -35,7 +36,7 @@ def test_fit_is_deterministic_and_separates_what_is_separable():
 def test_the_average_and_the_peaks_are_normalised_each_on_its_own():
     """A vector's two halves count alike whatever their scale: peaks are several times
     larger than the average, and would otherwise drown it."""
-    from pipeline.checks.junkhead import normalise
+    from pipeline.stages.filter.checks.junkhead import normalise
 
     rng = np.random.default_rng(5)
     v = np.concatenate([rng.random(EMBEDDING), 7 * rng.random(EMBEDDING)])
@@ -172,8 +173,8 @@ def test_the_shipped_head_knows_junk_as_real_stores_show_it():
     photographed reports (booklets or beside a seal, close-ups under the gold seal, folder
     covers) are certificates (a seed the bank never held)."""
     from pipeline.core.embedding import embed
-    from pipeline.storefront import junk, props, worn
-    from pipeline.storefront.catalog import rng_for
+    from pipeline.demo.catalog import rng_for
+    from pipeline.synthetic import junk, props, worn
 
     head = heads.Head.load()
     looks = {"hand": lambda r: worn.render_worn(r), "product": lambda r: worn.render_ring_product(r),
@@ -208,8 +209,8 @@ def test_the_head_votes_in_the_checks():
     gated = checks.Image(skin, (300, 300), "", junk_proba={"product": 0.1, "certificate": 0.0, "hand": 0.9})
     assert checks.get("hand").score(gated) == pytest.approx(0.9)
     # a head sure of a product clears what the shape cues alone would flag
-    from pipeline.storefront import junk
-    from pipeline.storefront.catalog import rng_for
+    from pipeline.demo.catalog import rng_for
+    from pipeline.synthetic import junk
 
     hand = junk.render_hand(rng_for(12, 0), "ruby")
     assert checks.get("hand").score(checks.Image(hand, hand.shape[1::-1], "")) >= 0.5

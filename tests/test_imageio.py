@@ -13,8 +13,8 @@ from PIL import Image
 
 from pipeline.core import atomic
 from pipeline.core.imageio import ImageError, _decode_jpeg, encode_image, encode_png, fit, load_rgb, shrink
-from pipeline.storefront import gems, junk
-from pipeline.storefront.catalog import rng_for
+from pipeline.demo.catalog import rng_for
+from pipeline.synthetic import gems, junk
 from tests.helpers import encode, gem_photo
 
 

@@ -3,7 +3,7 @@ import os
 import pandas as pd
 import pytest
 
-from pipeline import manifest as m
+from pipeline.core import manifest as m
 
 
 def raw_row(**kw):

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("keras")
 
-from pipeline.config import ConfigError
+from pipeline.core.config import ConfigError
 from pipeline.models import efficientnet_lite, zoo
 from pipeline.models.torch_legacy import WeightsError, load_state_dict
 from tests.helpers import ROOT

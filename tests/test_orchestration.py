@@ -1,4 +1,4 @@
-"""pipeline/orchestration.py without Airflow: outcomes, names, commands, projects, events."""
+"""pipeline.interfaces.airflow.orchestration without Airflow: outcomes, names, commands, projects, events."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import orchestration as orch
-from pipeline.scrape import EXIT_CODES
+from pipeline.interfaces.airflow import orchestration as orch
+from pipeline.stages.scrape import EXIT_CODES
 from tests.helpers import ROOT
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
@@ -101,7 +101,7 @@ def test_a_bad_schedule_names_the_file_and_key(tmp_path):
 
 
 def test_run_streams_output_and_stops_the_whole_group_on_timeout(tmp_path, caplog):
-    caplog.set_level("INFO", logger="pipeline.orchestration")
+    caplog.set_level("INFO", logger="pipeline.interfaces.airflow.orchestration")
     assert orch.run([sys.executable, "-c", "print('hello'); raise SystemExit(4)"], tmp_path) == 4
     assert "hello" in caplog.text
     child = tmp_path / "child.pid"

@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from pipeline.manifest import read_manifest
-from pipeline.scrape import scrape
-from pipeline.storefront.layouts import SITEMAP_NS
+from pipeline.core.manifest import read_manifest
+from pipeline.demo.layouts import SITEMAP_NS
+from pipeline.stages.scrape import scrape
 from tests.helpers import ROOT, truth_for
 from tests.hostile import Hostile
 from tests.test_scrape import check_against_truth
@@ -87,7 +87,7 @@ def test_every_layout_gives_the_same_images_labels_and_products(storefront, para
 def test_site_check_prints_what_every_key_finds(storefront):
     store = storefront("--classes", "2", "--products-per-class", "3", "--layout", "magento",
                        "--faults", "0")
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "site", "check",
+    out = subprocess.run([sys.executable, "-m", "pipeline", "site", "check",
                           str(ROOT / "sites" / "magento.yaml"), "--base-url", store.base_url],
                          capture_output=True, text=True, timeout=120, cwd=ROOT / "tests")
     assert out.returncode == 0, out.stdout + out.stderr
@@ -103,7 +103,7 @@ def test_site_check_prints_what_every_key_finds(storefront):
     bad = ROOT / "tests" / ".site-check-bad.yaml"
     try:
         bad.write_text(yaml.safe_dump(site))
-        out = subprocess.run([sys.executable, "-m", "pipeline.cli", "site", "check", str(bad),
+        out = subprocess.run([sys.executable, "-m", "pipeline", "site", "check", str(bad),
                               "--base-url", store.base_url], capture_output=True, text=True,
                              timeout=120, cwd=ROOT / "tests")
     finally:
@@ -202,7 +202,7 @@ def test_a_label_taxonomy_maps_classes_to_parents_and_reports_the_unmapped(
     else:
         assert df.loc[ruby, "path"].notna().all()
     # a trainer can train on either level
-    from pipeline.split import to_level
+    from pipeline.stages.split import to_level
 
     parent = to_level(df.copy(), "parent")
     assert set(parent["label"]) == {"quartz", "ruby"}
@@ -213,9 +213,9 @@ def test_a_label_taxonomy_maps_classes_to_parents_and_reports_the_unmapped(
 @pytest.mark.slow
 def test_the_same_curated_dataset_from_two_layouts(storefront, params_for, tmp_path):
     """Layouts differ in URLs and pages only: the curated split is the same, image for image."""
-    from pipeline import crop, dedupe, split
-    from pipeline import filter as filt
-    from pipeline.manifest import manifest_path
+    from pipeline.core.manifest import manifest_path
+    from pipeline.stages import crop, dedupe, split
+    from pipeline.stages import filter as filt
 
     base = ["--seed", "13", "--classes", "3", "--products-per-class", "5", "--faults", "0",
             "--rate-limit", "300", "--burst", "50", "--junk-scale", "2"]

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from pipeline import project
-from pipeline.config import load_params
-from pipeline.scrape.site import load_site
-from pipeline.stages import DVC_STAGES
+from pipeline.core.config import load_params
+from pipeline.stages.registry import DVC_STAGES
+from pipeline.stages.scrape.site import load_site
 from tests.helpers import ROOT
 
 
@@ -30,7 +30,8 @@ def test_the_repository_files_are_what_init_writes_for_the_demo():
     assert project.dvc_yaml_mode(ROOT) == "files"
     # one source: the repository's DAG file is a link to the template init writes
     dags = ROOT / "dags" / "gemcurate_dags.py"
-    assert dags.is_symlink() and dags.resolve() == ROOT / "pipeline" / "templates" / "gemcurate_dags.py"
+    assert dags.is_symlink()
+    assert dags.resolve() == ROOT / "pipeline" / "project" / "templates" / "gemcurate_dags.py"
 
 
 def test_init_scaffolds_a_git_and_dvc_project(tmp_path):
@@ -106,7 +107,7 @@ def test_init_refuses_an_unknown_platform(tmp_path):
 
 
 def test_a_jewelry_project_starts_with_the_jewelry_defaults_and_every_comment():
-    from pipeline.config import load_params
+    from pipeline.core.config import load_params
     from pipeline.project import KINDS
 
     gems = project.render_params("sites/x.yaml", "gems")

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from pipeline import export, publish
-from pipeline.config import load_params
+from pipeline.core.config import load_params
+from pipeline.stages import export, publish
 
 
 @pytest.fixture

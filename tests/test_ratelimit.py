@@ -2,7 +2,7 @@ import asyncio
 import itertools
 import time
 
-from pipeline.scrape.ratelimit import HostLimiter
+from pipeline.stages.scrape.ratelimit import HostLimiter
 
 
 def _run(coro):

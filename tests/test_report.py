@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline import report
-from pipeline.config import load_params
+from pipeline.core.config import load_params
+from pipeline.stages import report
 from tests.helpers import crop_manifest
 
 

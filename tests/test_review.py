@@ -11,11 +11,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipeline import manifest
-from pipeline.core import decisions
+from pipeline.core import decisions, manifest
 from pipeline.core.blobstore import BlobStore
-from pipeline.review.accounts import AccountError, AppDB, app_url, cohen_kappa
-from pipeline.review.app import create_app, export_csv
+from pipeline.interfaces.review.accounts import AccountError, AppDB, app_url, cohen_kappa
+from pipeline.interfaces.review.app import create_app, export_csv
 from tests.helpers import crop_manifest, encode, gem_photo, params
 
 PASSWORD = "correct horse battery"
@@ -139,7 +138,7 @@ def test_login_never_redirects_off_the_app_however_next_is_spelled(project, nxt)
 
 
 def test_login_follows_next_on_the_app():
-    from pipeline.review.app import safe_next
+    from pipeline.interfaces.review.app import safe_next
 
     assert safe_next("/image/abc?reason=hand") == "/image/abc?reason=hand"
     assert safe_next("/\t/evil.example") is None and safe_next("\t//evil") is None
@@ -174,7 +173,7 @@ def test_a_stranger_cannot_lock_out_an_annotator(project):
     r = _login_form(stranger, "ana", addr="127.0.0.9")
     assert r.status_code == 429 and "try again in" in r.get_data(as_text=True)
     assert _login_form(ana, "ana", addr="127.0.0.2").status_code == 302  # ana, elsewhere
-    from pipeline.review.app import LoginThrottle
+    from pipeline.interfaces.review.app import LoginThrottle
 
     t = LoginThrottle()
     waits = []

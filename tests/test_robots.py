@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.scrape.robots import Robots
+from pipeline.stages.scrape.robots import Robots
 
 TEXT = """
 # comment

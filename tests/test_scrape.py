@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.config import load_params
-from pipeline.manifest import read_manifest
-from pipeline.scrape import scrape
-from pipeline.scrape.site import load_site
+from pipeline.core.config import load_params
+from pipeline.core.manifest import read_manifest
+from pipeline.stages.scrape import scrape
+from pipeline.stages.scrape.site import load_site
 from tests.helpers import JUNKY, REALDATA, ROOT, truth_for
 
 BROKEN = {"corrupt": "corrupt", "html": "not_an_image", "oversized": "too_many_pixels"}
@@ -120,7 +120,7 @@ def test_resume_after_sigkill_downloads_nothing_committed_twice(storefront, tmp_
             "--rate-limit", "12"]
     store = storefront(*args)
     data = tmp_path / "data"
-    cmd = [sys.executable, "-m", "pipeline.cli", "scrape", "--base-url", store.base_url,
+    cmd = [sys.executable, "-m", "pipeline", "scrape", "--base-url", store.base_url,
            "--data-dir", str(data), "--no-progress"]
     total = len(truth_for(args)["images"])
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -255,7 +255,7 @@ def test_crawl_state_in_postgresql(storefront, params_for, tmp_path):
         pytest.skip("no PostgreSQL on 127.0.0.1:5432")
     import sqlalchemy as sa
 
-    from pipeline.scrape import state as st
+    from pipeline.stages.scrape import state as st
 
     engine = sa.create_engine(url)
     st.meta.drop_all(engine)
@@ -263,7 +263,7 @@ def test_crawl_state_in_postgresql(storefront, params_for, tmp_path):
         store = storefront("--classes", "2", "--products-per-class", "3", "--faults", "0",
                            "--rate-limit", "200")
         params = params_for(max_rate=300.0)
-        from pipeline.config import load_params
+        from pipeline.core.config import load_params
 
         params = load_params(ROOT / "params.yaml", {"data": {"data_dir": str(tmp_path / "d"),
                                                              "state_db": url},

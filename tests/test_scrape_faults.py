@@ -13,11 +13,11 @@ import time
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, load_params
+from pipeline.core.config import ConfigError, load_params
 from pipeline.core.lock import DataDirBusy, data_dir_lock
-from pipeline.manifest import read_manifest
-from pipeline.scrape import scrape
-from pipeline.scrape.site import load_site
+from pipeline.core.manifest import read_manifest
+from pipeline.stages.scrape import scrape
+from pipeline.stages.scrape.site import load_site
 from tests.helpers import JUNKY, ROOT, truth_for
 from tests.hostile import Hostile
 
@@ -32,7 +32,7 @@ def test_numbers_in_params_must_be_finite(tmp_path, text):
 
 
 def test_the_cli_refuses_a_nan_rate(tmp_path, capsys):
-    from pipeline.cli import main
+    from pipeline.interfaces.cli import main
 
     code = main(["scrape", "--params", str(ROOT / "params.yaml"), "--data-dir", str(tmp_path / "d"),
                  "--max-rate", "nan"])
@@ -142,7 +142,7 @@ def test_a_really_full_disk_stops_and_resumes_after_space_is_freed(storefront, t
     try:
         store = storefront(*JUNKY, "--faults", "0", "--rate-limit", "1000", "--burst", "200")
         code = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-                "from tests.helpers import params\nfrom pipeline.scrape import scrape\n"
+                "from tests.helpers import params\nfrom pipeline.stages.scrape import scrape\n"
                 f"p = params({str(mnt / 'data')!r}, scrape={{'max_rate': 500.0, 'default_rate': 500.0,"
                 f" 'progress': False, 'site': {str(ROOT / 'sites' / 'demo.yaml')!r}}})\n"
                 f"r = scrape(p, base_url={store.base_url!r}); print(r.status); print(r.message)")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipeline.manifest import read_manifest
-from pipeline.scrape import scrape
+from pipeline.core.manifest import read_manifest
+from pipeline.stages.scrape import scrape
 from tests.hostile import Hostile
 
 
@@ -111,7 +111,7 @@ def test_robots_that_turn_to_disallow_all_stop_the_crawl_and_remove_nothing(fast
 
 
 def first_manifest(fast):
-    from pipeline.manifest import manifest_path
+    from pipeline.core.manifest import manifest_path
 
     return manifest_path(fast().data.data_dir, "raw")
 
@@ -206,8 +206,8 @@ def test_one_dead_page_and_one_dead_image_still_give_a_manifest_on_the_first_run
         again = scrape(fast(give_up_after=2), base_url=store.base_url)
         assert again.status == "complete_with_dead_links"
         assert sorted(r["url"].rsplit("/", 1)[1] for r in again.stats["dead_urls"]) == ["O-2", "r-1-1.jpg"]
-    from pipeline.scrape import format_summary
-    from pipeline.scrape.site import load_site
+    from pipeline.stages.scrape import format_summary
+    from pipeline.stages.scrape.site import load_site
 
     text = format_summary(again, load_site("sites/demo.yaml", store.base_url))
     assert "dead         2 URL(s)" in text and "/product/O-2" in text

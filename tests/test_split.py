@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipeline import split
-from pipeline.config import load_params
+from pipeline.core.config import load_params
+from pipeline.stages import split
 from tests.helpers import crop_manifest
 
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.scrape.downloads import sniff
-from pipeline.storefront.catalog import Catalog, CatalogOptions, _pid
-from pipeline.storefront.gems import GEM_CLASSES
+from pipeline.demo.catalog import Catalog, CatalogOptions, _pid
+from pipeline.demo.layouts import ground_truth
+from pipeline.stages.scrape.downloads import sniff
+from pipeline.synthetic.gems import GEM_CLASSES
 from tests.helpers import JUNKY, catalog_options, truth_for
 
 SMALL = CatalogOptions(seed=3, classes=3, products_per_class=6, junk_scale=4)
@@ -18,7 +19,7 @@ SMALL = CatalogOptions(seed=3, classes=3, products_per_class=6, junk_scale=4)
 
 def test_catalog_is_deterministic():
     a, b = Catalog.generate(SMALL), Catalog.generate(SMALL)
-    assert a.truth() == b.truth()
+    assert ground_truth(a) == ground_truth(b)
     e = next(iter(a.images.values()))
     assert a.render(e) == b.render(e)
 
@@ -29,7 +30,7 @@ def test_product_ids_are_unique_per_class():
 
 
 def test_default_catalog_size_and_junk_mix():
-    t = Catalog.generate(CatalogOptions()).truth()
+    t = ground_truth(Catalog.generate(CatalogOptions()))
     assert len(t["classes"]) == 12 and len(t["products"]) == 360
     counts = {p["n_images"] for p in t["products"]}
     assert min(counts) >= 2
@@ -77,8 +78,8 @@ def test_duplicates_share_their_group_and_exact_copies_their_bytes():
 
 def test_epoch_changes_stock_deterministically():
     o0 = CatalogOptions(seed=1, classes=4, products_per_class=25)
-    t0 = Catalog.generate(o0).truth()
-    t1 = Catalog.generate(CatalogOptions(**{**o0.__dict__, "epoch": 1})).truth()
+    t0 = ground_truth(Catalog.generate(o0))
+    t1 = ground_truth(Catalog.generate(CatalogOptions(**{**o0.__dict__, "epoch": 1})))
     p0 = {p["product_id"] for p in t0["products"]}
     p1 = {p["product_id"] for p in t1["products"]}
     assert p1 - p0 and p0 - p1  # products added and removed
@@ -93,7 +94,7 @@ def test_folder_mode_groups_files_and_mixes_junk(image_folder):
     o = CatalogOptions(seed=0, catalog=str(image_folder / "catalog"),
                        junk=(("certificate", str(image_folder / "certificate")),
                              ("hand", str(image_folder / "hand"))))
-    t = Catalog.from_folder(o).truth()
+    t = ground_truth(Catalog.from_folder(o))
     assert sorted(t["classes"]) == ["bracelet", "necklace", "rings"]
     assert len(t["images"]) == 21 + 6
     assert sum(im["junk"] == "certificate" for im in t["images"]) == 3
@@ -140,7 +141,7 @@ def test_a_folder_catalog_whose_class_names_share_prefixes_serves_every_file(tmp
     share them overwrote each other (10 of 87 classes vanished without a word)."""
     assert len(set(SHARED_PREFIXES)) == 87
     root = _tiny_tree(tmp_path / "gems", SHARED_PREFIXES)
-    t = Catalog.from_folder(CatalogOptions(seed=0, catalog=str(root))).truth()
+    t = ground_truth(Catalog.from_folder(CatalogOptions(seed=0, catalog=str(root))))
     assert sorted(t["classes"]) == sorted(SHARED_PREFIXES)
     assert len(t["images"]) == 87 * 3 and len({im["url"] for im in t["images"]}) == 87 * 3
     assert {im["label"] for im in t["images"]} == set(SHARED_PREFIXES)
@@ -265,7 +266,7 @@ def test_stats_endpoint_is_json(storefront):
 
 
 def test_truth_cli_writes_file(tmp_path):
-    from pipeline.cli import main
+    from pipeline.interfaces.cli import main
 
     out = tmp_path / "truth.json"
     assert main(["store", "truth", "--classes", "2", "--products-per-class", "3", "--out",
@@ -278,7 +279,7 @@ def test_truth_cli_writes_file(tmp_path):
 def test_jewelry_on_display_props_is_drawn_from_its_seed():
     """Hoops over a bar, rings in cushions, a necklace on a bust: the same seed gives the
     same picture, another seed another; an unknown prop is refused."""
-    from pipeline.storefront import props
+    from pipeline.synthetic import props
 
     for prop in props.PROPS:
         a = props.render_on_prop(np.random.default_rng(3), prop)

@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from pipeline import crop, dedupe
-from pipeline import filter as filt
 from pipeline.core.blobstore import StoreDamaged
-from pipeline.manifest import ManifestError, manifest_path, read_manifest, write_manifest
-from pipeline.scrape import scrape
+from pipeline.core.manifest import ManifestError, manifest_path, read_manifest, write_manifest
+from pipeline.stages import crop, dedupe
+from pipeline.stages import filter as filt
+from pipeline.stages.scrape import scrape
 from tests.hostile import Hostile
 
 
@@ -139,8 +139,8 @@ def test_a_full_verify_hashes_every_blob_and_a_normal_run_trusts_its_record(scra
 
 def test_damaged_files_of_a_data_dir_get_a_clear_answer(scraped, tmp_path):
     """Caches are rebuilt; memory (the split ledger) and gates (validation) are not guessed."""
-    from pipeline import split, validate
     from pipeline.core.validation import ValidationFailed, passed_result
+    from pipeline.stages import split, validate
 
     params, _ = scraped
     d = tmp_path / "data"
@@ -187,9 +187,9 @@ def test_gemcurate_verify_names_each_damaged_blob_and_a_modified_shard(scraped, 
     deleted blob, and a dataset shard changed after export, are each named."""
     import yaml
 
-    from pipeline import export
-    from pipeline.cli import main
-    from pipeline.config import load_params
+    from pipeline.core.config import load_params
+    from pipeline.interfaces.cli import main
+    from pipeline.stages import export
 
     _params, _ = scraped
     d = tmp_path / "data"

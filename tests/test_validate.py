@@ -8,8 +8,8 @@ import cv2
 import pandas as pd
 import pytest
 
-from pipeline import export, publish, validate
-from pipeline.config import load_params
+from pipeline.core.config import load_params
+from pipeline.stages import export, publish, validate
 
 
 def check(df, data, params, labels):
@@ -98,7 +98,7 @@ def test_each_planted_defect_fails_with_a_message_naming_it(dataset, kind):
 
 def test_cli_validate_stops_and_publish_refuses(dataset, tmp_path):
     data, _params, df, labels = dataset
-    from pipeline.manifest import manifest_path, write_manifest
+    from pipeline.core.manifest import manifest_path, write_manifest
 
     d = tmp_path / "data"
     (d / "metrics").mkdir(parents=True)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core import atomic
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The crop algorithm: find the object in a photo, cut a square around it, scale it.
 
-Pure functions on pixels, shared by the crop stage (``pipeline/crop.py``, which runs them
+Pure functions on pixels, shared by the crop stage (``pipeline/stages/crop.py``, which runs them
 over the store and writes crops) and by everything that meets a photo from outside the
 pipeline (``gemcurate predict``, the external test of ``evaluate``), so a photo is always
 cut the same way.
@@ -48,7 +48,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.config import CropParams
+from pipeline.core.config import CropParams
 from pipeline.core.imageio import ImageError, Loaded, block_mean, fit, load_rgb, shrink
 
 

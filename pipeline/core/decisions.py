@@ -20,7 +20,7 @@ the row itself is the "after"). A unique index on ``(image_id, supersedes)`` mak
 version check race-free: two people deciding the same image from the same state cannot
 both be written, the second gets :class:`DecisionConflict` with the first decision.
 
-The review web app (``pipeline/review``) writes this table; ``gemcurate decide`` and
+The review web app (``pipeline/interfaces/review``) writes this table; ``gemcurate decide`` and
 ``gemcurate decisions import`` write it from the command line.
 
 Example:
@@ -42,9 +42,9 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from pipeline import manifest
+from pipeline.core import manifest
 from pipeline.core.db import make_engine, sqlite_url
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ Runtime: :mod:`pipeline.models.lite0_onnx`) of the whole picture (decoded at 400
 :func:`mean_part`) followed by its maximum over the picture (the *peaks*). The dedupe
 stage computes it for every image (:func:`ensure`) and takes close pairs of the
 average as near-duplicate candidates (:func:`cosine_pairs`); the filter's learned junk
-heads score both halves (:mod:`pipeline.heads`: a finger or a lab's seal is a small
+heads score both halves (:mod:`pipeline.stages.filter.head`: a finger or a lab's seal is a small
 part of a picture, which the maximum keeps where the average dilutes it); trainers
 and ``similar`` can read the same vectors.
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from pipeline.models import handpose as _impl
 from pipeline.models.handpose import (
-    LANDMARK,
-    PALM,
-    HandModelError,
-    Region,
-    hand_presence,
-    model_bytes,
-    model_files,
+           LANDMARK,
+           PALM,
+           HandModelError,
+           Region,
+           hand_presence,
+           model_bytes,
+           model_files,
 )
 
 #: the code that computes the hand-presence score (a change to it rescores every image)

@@ -11,7 +11,7 @@ the brute-force answer (``tests/test_hashindex.py`` proves it), at a cost that
 grows roughly linearly with n for well-spread hashes.
 
 The tables are built in memory from the hashes (a counting sort, O(n)); only
-the hashes are persisted (see :mod:`pipeline.dedupe`), so a refresh loads them,
+the hashes are persisted (see :mod:`pipeline.stages.dedupe`), so a refresh loads them,
 rebuilds the tables in a fraction of a second and searches only the new hashes.
 
 Example:

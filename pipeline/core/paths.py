@@ -11,7 +11,7 @@ import errno
 import os
 from pathlib import Path
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 MARKERS = ("params.yaml", "dvc.yaml")
 

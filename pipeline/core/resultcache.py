@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 def params_key(params: object) -> dict:
     """A params section's fields as JSON-able values, without the runtime-only ones (the
-    fields marked ``RUNTIME`` in ``pipeline/config.py``: workers, progress …)."""
+    fields marked ``RUNTIME`` in ``pipeline/core/config.py``: workers, progress …)."""
     if not dataclasses.is_dataclass(params):
         return dict(params)  # type: ignore[call-overload]
     d = dataclasses.asdict(params)

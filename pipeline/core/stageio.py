@@ -22,11 +22,10 @@ from typing import Protocol
 
 import pandas as pd
 
-from pipeline import manifest
-from pipeline.config import Params
-from pipeline.core import decisions
+from pipeline.core import decisions, manifest
 from pipeline.core.atomic import write_text
 from pipeline.core.blobstore import BlobStore, MirroredStore
+from pipeline.core.config import Params
 
 
 class Saves(Protocol):

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline import manifest
+from pipeline.core import manifest
 from pipeline.core.blobstore import sha256_file
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 
 class ValidationFailed(UserError, RuntimeError):

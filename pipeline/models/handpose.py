@@ -24,7 +24,7 @@ on a moonstone's glow. The landmark model's verdict is what makes it a clean sig
 Cost (2-core CI machine, one thread): about 11 ms for a palm pass and 5 ms for each
 landmark crop, 35 ms an image without a hand and 55 ms with one (``bench/embedding.py
 --hands``). The filter runs it in its worker processes (``filter.hand_pose``), and not at
-all where its vote could not count (:func:`pipeline.filter.wants_pose`).
+all where its vote could not count (:func:`pipeline.stages.filter.wants_pose`).
 
 Example:
     >>> hand_presence(rgb)      # RGB uint8, any size
@@ -255,7 +255,7 @@ def hand_presence(rgb: np.ndarray, regions: tuple[Region, ...] | list[Region] = 
     """The best hand-presence probability over the palm proposals (0 when none is proposed).
 
     ``regions`` are hand regions proposed from elsewhere (the hand check's skin region that
-    enters from the frame's border, :func:`pipeline.checks.hand.skin_regions`): a close-up
+    enters from the frame's border, :func:`pipeline.stages.filter.checks.hand.skin_regions`): a close-up
     whose palm is out of the picture or hidden gives the palm detector nothing to find,
     while the landmark model, shown the region upright, knows the fingers. They are looked
     at only where the palm route has not settled the score (:data:`SETTLED`).

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 MAGIC = 0x1950A86A20F9469CFC6C
 PROTOCOL = 1001

@@ -23,7 +23,7 @@ import functools
 import logging
 from pathlib import Path
 
-from pipeline.config import ConfigError
+from pipeline.core.config import ConfigError
 from pipeline.models.torch_legacy import WeightsError
 
 logger = logging.getLogger(__name__)

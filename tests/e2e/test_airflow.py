@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import airflow_local
-from pipeline.storefront import process
+from pipeline.demo import process
+from pipeline.interfaces.airflow import local as airflow_local
 from tests.helpers import BIN, ROOT, free_port, project_repo, reachable, run
 
 pytest.importorskip("airflow")
@@ -50,7 +50,7 @@ def project(tmp_path_factory):
                                              "GIT_COMMITTER_EMAIL": "t@localhost"})
     env.pop("GEMCURATE_PROJECTS", None)
     env = airflow_local.local_env(repo, env=env)
-    sh([sys.executable, "-m", "pipeline.cli", "airflow", "setup"], repo, env)
+    sh([sys.executable, "-m", "pipeline", "airflow", "setup"], repo, env)
     return repo, env
 
 
@@ -192,7 +192,7 @@ def test_apply_reviews_skips_without_new_decisions_and_publishes_after_one(refre
     import pandas as pd
     ds = pd.read_parquet(repo / "data" / "dataset" / "manifest.parquet")
     victim = ds.loc[ds["parent_id"].isna() & (ds["split"] == "test"), "image_id"].iloc[0]
-    sh([sys.executable, "-m", "pipeline.cli", "decide", victim, "reject", "--by", "ann",
+    sh([sys.executable, "-m", "pipeline", "decide", victim, "reject", "--by", "ann",
         "--reason", "test"], repo, env)
     dags_test(env, repo, "gemcurate_apply_reviews__demo")
     states = task_states(env, "gemcurate_apply_reviews__demo")
@@ -272,7 +272,7 @@ def test_the_embedded_airflow_on_any_port_runs_a_triggered_refresh_and_its_train
     env = {**env, "GEMCURATE_RETRY_DELAY_S": "5"}
     alerts = repo / "data" / "alerts.jsonl"
     seen = len(alerts.read_text().splitlines()) if alerts.exists() else 0
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "airflow", "start", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "airflow", "start", "--port", str(port)],
                             cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     lines: list[str] = []
@@ -352,6 +352,6 @@ def test_airflow_start_refuses_a_port_that_is_taken(project):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        res = sh([sys.executable, "-m", "pipeline.cli", "airflow", "start", "--port", str(port)],
+        res = sh([sys.executable, "-m", "pipeline", "airflow", "start", "--port", str(port)],
                  repo, env, check=False, timeout=120)
     assert res.returncode == 2 and f"port {port}" in res.stderr and "--port" in res.stderr

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import airflow_local
-from pipeline import orchestration as orch
-from pipeline.storefront import process
+from pipeline.demo import process
+from pipeline.interfaces.airflow import local as airflow_local
+from pipeline.interfaces.airflow import orchestration as orch
 from tests.e2e.test_airflow import STORE, sh
 from tests.helpers import GIT_ID, ROOT, copy_tree, free_port, reachable
 

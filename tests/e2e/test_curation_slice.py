@@ -10,17 +10,17 @@ import sys
 import pandas as pd
 import pytest
 
-from pipeline import crop, dedupe
-from pipeline import filter as filt
 from pipeline.core import decisions
-from pipeline.manifest import manifest_path, read_manifest
-from pipeline.scrape import scrape
-from pipeline.storefront.scoring import curation_scores
+from pipeline.core.manifest import manifest_path, read_manifest
+from pipeline.demo.scoring import curation_scores
+from pipeline.stages import crop, dedupe
+from pipeline.stages import filter as filt
+from pipeline.stages.scrape import scrape
 from tests.helpers import JUNKY, ROOT, truth_for
 
 
 def gemcurate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
 
 

@@ -40,7 +40,7 @@ def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPro
 
 
 def gemcurate(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return sh([sys.executable, "-m", "pipeline.cli", *args], cwd, check)
+    return sh([sys.executable, "-m", "pipeline", *args], cwd, check)
 
 
 def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -128,12 +128,12 @@ def test_second_repro_reruns_nothing(repo):
 
 
 @pytest.mark.parametrize("helper", ["pipeline/core/groups.py", "pipeline/core/flags.py",
-                                    "pipeline/core/plots.py", "pipeline/manifest.py"])
+                                    "pipeline/core/plots.py", "pipeline/core/manifest.py"])
 def test_touching_a_shared_helper_makes_dvc_status_name_exactly_its_stages(repo, helper):
     import json
 
     from pipeline import project
-    from pipeline.stages import DVC_STAGES
+    from pipeline.stages.registry import DVC_STAGES
 
     users = {s.name for s in DVC_STAGES if Path(helper) in project.stage_code(s)}
     assert users, helper
@@ -196,7 +196,7 @@ def test_refresh_against_the_next_epoch_keeps_splits(repo):
 
 
 def test_a_planted_leak_stops_validate_and_publish(repo):
-    from pipeline.manifest import write_manifest
+    from pipeline.core.manifest import write_manifest
 
     path = repo / "data" / "manifests" / "augment.parquet"
     df = pd.read_parquet(path)

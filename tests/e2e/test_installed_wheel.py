@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.storefront import process
+from pipeline.demo import process
 from tests.helpers import ROOT, reachable
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.storefront import process
+from pipeline.demo import process
 from tests.helpers import BIN, ROOT, project_repo, run
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -43,9 +43,9 @@ def project(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("review")
     repo = project_repo(tmp / "repo", tmp / "remote", augment={"target_per_class": 30})
     with process.storefront(STORE, cwd=ROOT) as store:
-        sh([sys.executable, "-m", "pipeline.cli", "scrape", "--base-url", store.base_url], repo)
+        sh([sys.executable, "-m", "pipeline", "scrape", "--base-url", store.base_url], repo)
     sh([str(BIN / "dvc"), "repro", "export"], repo)
-    sh([sys.executable, "-m", "pipeline.cli", "review", "add-user", "ana", "--role", "annotator",
+    sh([sys.executable, "-m", "pipeline", "review", "add-user", "ana", "--role", "annotator",
         "--password-stdin"], repo, stdin=PASSWORD + "\n")
     return repo
 
@@ -54,7 +54,7 @@ def project(tmp_path_factory):
 def server(project, tmp_path):
     port_file = tmp_path / "port"
     log = open(tmp_path / "review.log", "wb")  # noqa: SIM115 (the process owns it)
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "review", "serve", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "review", "serve", "--port", "0",
                              "--port-file", str(port_file)], cwd=project, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60

@@ -28,7 +28,7 @@ STORE = ["--seed", "5", "--classes", "3", "--products-per-class", "8", "--rate-l
          "--burst", "200", "--faults", "0"]
 
 def gemcurate(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return sh([sys.executable, "-m", "pipeline.cli", *args], cwd, check=check)
+    return sh([sys.executable, "-m", "pipeline", *args], cwd, check=check)
 
 
 def test_scrape_into_s3_curate_publish_and_pull_from_s3(tmp_path, storefront, bucket):
