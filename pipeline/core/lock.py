@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from pipeline.core.errors import UserError
 
@@ -75,17 +73,3 @@ def data_dir_lock(data_dir: str | Path, what: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-
-
-def locks_data_dir(what: str) -> Callable:
-    """Decorator for a stage's ``main(params, data_dir=None, ...)``: run it holding the lock."""
-
-    def deco(main: Callable) -> Callable:
-        @functools.wraps(main)
-        def wrapper(params: Any, data_dir: str | Path | None = None, *args: Any, **kwargs: Any) -> Any:
-            with data_dir_lock(data_dir or params.data.data_dir, what):
-                return main(params, data_dir, *args, **kwargs)
-
-        return wrapper
-
-    return deco

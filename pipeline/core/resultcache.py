@@ -180,17 +180,3 @@ def compute_shard(cache: ResultCache, df: pd.DataFrame, shard: tuple[int, int], 
     logger.info("%s shard %d/%d: %d images", cache.folder.name, shard[0], shard[1], rows)
     computed = metrics.get("images_scored", metrics.get("images", 0) - metrics.get("images_reused", 0))
     return {"shard": f"{shard[0]}/{shard[1]}", "images": rows, "computed": computed}
-
-
-def shard_main(full, run_shard):
-    """A stage's ``main(params, data_dir, progress, shard=None)``: the whole stage, or with
-    ``shard=(i, n)`` only that share of its per-image work (``run_shard``)."""
-
-    def main(params, data_dir=None, progress=None, shard: tuple[int, int] | None = None) -> dict:
-        if shard is not None:
-            return run_shard(params, shard, data_dir, progress)
-        return full(params, data_dir, progress)
-
-    main.__doc__ = f"{full.__doc__}\n\nWith ``shard=(i, n)``: {run_shard.__doc__}"
-    main.__module__ = full.__module__
-    return main

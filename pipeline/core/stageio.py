@@ -2,9 +2,9 @@
 
 Every stage has the same shape: a pure-ish ``run(manifest, params, **injected) ->
 (DataFrame, metrics)`` that computes (per-image files such as crops go to a folder
-it is given), and a thin ``main()`` that reads its input through :class:`StageIO`,
-injects caches, and writes the manifest, the metrics and the caches through
-:meth:`StageIO.write`.
+it is given), and a thin ``main()`` (:func:`pipeline.core.stagerun.stage`) that reads its
+input through :class:`StageIO`, injects caches, and writes the manifest, the metrics and
+the caches through :meth:`StageIO.write`.
 
 Example:
     >>> io = StageIO.of(params)

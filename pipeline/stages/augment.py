@@ -44,10 +44,9 @@ from pipeline.core.atomic import write_bytes, write_text
 from pipeline.core.config import AugmentParams, ExtraTransforms, Params
 from pipeline.core.groups import unit_hash
 from pipeline.core.imageio import ImageError, encode_image
-from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
 from pipeline.core.plots import pyplot, save_figure
-from pipeline.core.stageio import StageIO
+from pipeline.core.stagerun import StageResult, StageRun, stage
 
 logger = logging.getLogger(__name__)
 
@@ -274,19 +273,16 @@ def run(df: pd.DataFrame, params: Params, *, data_dir: str | Path, progress: boo
     return out, metrics
 
 
-@locks_data_dir("gemcurate augment")
-def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+@stage("augment", reads="split")
+def main(ctx: StageRun, df: pd.DataFrame) -> StageResult:
     """Read ``split.parquet``, augment, write ``augment.parquet`` and ``metrics/augment.json``."""
-    io = StageIO.of(params, data_dir)
+    data_dir = ctx.io.data_dir
     # a DVC output even when there is nothing to add (augmentation off, classes at target)
-    (io.data_dir / "augment").mkdir(parents=True, exist_ok=True)
-    out, metrics = run(io.read("split"), params, data_dir=io.data_dir,
-                       progress=params.augment.progress if progress is None else progress)
-    out = io.write("augment", out, metrics)
-    _class_plot(out, io.data_dir)
-    logger.info("augment: %d variants, train per class %s", metrics["variants"],
-                metrics["train_per_class"])
-    return metrics
+    (data_dir / "augment").mkdir(parents=True, exist_ok=True)
+    out, metrics = run(df, ctx.params, data_dir=data_dir, progress=ctx.progress)
+    return StageResult(metrics, out, then=(lambda written: _class_plot(written, data_dir),),
+                       summary=f"augment: {metrics['variants']} variants, train per class "
+                               f"{metrics['train_per_class']}")
 
 
 def _class_plot(df: pd.DataFrame, data_dir: Path) -> None:

@@ -40,10 +40,10 @@ from pipeline.core.cropbox import (  # noqa: F401 - the algorithm, re-exported f
 )
 from pipeline.core.flags import add_review
 from pipeline.core.imageio import ImageError, encode_image, load_rgb
-from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
-from pipeline.core.resultcache import ResultCache, combine, compute_shard, reuse, shard_main
+from pipeline.core.resultcache import ResultCache, combine, compute_shard, reuse
 from pipeline.core.stageio import StageIO
+from pipeline.core.stagerun import StageResult, StageRun, stage
 
 logger = logging.getLogger(__name__)
 
@@ -165,19 +165,12 @@ def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | Non
                                        cache=cache, progress=show)[1])
 
 
-@locks_data_dir("gemcurate crop")
-def _main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+@stage("crop", reads="filter", per_shard=run_shard)
+def main(ctx: StageRun, df: pd.DataFrame) -> StageResult:
     """Read ``filter.parquet``, crop, write ``crop.parquet``, crops and ``metrics/crop.json``."""
-    io = StageIO.of(params, data_dir)
-    cache = ResultCache(io.data_dir / "crop", params.crop, CODE)
-    df = io.read("filter")
-    out, metrics = run(df, params, store_root=io.images(df),
-                       crops_dir=io.data_dir / "crops", cache=cache,
-                       progress=params.crop.progress if progress is None else progress)
-    io.write("crop", out, metrics, cache)
-    logger.info("crop: %d cropped of %d, %d need review", metrics["cropped"], metrics["images"],
-                metrics["needs_review"])
-    return metrics
-
-
-main = shard_main(_main, run_shard)
+    cache = ResultCache(ctx.io.data_dir / "crop", ctx.params.crop, CODE)
+    out, metrics = run(df, ctx.params, store_root=ctx.io.images(df),
+                       crops_dir=ctx.io.data_dir / "crops", cache=cache, progress=ctx.progress)
+    return StageResult(metrics, out, state=(cache,),
+                       summary=f"crop: {metrics['cropped']} cropped of {metrics['images']}, "
+                               f"{metrics['needs_review']} need review")

@@ -53,10 +53,10 @@ from pipeline.core.hashing import (
     to_signed,
 )
 from pipeline.core.imageio import ImageError
-from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
-from pipeline.core.resultcache import in_shard, shard_main
+from pipeline.core.resultcache import in_shard
 from pipeline.core.stageio import Staged, StageIO
+from pipeline.core.stagerun import StageResult, StageRun, stage
 
 logger = logging.getLogger(__name__)
 
@@ -462,23 +462,16 @@ def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | Non
     return {"shard": f"{shard[0]}/{shard[1]}", "images": len(hashes), "computed": len(hashes)}
 
 
-@locks_data_dir("gemcurate dedupe")
-def _main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+@stage("dedupe", reads="raw", per_shard=run_shard)
+def main(ctx: StageRun, df: pd.DataFrame) -> StageResult:
     """Read ``raw.parquet``, dedupe, write ``dedupe.parquet`` and ``metrics/dedupe.json``."""
-    io = StageIO.of(params, data_dir)
+    io = ctx.io
     cache = HashCache(io.data_dir)
-    df = io.read("raw")
     emb = EmbeddingCache.for_data_dir(io.data_dir)
     emb.folder.mkdir(parents=True, exist_ok=True)  # a DVC output, also with dedupe.embedding off
-    out, metrics = run(df, params, store_root=io.images(df), cache=cache,
-                       latest=io.decisions(),
-                       progress=params.dedupe.progress if progress is None else progress,
-                       embeddings=emb)
-    io.write("dedupe", out, metrics, cache)
-    logger.info("dedupe: %d images, %d duplicate pairs, %d excluded as duplicates, %d label conflicts",
-                metrics["images"], metrics["near_duplicate_pairs"], metrics["excluded_duplicates"],
-                metrics["label_conflicts"])
-    return metrics
-
-
-main = shard_main(_main, run_shard)
+    out, metrics = run(df, ctx.params, store_root=io.images(df), cache=cache, latest=io.decisions(),
+                       progress=ctx.progress, embeddings=emb)
+    return StageResult(metrics, out, state=(cache,),
+                       summary=f"dedupe: {metrics['images']} images, {metrics['near_duplicate_pairs']} "
+                               f"duplicate pairs, {metrics['excluded_duplicates']} excluded as "
+                               f"duplicates, {metrics['label_conflicts']} label conflicts")

@@ -41,9 +41,8 @@ from pipeline.core.atomic import write_text
 from pipeline.core.config import Params
 from pipeline.core.cropbox import photo_input
 from pipeline.core.imageio import ImageError
-from pipeline.core.lock import locks_data_dir
 from pipeline.core.plots import font, pyplot, save_figure
-from pipeline.core.stageio import StageIO
+from pipeline.core.stagerun import StageResult, StageRun, stage
 from pipeline.models import zoo
 from pipeline.models.torch_legacy import WeightsError
 
@@ -706,10 +705,10 @@ def model_card(metrics: dict, info: dict, params: Params, dataset_card: Path) ->
     return "\n".join(lines)
 
 
-@locks_data_dir("gemcurate evaluate")
-def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+@stage("evaluate")
+def main(ctx: StageRun, _: None) -> StageResult:
     """Read ``models/`` and ``data/dataset``; write ``data/evaluate/``, the card and metrics."""
-    io = StageIO.of(params, data_dir)
+    params, io = ctx.params, ctx.io
     ds_dir = io.data_dir / "dataset"
     raw = None
     if params.evaluate.external and params.evaluate.baseline:
@@ -721,7 +720,8 @@ def main(params: Params, data_dir: str | Path | None = None, progress: bool | No
                      store_root=io.store_root)
     info = json.loads((MODEL_DIR / "labels.json").read_text())
     write_text(MODEL_DIR / "MODEL_CARD.md", model_card(metrics, info, params, ds_dir / "README.md"))
-    io.write_metrics("evaluate", metrics)
-    logger.info("evaluate: top-1 %.3f top-3 %.3f top-5 %.3f on %d %s images", metrics.get("top1", 0),
-                metrics.get("top3", 0), metrics.get("top5", 0), metrics["images"], metrics["split"])
-    return {k: v for k, v in metrics.items() if k not in ("highest_precision", "lowest_precision")}
+    return StageResult(
+        metrics, returned={k: v for k, v in metrics.items()
+                           if k not in ("highest_precision", "lowest_precision")},
+        summary=f"evaluate: top-1 {metrics.get('top1', 0):.3f} top-3 {metrics.get('top3', 0):.3f} "
+                f"top-5 {metrics.get('top5', 0):.3f} on {metrics['images']} {metrics['split']} images")

@@ -38,9 +38,8 @@ from pipeline.core.atomic import atomic_path, write_text
 from pipeline.core.blobstore import sha256_file, sha256_hex
 from pipeline.core.config import Params, to_dict
 from pipeline.core.errors import UserError
-from pipeline.core.lock import locks_data_dir
 from pipeline.core.plots import pyplot, save_figure
-from pipeline.core.stageio import StageIO
+from pipeline.core.stagerun import StageResult, StageRun, stage
 from pipeline.core.validation import ValidationFailed, passed_result
 
 logger = logging.getLogger(__name__)
@@ -217,16 +216,14 @@ def _card(params: Params, ds: pd.DataFrame, counts: pd.DataFrame, validation: di
     ])
 
 
-@locks_data_dir("gemcurate export")
-def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+@stage("export")
+def main(ctx: StageRun, _: None) -> StageResult:
     """Read ``augment.parquet`` and ``validate/result.json``; write ``dataset/``."""
-    io = StageIO.of(params, data_dir)
+    io = ctx.io
     try:
         validation = passed_result(io.data_dir)
     except ValidationFailed as exc:
         raise ExportRefused(f"export refused: {exc}") from exc
-    _, metrics = run(io.read("augment"), params, data_dir=io.data_dir, validation=validation)
-    io.write_metrics("export", metrics)
-    logger.info("export: %d images in %d shards → %s", metrics["images"], metrics["shards"],
-                io.data_dir / "dataset")
-    return metrics
+    _, metrics = run(io.read("augment"), ctx.params, data_dir=io.data_dir, validation=validation)
+    return StageResult(metrics, summary=f"export: {metrics['images']} images in {metrics['shards']} "
+                                        f"shards → {io.data_dir / 'dataset'}")

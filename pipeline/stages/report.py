@@ -23,9 +23,8 @@ from pipeline.core import manifest
 from pipeline.core.atomic import atomic_path, write_text
 from pipeline.core.config import Params
 from pipeline.core.imageio import ImageError, load_rgb
-from pipeline.core.lock import locks_data_dir
 from pipeline.core.plots import font, pyplot, save_figure
-from pipeline.core.stageio import StageIO
+from pipeline.core.stagerun import StageResult, StageRun, stage
 
 logger = logging.getLogger(__name__)
 
@@ -167,15 +166,15 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path, crops_dir: 
                                   "needs_review": int(df["needs_review"].fillna(False).sum())}
 
 
-@locks_data_dir("gemcurate report")
-def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+@stage("report")
+def main(ctx: StageRun, _: None) -> StageResult:
     """Report on the latest curation manifest (crop, else filter, else dedupe)."""
-    io = StageIO.of(params, data_dir)
-    for stage in ("crop", "filter", "dedupe"):
-        if manifest.manifest_path(io.data_dir, stage).exists():
+    io = ctx.io
+    for name in ("crop", "filter", "dedupe"):
+        if manifest.manifest_path(io.data_dir, name).exists():
             break
-    df = io.read(stage)
-    _, metrics = run(df, params, store_root=io.images(df),
+    df = io.read(name)
+    _, metrics = run(df, ctx.params, store_root=io.images(df),
                      crops_dir=io.data_dir / "crops", out_dir=io.data_dir / "report")
-    logger.info("report: %s", metrics["report"])
-    return {**metrics, "manifest": stage}
+    return StageResult({**metrics, "manifest": name}, summary=f"report: {metrics['report']}",
+                       write_metrics=False)

@@ -41,8 +41,8 @@ from pipeline.core.atomic import write_text
 from pipeline.core.config import Params, SplitParams
 from pipeline.core.errors import UserError
 from pipeline.core.groups import UnionFind, unit_hash
-from pipeline.core.lock import locks_data_dir
-from pipeline.core.stageio import Staged, StageIO
+from pipeline.core.stageio import Staged
+from pipeline.core.stagerun import StageResult, StageRun, stage
 
 logger = logging.getLogger(__name__)
 
@@ -325,20 +325,21 @@ def class_table(df: pd.DataFrame) -> pd.DataFrame:
     return t.astype(int)
 
 
-@locks_data_dir("gemcurate split")
-def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None,
-         reset: bool = False) -> dict:
-    """Read ``crop.parquet``, split, write ``split.parquet``, the ledger and ``metrics/split.json``."""
+@stage("split", reads="crop")
+def main(ctx: StageRun, df: pd.DataFrame, reset: bool = False) -> StageResult:
+    """Read ``crop.parquet``, split, write ``split.parquet``, the ledger and ``metrics/split.json``.
+
+    ``reset``: forget earlier assignments (a new split; breaks stability)."""
     t0 = time.perf_counter()
-    io = StageIO.of(params, data_dir)
-    led = Ledger(io.data_dir)
+    led = Ledger(ctx.io.data_dir)
     if reset:
         led.reset()
-    out, metrics = run(io.read("crop"), params, ledger=led)
+    out, metrics = run(df, ctx.params, ledger=led)
     metrics["seconds"] = round(time.perf_counter() - t0, 3)
-    io.write("split", out, metrics, led)
     table = pd.DataFrame.from_dict(metrics["per_class"], orient="index").rename_axis("label")
-    write_text(io.data_dir / "metrics" / "split_classes.csv", table.to_csv())
-    logger.info("split: %d images in %d groups, shares %s", metrics["images"], metrics["groups"],
-                metrics["share"])
-    return {k: v for k, v in metrics.items() if k != "per_class"}
+    csv = ctx.io.data_dir / "metrics" / "split_classes.csv"
+    return StageResult(metrics, out, state=(led,),
+                       then=(lambda _: write_text(csv, table.to_csv()),),
+                       returned={k: v for k, v in metrics.items() if k != "per_class"},
+                       summary=f"split: {metrics['images']} images in {metrics['groups']} groups, "
+                               f"shares {metrics['share']}")

@@ -36,8 +36,7 @@ import pandas as pd
 from pipeline import dataset
 from pipeline.core.atomic import write_text
 from pipeline.core.config import Params, TrainParams
-from pipeline.core.lock import locks_data_dir
-from pipeline.core.stageio import StageIO
+from pipeline.core.stagerun import StageResult, StageRun, stage
 from pipeline.models import zoo
 
 logger = logging.getLogger(__name__)
@@ -273,16 +272,14 @@ def _train_labels(df: pd.DataFrame, names: list[str]) -> np.ndarray:
     return df.loc[df["split"] == "train", "label"].astype(str).map(index).to_numpy(np.int64)
 
 
-@locks_data_dir("gemcurate train")
-def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+@stage("train")
+def main(ctx: StageRun, _: None) -> StageResult:
     """Read ``data/dataset``; write ``models/``, ``data/train/`` and ``metrics/train.json``."""
-    io = StageIO.of(params, data_dir)
-    ds_dir = io.data_dir / "dataset"
-    history, metrics = run(dataset.read_manifest(ds_dir), params, dataset_dir=ds_dir,
-                           model_dir=MODEL_DIR, live_dir=io.data_dir / "train" / "live",
-                           progress=bool(progress))
-    write_text(io.data_dir / "train" / "history.csv", history.to_csv(index=False))
-    io.write_metrics("train", metrics)
-    logger.info("train: %s, %d epochs, val top-1 %.3f", metrics["model"], metrics["epochs"],
-                metrics["val"].get("top1", float("nan")))
-    return metrics
+    data_dir = ctx.io.data_dir
+    ds_dir = data_dir / "dataset"
+    history, metrics = run(dataset.read_manifest(ds_dir), ctx.params, dataset_dir=ds_dir,
+                           model_dir=MODEL_DIR, live_dir=data_dir / "train" / "live",
+                           progress=ctx.progress)
+    write_text(data_dir / "train" / "history.csv", history.to_csv(index=False))
+    return StageResult(metrics, summary=f"train: {metrics['model']}, {metrics['epochs']} epochs, "
+                                        f"val top-1 {metrics['val'].get('top1', float('nan')):.3f}")

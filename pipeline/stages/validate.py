@@ -40,9 +40,8 @@ import pandas as pd
 from pipeline.core import manifest
 from pipeline.core.atomic import write_text
 from pipeline.core.config import Params
-from pipeline.core.lock import locks_data_dir
 from pipeline.core.paths import project_root
-from pipeline.core.stageio import StageIO
+from pipeline.core.stagerun import StageResult, StageRun, stage
 from pipeline.core.validation import ValidationFailed, manifest_digest, result_path, summary_path
 
 logger = logging.getLogger(__name__)
@@ -385,26 +384,24 @@ def _expectation(d: dict):
     return cls(**d["kwargs"], meta=d.get("meta"))
 
 
-@locks_data_dir("gemcurate validate")
-def main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+@stage("validate", reads="augment")
+def main(ctx: StageRun, df: pd.DataFrame) -> StageResult:
     """Validate ``augment.parquet``; write ``validate/result.json``; raise on failure."""
-    io = StageIO.of(params, data_dir)
+    io = ctx.io
     out_dir = io.data_dir / "validate"
-    df = io.read("augment")
-    _, result = run(df, params, data_dir=io.data_dir, labels=allowed_labels(params, io.data_dir),
+    _, result = run(df, ctx.params, data_dir=io.data_dir, labels=allowed_labels(ctx.params, io.data_dir),
                     docs_dir=out_dir / "gx")
     result["manifest_sha256"] = manifest_digest(io.data_dir)
     write_text(result_path(io.data_dir), json.dumps(result, indent=2, default=str) + "\n")
     metrics = {"success": result["success"], "failed_expectations": len(result["failures"]),
                "dataset_images": result["dataset_images"], "seconds": result["seconds"]}
-    io.write_metrics("validate", metrics)
     if not result["success"]:
+        io.write_metrics("validate", metrics)  # the failure is a result too: dvc metrics shows it
         summary = format_failures(result["failures"])
         summary += f"\n  Data Docs: {result['data_docs']}"
         write_text(summary_path(io.data_dir), summary + "\n")
         raise ValidationFailed(summary)
     write_text(summary_path(io.data_dir), "validation passed\n")
-    logger.info("validate: passed (%d dataset images); Data Docs: %s", result["dataset_images"],
-                result["data_docs"])
-    return metrics
+    return StageResult(metrics, summary=f"validate: passed ({result['dataset_images']} dataset images); "
+                                        f"Data Docs: {result['data_docs']}")
 

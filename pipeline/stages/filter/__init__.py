@@ -31,10 +31,10 @@ from pipeline.core.config import FilterParams, Params
 from pipeline.core.embedding import EMBED_SIDE, EmbeddingCache, embed, embedding_input, from_bytes, to_bytes
 from pipeline.core.flags import add_review, drop_review_reason, ensure_review_columns
 from pipeline.core.imageio import ImageError, load_rgb
-from pipeline.core.lock import locks_data_dir
 from pipeline.core.parallel import map_items
-from pipeline.core.resultcache import ResultCache, combine, compute_shard, reuse, shard_main
+from pipeline.core.resultcache import ResultCache, combine, compute_shard, reuse
 from pipeline.core.stageio import StageIO
+from pipeline.core.stagerun import StageResult, StageRun, stage
 from pipeline.stages.filter import checks
 from pipeline.stages.filter.checks import junkhead as heads
 
@@ -319,21 +319,14 @@ def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | Non
                                        progress=show, embeddings=emb)[1])
 
 
-@locks_data_dir("gemcurate filter")
-def _main(params: Params, data_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+@stage("filter", reads="dedupe", per_shard=run_shard)
+def main(ctx: StageRun, df: pd.DataFrame) -> StageResult:
     """Read ``dedupe.parquet``, filter, write ``filter.parquet`` and ``metrics/filter.json``."""
-    io = StageIO.of(params, data_dir)
-    cache = ResultCache(io.data_dir / "filter", params.filter, code_files(params.filter))
-    df = io.read("dedupe")
-    out, metrics = run(df, params, store_root=io.images(df), cache=cache,
-                       latest=io.decisions(),
-                       progress=params.filter.progress if progress is None else progress,
-                       embeddings=EmbeddingCache.for_data_dir(io.data_dir) if params.filter.embedding
-                       else None)
-    io.write("filter", out, metrics, cache)
-    logger.info("filter: %d scored, flagged %s, %d need review", metrics["images_scored"],
-                metrics["flagged"], metrics["needs_review"])
-    return metrics
-
-
-main = shard_main(_main, run_shard)
+    p, io = ctx.params, ctx.io
+    cache = ResultCache(io.data_dir / "filter", p.filter, code_files(p.filter))
+    out, metrics = run(df, p, store_root=io.images(df), cache=cache, latest=io.decisions(),
+                       progress=ctx.progress,
+                       embeddings=EmbeddingCache.for_data_dir(io.data_dir) if p.filter.embedding else None)
+    return StageResult(metrics, out, state=(cache,),
+                       summary=f"filter: {metrics['images_scored']} scored, flagged "
+                               f"{metrics['flagged']}, {metrics['needs_review']} need review")
