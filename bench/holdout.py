@@ -76,7 +76,7 @@ def curate(train_dir: Path, work: Path, sections: dict) -> dict:
     from pipeline import dataset
     from pipeline.core.config import load_params
     from pipeline.demo import process
-    from pipeline.stages import augment, crop, dedupe, export, split, validate
+    from pipeline.stages import augment, crop, dedupe, export, labels, split, validate
     from pipeline.stages import filter as filt
     from pipeline.stages.scrape import scrape
 
@@ -91,7 +91,7 @@ def curate(train_dir: Path, work: Path, sections: dict) -> dict:
                                  "--faults", "0"], cwd=ROOT) as store:
             res = scrape(params, base_url=store.base_url)
             assert res.status == "complete", res.message
-        for mod in (dedupe, filt, crop, split, augment, validate, export):
+        for mod in (dedupe, filt, labels, crop, split, augment, validate, export):
             mod.main(params, progress=False)
     ds = dataset.read_manifest(data / "dataset")
     return {"curate_s": round(time.perf_counter() - t, 1),

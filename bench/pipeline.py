@@ -56,7 +56,7 @@ def copy_repo(dest: Path, target: int) -> None:
 
 def stage_times(metrics_dir: Path) -> dict:
     out = {}
-    for stage in ("dedupe", "filter", "crop", "split", "augment", "validate", "export"):
+    for stage in ("dedupe", "filter", "labels", "crop", "split", "augment", "validate", "export"):
         f = metrics_dir / f"{stage}.json"
         if f.exists():
             sec = json.loads(f.read_text()).get("seconds")

@@ -76,7 +76,7 @@ def test_a_digest_changes_with_the_code_and_only_for_the_stages_that_run_it(tmp_
     changed = {k for k in before if before[k] != after[k]}
     users = {s.name for s in DVC_STAGES
              if Path("pipeline/core/groups.py") in project.stage_code(s)}
-    assert changed == users == {"dedupe", "split", "augment"}
+    assert changed == users == {"dedupe", "labels", "split", "augment"}
 
 
 def test_every_field_of_a_stage_section_is_a_param_of_its_stage_unless_runtime():

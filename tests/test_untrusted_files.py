@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.core.blobstore import StoreDamaged
 from pipeline.core.manifest import ManifestError, manifest_path, read_manifest, write_manifest
-from pipeline.stages import crop, dedupe
+from pipeline.stages import crop, dedupe, labels
 from pipeline.stages import filter as filt
 from pipeline.stages.scrape import scrape
 from tests.hostile import Hostile
@@ -47,8 +47,9 @@ def test_a_row_whose_image_id_is_a_path_writes_nothing_outside(scraped, tmp_path
     params, _ = scraped
     dedupe.main(params, progress=False)
     filt.main(params, progress=False)
+    labels.main(params, progress=False)
     target = tmp_path / "any" / "dir" / "x"
-    _tamper(params, "filter", "image_id", f"/../../../../{target}")
+    _tamper(params, "labels", "image_id", f"/../../../../{target}")
     with pytest.raises(ManifestError, match="column image_id"):
         crop.main(params, progress=False)
     assert not target.with_suffix(".png").exists() and not (tmp_path / "any").exists()
@@ -72,7 +73,8 @@ def test_other_bytes_under_an_image_id_never_enter_the_dataset(scraped):
     params, _ = scraped
     dedupe.main(params, progress=False)
     filt.main(params, progress=False)
-    f = read_manifest(manifest_path(params.data.data_dir, "filter"))
+    labels.main(params, progress=False)
+    f = read_manifest(manifest_path(params.data.data_dir, "labels"))
     a, b = f["path"].dropna().iloc[0], f["path"].dropna().iloc[1]
     store = f"{params.data.data_dir}/store"
     with open(f"{store}/{b}", "rb") as src:
@@ -92,7 +94,7 @@ def test_damage_is_found_whatever_the_caches_hold(scraped, damage):
 
     params, _ = scraped
     d = params.data.data_dir
-    for stage in (dedupe, filt, crop):
+    for stage in (dedupe, filt, labels, crop):
         stage.main(params, progress=False)
     assert blobcheck.record_path(d).exists()
     f = read_manifest(manifest_path(d, "crop"))

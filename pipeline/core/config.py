@@ -454,6 +454,28 @@ class FilterParams:
 
 
 @dataclass(frozen=True)
+class LabelsParams:
+    """Label issues: store labels the shared embedding doubts (pipeline/stages/labels.py)."""
+
+    enabled: bool = field(default=True, metadata={
+        "doc": "score every label out of fold and flag the doubtful ones for review"})
+    folds: int = field(default=5, metadata={
+        "min": 2, "max": 20, "doc": "out-of-fold probes; folds are products joined by duplicate clusters"})
+    l2: float = field(default=1e-3, metadata={"min": 0.0, "max": 10.0, "doc": "the probe's L2 penalty"})
+    filter_by: str = field(default="prune_by_noise_rate", metadata={
+        "choices": ["prune_by_noise_rate", "prune_by_class", "both", "confident_learning",
+                    "predicted_neq_given", "low_normalized_margin", "low_self_confidence"],
+        "doc": "cleanlab's find_label_issues rule"})
+    min_class_images: int = field(default=5, metadata={
+        "min": 2, "max": 100_000, "doc": "classes with fewer images are not judged (too few to learn)"})
+    hold_out: bool = field(default=False, metadata={
+        "doc": "true: a flagged image leaves the dataset until an annotator decides; false: "
+               "flagged for review only"})
+    seed: int = field(default=0, metadata={"min": 0})
+    progress: bool = field(default=True, metadata=RUNTIME)
+
+
+@dataclass(frozen=True)
 class CropParams:
     """Region-of-interest crop (pipeline/stages/crop.py)."""
 
@@ -692,6 +714,7 @@ class Params:
     scrape: ScrapeParams = field(default_factory=ScrapeParams)
     dedupe: DedupeParams = field(default_factory=DedupeParams)
     filter: FilterParams = field(default_factory=FilterParams)
+    labels: LabelsParams = field(default_factory=LabelsParams)
     crop: CropParams = field(default_factory=CropParams)
     split: SplitParams = field(default_factory=SplitParams)
     augment: AugmentParams = field(default_factory=AugmentParams)

@@ -45,6 +45,8 @@ class Column:
     nullable: bool
     stage: str
     doc: str
+    #: every manifest of its stage and later holds it (False: only where the stage ran)
+    required: bool = True
 
 
 TIMESTAMP = "datetime64[us, UTC]"
@@ -105,6 +107,15 @@ COLUMNS: tuple[Column, ...] = (
     Column("decision", "string", True, "filter", "annotator decision in force: accept, reject, relabel"),
     Column("decided_by", "string", True, "filter", "who made that decision"),
     Column("decided_at", TIMESTAMP, True, "filter", "when"),
+    # --- labels (present where the labels stage ran) ------------------------------------
+    Column("label_issue", "boolean", True, "labels",
+           "confident learning doubts the label (out-of-fold probe on the shared embedding)", False),
+    Column("label_quality", "float64", True, "labels",
+           "out-of-fold probability of the given label (low: likely mislabelled)", False),
+    Column("label_suggestion", "string", True, "labels", "the probe's most likely class", False),
+    Column("label_suggestion_p", "float64", True, "labels", "its probability", False),
+    Column("label_top", "string", True, "labels",
+           'JSON [[class, probability], ...]: the probe\'s top three', False),
     # --- crop -------------------------------------------------------------------------
     Column("crop_box", "object", True, "crop",
            "[x0, y0, x1, y1] square crop in the original image's pixels (may extend past it: padded)"),
@@ -135,7 +146,7 @@ COLUMNS: tuple[Column, ...] = (
            "wears or holds the product (filter.hand_policy keep; null under junk)"),
 )
 
-STAGE_ORDER = ("raw", "dedupe", "filter", "crop", "split", "augment")
+STAGE_ORDER = ("raw", "dedupe", "filter", "labels", "crop", "split", "augment")
 
 SPLITS = ("train", "val", "test")
 
@@ -178,7 +189,7 @@ def column_for(name: str) -> Column | None:
 def required_columns(stage: str) -> list[str]:
     """Exact (non-family) column names every manifest of ``stage`` must hold."""
     upto = STAGE_ORDER[: STAGE_ORDER.index(stage) + 1]
-    return [c.name for c in COLUMNS if "*" not in c.name and c.stage in upto]
+    return [c.name for c in COLUMNS if "*" not in c.name and c.stage in upto and c.required]
 
 
 class ManifestError(UserError, ValueError):

@@ -160,14 +160,14 @@ def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | Non
     io = StageIO.of(params, data_dir)
     cache = ResultCache(io.data_dir / "crop", params.crop, CODE)
     show = params.crop.progress if progress is None else progress
-    return compute_shard(cache, io.read("filter"), shard,
+    return compute_shard(cache, io.read("labels"), shard,
                          lambda d: run(d, params, store_root=io.images(d), crops_dir=io.data_dir / "crops",
                                        cache=cache, progress=show)[1])
 
 
-@stage("crop", reads="filter", per_shard=run_shard)
+@stage("crop", reads="labels", per_shard=run_shard)
 def main(ctx: StageRun, df: pd.DataFrame) -> StageResult:
-    """Read ``filter.parquet``, crop, write ``crop.parquet``, crops and ``metrics/crop.json``."""
+    """Read ``labels.parquet``, crop, write ``crop.parquet``, crops and ``metrics/crop.json``."""
     cache = ResultCache(ctx.io.data_dir / "crop", ctx.params.crop, CODE)
     out, metrics = run(df, ctx.params, store_root=ctx.io.images(df),
                        crops_dir=ctx.io.data_dir / "crops", cache=cache, progress=ctx.progress)

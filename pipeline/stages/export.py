@@ -176,7 +176,7 @@ def _card(params: Params, ds: pd.DataFrame, counts: pd.DataFrame, validation: di
     md_rows += [f"| {lab} | " + " | ".join(str(int(v)) for v in row) + " |"
                 for lab, row in table.iterrows()]
     p = to_dict(params)
-    used = {k: p[k] for k in ("dedupe", "filter", "crop", "split", "augment", "validate")}
+    used = {k: p[k] for k in ("dedupe", "filter", "labels", "crop", "split", "augment", "validate")}
     return "\n".join([
         f"# {params.export.name}",
         "",

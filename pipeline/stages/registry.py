@@ -73,8 +73,12 @@ STAGES: tuple[Stage, ...] = (
                 # per-image scores: a refresh scores only new images
                 "data/filter": {"persist": True, "cache": False}},
           metrics=("data/metrics/filter.json",)),
+    Stage("labels", "label issues: out-of-fold probe on the shared embeddings, confident learning",
+          deps=("data/manifests/filter.parquet", "data/embeddings"),
+          outs={"data/manifests/labels.parquet": {}},
+          metrics=("data/metrics/labels.json",)),
     Stage("crop", "region-of-interest crop to square target-size images",
-          deps=("data/manifests/filter.parquet",),
+          deps=("data/manifests/labels.parquet",),
           outs={"data/manifests/crop.parquet": {},
                 # per-image boxes and the content-addressed crops: a refresh crops only new images
                 "data/crop": {"persist": True, "cache": False},

@@ -170,7 +170,7 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path, crops_dir: 
 def main(ctx: StageRun, _: None) -> StageResult:
     """Report on the latest curation manifest (crop, else filter, else dedupe)."""
     io = ctx.io
-    for name in ("crop", "filter", "dedupe"):
+    for name in ("crop", "labels", "filter", "dedupe"):
         if manifest.manifest_path(io.data_dir, name).exists():
             break
     df = io.read(name)

@@ -13,7 +13,7 @@ import pytest
 from pipeline.core import decisions
 from pipeline.core.manifest import manifest_path, read_manifest
 from pipeline.demo.scoring import curation_scores
-from pipeline.stages import crop, dedupe
+from pipeline.stages import crop, dedupe, labels
 from pipeline.stages import filter as filt
 from pipeline.stages.scrape import scrape
 from tests.helpers import JUNKY, ROOT, truth_for
@@ -37,7 +37,7 @@ def test_curation_against_the_storefront_truth(storefront, params_for, tmp_path)
     scraped(storefront, params_for)
     data = tmp_path / "data"
     (tmp_path / "p.yaml").write_text(f"data: {{data_dir: {data}}}\n")
-    for stage in ("dedupe", "filter", "crop", "report"):
+    for stage in ("dedupe", "filter", "labels", "crop", "report"):
         r = gemcurate(stage, "--params", str(tmp_path / "p.yaml"), "--no-progress")
         assert r.returncode == 0, r.stderr
     df = read_manifest(manifest_path(data, "crop"))
@@ -81,6 +81,7 @@ def test_refresh_computes_only_new_images(storefront, params_for, tmp_path):
     data = tmp_path / "data"
     m0 = dedupe.main(params, progress=False)
     f0 = filt.main(params, progress=False)
+    labels.main(params, progress=False)
     c0 = crop.main(params, progress=False)
     assert f0["images_reused"] == 0 and c0["images_reused"] == 0
     store.stop()
@@ -97,6 +98,7 @@ def test_refresh_computes_only_new_images(storefront, params_for, tmp_path):
     # filter and crop score and crop only what their caches do not hold, with the same answer
     dedupe.main(params, progress=False)
     f1 = filt.main(params, progress=False)
+    labels.main(params, progress=False)
     c1 = crop.main(params, progress=False)
     assert f1["images_reused"] > 0 and f1["images_scored"] < 0.3 * f0["images_scored"], f1
     assert c1["images_reused"] > 0 and c1["images"] - c1["images_reused"] < 0.3 * c0["images"], c1
@@ -104,6 +106,7 @@ def test_refresh_computes_only_new_images(storefront, params_for, tmp_path):
     for folder in ("filter", "crop"):
         shutil.rmtree(data / folder)
     filt.main(params, progress=False)
+    labels.main(params, progress=False)
     c2 = crop.main(params, progress=False)
     assert c2["images_reused"] == 0
     scratch_crop = read_manifest(manifest_path(data, "crop"))
@@ -141,7 +144,9 @@ def test_two_shards_on_two_workers_give_what_one_process_gives(storefront, param
     assert not list((many_dir / "dedupe" / "shards").glob("*")), "merged shards are removed"
     pd.testing.assert_frame_equal(read_manifest(manifest_path(tmp_path / "data", "dedupe")),
                                   read_manifest(manifest_path(many_dir, "dedupe")))
-    first = {"filter": filt.main(one, progress=False), "crop": crop.main(one, progress=False)}
+    first = {"filter": filt.main(one, progress=False)}
+    labels.main(one, progress=False)
+    first["crop"] = crop.main(one, progress=False)
     # images that failed (broken files) are never cached: every full run tries them again
     retried = {s: (first[s]["images_scored"] if s == "filter" else first[s]["images"])
                - len(pd.read_parquet(tmp_path / "data" / s / "results.parquet")) for s in first}
@@ -155,6 +160,8 @@ def test_two_shards_on_two_workers_give_what_one_process_gives(storefront, param
             metrics["images"] - metrics["images_reused"]
         assert computed == retried[stage], (metrics, retried)
         assert not list((many_dir / stage / "shards").glob("*")), "merged shards are removed"
+        if stage == "filter":
+            labels.main(many, progress=False)
         a = read_manifest(manifest_path(tmp_path / "data", stage))
         b = read_manifest(manifest_path(many_dir, stage))
         pd.testing.assert_frame_equal(a.drop(columns=["path"], errors="ignore"),

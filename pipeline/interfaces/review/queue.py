@@ -32,7 +32,7 @@ from pipeline.core.stageio import StageIO
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("crop", "filter", "dedupe")  # the latest manifest that exists wins
+STAGES = ("crop", "labels", "filter", "dedupe")  # the latest manifest that exists wins
 REJECT_REASONS = ("certificate", "hand", "duplicate", "blurry", "wrong_product", "other")
 
 

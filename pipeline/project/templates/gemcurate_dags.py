@@ -97,10 +97,11 @@ def _curation_tasks(project: orch.Project, dataset: Asset):
     filter_shards = shard.override(task_id="filter_shard").partial(stage="filter").expand(
         index=list(range(SHARDS)))
     filter_ = repro("filter", "merge the shards' scores, flags, decisions (`dvc repro filter`)")
+    labels = repro("labels", "label issues: out-of-fold probe, confident learning (`dvc repro labels`)")
     crop_shards = shard.override(task_id="crop_shard").partial(stage="crop").expand(
         index=list(range(SHARDS)))
     curate = repro("augment", "crop → split → augment (`dvc repro augment`)")
-    dedupe_shards >> dedupe >> filter_shards >> filter_ >> crop_shards >> curate
+    dedupe_shards >> dedupe >> filter_shards >> filter_ >> labels >> crop_shards >> curate
 
     @task(task_id="validate", retries=0, execution_timeout=_timeout("validate"))
     def validate() -> None:
