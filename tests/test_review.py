@@ -484,3 +484,61 @@ def test_the_app_on_postgresql_keeps_the_version_check_and_its_accounts_there(pr
     assert dec.latest()["reviewer"].tolist() == ["bo"]
     dec.engine.dispose()
     db.engine.dispose()
+
+
+@pytest.fixture
+def label_project(tmp_path):
+    """Three label issues with known qualities and the probe's top three; one also scored
+    by the trained model (evaluate's review_top.parquet)."""
+    data = tmp_path / "data"
+    df = crop_manifest(data, classes=3, products=3, per_product=1, write_images=False)
+    store = BlobStore(data / "store")
+    for k in range(len(df)):
+        iid, rel = store.put(encode(gem_photo(k)[0]), "jpg")
+        df.loc[k, ["image_id", "path", "dup_cluster", "pixel_sha256"]] = [iid, rel, iid, iid]
+        df.at[k, "crop_path"] = f"{iid[:2]}/{iid}.png"
+    labels = sorted(df["label"].unique())
+    for k, q in ((0, 0.30), (1, 0.05), (2, 0.12)):
+        other = next(c for c in labels if c != df.at[k, "label"])
+        df.at[k, "needs_review"], df.at[k, "review_reason"] = True, "label_issue"
+        df.at[k, "label_issue"], df.at[k, "label_quality"] = True, q
+        df.at[k, "label_suggestion"], df.at[k, "label_suggestion_p"] = other, 0.9 - q
+        df.at[k, "label_top"] = (f'[["{other}", {0.9 - q}], ["{df.at[k, "label"]}", {q}], '
+                                 f'["{labels[-1]}", 0.01]]')
+    out = manifest.conform(df, "crop")
+    manifest.write_manifest(out, manifest.manifest_path(data, "crop"))
+    trained_for = out.at[2, "image_id"]
+    (data / "evaluate").mkdir(parents=True)
+    pd.DataFrame({"image_id": [trained_for], "top": [f'[["{labels[-1]}", 0.7], ["{labels[0]}", 0.2]]']}
+                 ).to_parquet(data / "evaluate" / "review_top.parquet")
+    return data, out, labels
+
+
+def test_label_issues_surest_first_with_the_models_classes_as_keys_and_counted_in_stats(label_project):
+    data, df, labels = label_project
+    c = login(make_app(data), "ana")
+    page = c.get("/?reason=label_issue").get_data(as_text=True)
+    order = [df.at[k, "image_id"] for k in (1, 2, 0)]  # label quality 0.05, 0.12, 0.30
+    pos = [page.index(f"/image/{i}") for i in order]
+    assert pos == sorted(pos), "the surest mistakes come first"
+    surest = df.iloc[1]
+    html = c.get(f"/image/{surest['image_id']}").get_data(as_text=True)
+    assert 'id="model-top"' in html and "out-of-fold probe" in html and "0.85" in html
+    keys = re.findall(r'data-action="relabel" data-label="([^"]+)"', html)
+    assert keys[0] == surest["label_suggestion"] and surest["label"] not in keys[:1]
+    # evaluate's trained model wins where it scored the image
+    html = c.get(f"/image/{df.at[2, 'image_id']}").get_data(as_text=True)
+    assert "trained model" in html
+    assert re.findall(r'data-action="relabel" data-label="([^"]+)"', html)[0] == labels[-1]
+    # one confirmed (relabelled to the suggestion), one dismissed (the store's label kept)
+    r = api(c, "/api/decide", {"image_id": surest["image_id"], "action": "relabel",
+                               "label": surest["label_suggestion"], "expect": 0})
+    assert r.status_code == 200, r.get_json()
+    assert api(c, "/api/decide", {"image_id": df.at[0, "image_id"], "action": "accept",
+                                  "expect": 0}).status_code == 200
+    stats = c.get("/stats").get_data(as_text=True)
+    block = stats[stats.index('id="label-issues"'):]
+    assert re.search(r"<b>1</b> were\s+confirmed", block) and re.search(r"<b>1</b> dismissed", block)
+    assert "<b>0.50</b>" in block
+    hist = decisions.Decisions(decisions.connect(decisions.db_url(None, data))).history()
+    assert set(hist["reason"]) == {"label_issue"}  # what each decision answered

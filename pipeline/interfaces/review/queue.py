@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class ReviewData:
         self.app_db = app_db
         self._lock = threading.Lock()
         self._cached: tuple | None = None
+        self._top_cache: tuple | None = None
         from pipeline.stages.filter.checks import REGISTRY
 
         self.checks = params.filter.enabled_checks(REGISTRY)
@@ -115,6 +117,9 @@ class ReviewData:
         if reason.startswith("crop_"):
             s = row.get("crop_confidence")
             return (None if s is None or pd.isna(s) else float(s)), self.params.crop.min_confidence
+        if reason == "label_issue":  # the probability of its own label: lowest (surest) first
+            s = row.get("label_quality")
+            return (None if s is None or pd.isna(s) else float(s)), 0.0
         return None, None
 
     def _closeness(self, row: dict, reasons: tuple[str, ...]) -> float:
@@ -193,11 +198,43 @@ class ReviewData:
         return others[[x for x in ("image_id", "label", "excluded_reason", "product_id") if x in others]
                       ].to_dict("records")
 
+    def model_top(self, row: dict) -> tuple[list[tuple[str, float]], str | None]:
+        """The model's most likely classes for the image, with probabilities, and which
+        model said so: the trained model's (``data/evaluate/review_top.parquet``, written by
+        evaluate) when it scored the image, else the labels stage's out-of-fold probe."""
+        trained = self._trained_top().get(row.get("image_id"))
+        for text, source in ((trained, "trained model"), (row.get("label_top"), "out-of-fold probe")):
+            if isinstance(text, str):
+                try:
+                    top = [(str(c), float(p)) for c, p in json.loads(text)][:3]
+                except (ValueError, TypeError):
+                    continue  # a damaged cell: the next source
+                if top:
+                    return top, source
+        return [], None
+
+    def _trained_top(self) -> dict[str, str]:
+        path = self.data_dir / "evaluate" / "review_top.parquet"
+        if not path.is_file():
+            return {}
+        key = path.stat().st_mtime_ns
+        if self._top_cache is None or self._top_cache[0] != key:
+            try:
+                t = pd.read_parquet(path, columns=["image_id", "top"])
+                self._top_cache = (key, dict(zip(t["image_id"].astype(str), t["top"], strict=True)))
+            except (OSError, ValueError, KeyError) as exc:  # a file on disk is input
+                logger.warning("%s unreadable (%s): the probe's classes are shown", path, exc)
+                self._top_cache = (key, {})
+        return self._top_cache[1]
+
     def suggestions(self, row: dict, n: int) -> list[str]:
-        """Classes for keys 1-9: the cluster's other labels, the store's label, then the
-        classes nearest by frequency in the catalog."""
+        """Classes for keys 1-9: the model's top classes (other than the label), the
+        cluster's other labels, the store's label, then the catalog's classes by frequency."""
         out: list[str] = []
-        for x in [m["label"] for m in self.cluster(row)] + [row.get("label_original"), row.get("label")]:
+        top = [c for c, _ in self.model_top(row)[0] if c != row.get("label")]
+        known = set(self.labels())
+        for x in [*(c for c in top if c in known), *(m["label"] for m in self.cluster(row)),
+                  row.get("label_original"), row.get("label")]:
             if isinstance(x, str) and x not in out:
                 out.append(x)
         df = self.manifest()

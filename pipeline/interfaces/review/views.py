@@ -237,6 +237,7 @@ def image(image_id: str):
         x0, y0, x1, y1 = (max(0.0, min(1.0, v)) for v in (box[0] / w, box[1] / h, box[2] / w, box[3] / h))
         box_css = {"left": x0 * 100, "top": y0 * 100, "width": (x1 - x0) * 100, "height": (y1 - y0) * 100}
     current = data.db.current(image_id)
+    model_top, model_source = data.model_top(row)
     attrs = {k.removeprefix("attr_"): v for k, v in row.items()
              if k.startswith("attr_") and v is not None and v == v}
     return render_template(
@@ -244,6 +245,7 @@ def image(image_id: str):
         cluster=data.cluster(row), history=data.db.history_of(image_id), attrs=attrs,
         current=current, expect=int(current["id"]) if current else 0,
         suggestions=data.suggestions(row, params.review.relabel_suggestions),
+        model_top=model_top, model_source=model_source,
         labels=data.labels(), reject_reasons=REJECT_REASONS,
         votes=app_db.open_votes(image_id), double=data.needs_double(row["reasons"]),
         crop_conf=row.get("crop_confidence"), min_conf=params.crop.min_confidence,
@@ -307,7 +309,22 @@ def compute_stats() -> dict:
             "overall_kappa": accounts.cohen_kappa(first, second) if first else None,
             "double_images": len(first), "pending": pending,
             "latest": latest[0] if latest else None, "left": q.left, "done": q.done,
-            "counts": q.counts, "total_decisions": len(hist)}
+            "counts": q.counts, "total_decisions": len(hist), "label_issues": label_issue_outcomes()}
+
+
+def label_issue_outcomes() -> dict[str, int]:
+    """What annotators made of flagged label issues (the decision in force per image): the
+    detector's measured precision on real decisions is confirmed / (confirmed + dismissed)."""
+    latest = data.db.latest()
+    if not len(latest) or "reason" not in latest:
+        return {"confirmed": 0, "dismissed": 0, "rejected": 0, "precision": None}
+    answered = latest[latest["reason"].astype("string").fillna("").str.split(";").map(
+        lambda rs: "label_issue" in rs)]
+    n = {"confirmed": int((answered["decision"] == "relabel").sum()),
+         "dismissed": int((answered["decision"] == "accept").sum()),
+         "rejected": int((answered["decision"] == "reject").sum())}
+    judged = n["confirmed"] + n["dismissed"]
+    return {**n, "precision": n["confirmed"] / judged if judged else None}
 
 
 @bp.get("/decisions.csv")
@@ -370,8 +387,8 @@ def decide_one(image_id: str, body: dict) -> tuple[dict, int]:
         return {"error": f"a reject needs a reason: {', '.join(REJECT_REASONS)}"}, 400
     if action == "reject" and reason == "other" and not note:
         return {"error": "reject as other needs a note"}, 400
-    if action != "reject":
-        reason = None
+    if action != "reject":  # the reasons it answers (the stats count label issues confirmed)
+        reason = ";".join(row["reasons"])[:128] or None
     labels = set(data.labels())
     if action == "relabel" and label not in labels:
         return {"error": f"{str(label)[:60]!r} is not a class of this project"}, 400
