@@ -50,11 +50,35 @@ def class_names(directory: str | Path, manifest: pd.DataFrame | None = None) -> 
     return sorted(man["label"].astype(str).unique())
 
 
+TARGETS = ("label", "caption", "attributes")
+CAPTION_LEVELS = ("basic", "normal", "complete")
+
+
+def targets(man: pd.DataFrame, names: list[str], target: str = "label",
+            caption_level: str = "normal") -> list:
+    """What each manifest row is learned against: its label's index, its caption at
+    ``caption_level``, or its normalised attributes (a JSON object as text)."""
+    if target == "label":
+        index = {n: i for i, n in enumerate(names)}
+        return [index[str(lab)] for lab in man["label"]]
+    if target not in TARGETS:
+        raise DatasetError(f"target {target!r}: one of {', '.join(TARGETS)}")
+    if caption_level not in CAPTION_LEVELS:
+        raise DatasetError(f"caption_level {caption_level!r}: one of {', '.join(CAPTION_LEVELS)}")
+    col = f"caption_{caption_level}" if target == "caption" else "attributes"
+    if col not in man.columns:
+        raise DatasetError(f"this dataset has no {col} column: export it again with gemcurate "
+                           "(captions and attributes are exported since 2026-12-07)")
+    return ["" if v is None or v != v else str(v) for v in man[col]]
+
+
 def records(directory: str | Path, split: str | None = None, shuffle_shards: bool = False,
-            seed: int = 0, verify: bool = True, ids: set[str] | None = None
-            ) -> Iterator[tuple[str, bytes, int]]:
-    """``(image_id, encoded bytes, label index)`` of every image of ``split`` (or of ``ids``),
-    shard by shard (only the shards that hold them are read).
+            seed: int = 0, verify: bool = True, ids: set[str] | None = None,
+            target: str = "label", caption_level: str = "normal"
+            ) -> Iterator[tuple[str, bytes, int | str]]:
+    """``(image_id, encoded bytes, target)`` of every image of ``split`` (or of ``ids``),
+    shard by shard (only the shards that hold them are read). The target is the label's
+    index, or with ``target="caption"`` / ``"attributes"`` text (:func:`targets`).
 
     Raises:
         DatasetError: A shard is missing, or an image's bytes differ from the manifest.
@@ -62,14 +86,14 @@ def records(directory: str | Path, split: str | None = None, shuffle_shards: boo
     d = Path(directory).expanduser()
     man = read_manifest(d)
     names = class_names(d, man)
-    index = {n: i for i, n in enumerate(names)}
     part = man if split is None else man[man["split"] == split]
     if ids is not None:
         part = part[part["image_id"].isin(ids)]
     if not len(part):
         return
-    want = {m: (iid, sha, index[str(lab)]) for m, iid, sha, lab in
-            zip(part["member"], part["image_id"], part["sha256"], part["label"], strict=True)}
+    want = {m: (iid, sha, t) for m, iid, sha, t in
+            zip(part["member"], part["image_id"], part["sha256"],
+                targets(part, names, target, caption_level), strict=True)}
     shards = sorted(part["shard"].unique())
     if shuffle_shards:
         random.Random(seed).shuffle(shards)
@@ -95,8 +119,11 @@ def records(directory: str | Path, split: str | None = None, shuffle_shards: boo
 
 def load(directory: str | Path, split: str = "train", batch_size: int | None = 32,
          image_size: int | None = None, shuffle: bool | None = None, seed: int = 0,
-         shuffle_buffer: int = 2048, with_ids: bool = False, verify: bool = True):
-    """A ``tf.data.Dataset`` of ``(image, label)`` (uint8 RGB, int32 index), batched.
+         shuffle_buffer: int = 2048, with_ids: bool = False, verify: bool = True,
+         target: str = "label", caption_level: str = "normal"):
+    """A ``tf.data.Dataset`` of ``(image, target)``, batched: uint8 RGB images, and the label's
+    int32 index (``target="label"``), the caption (``"caption"``, at ``caption_level``: basic,
+    normal or complete) or the attributes as a JSON object (``"attributes"``), as strings.
 
     Args:
         directory: The dataset folder (``data/dataset`` or a pulled version).
@@ -107,21 +134,29 @@ def load(directory: str | Path, split: str = "train", batch_size: int | None = 3
         seed: For the shard order and the shuffle buffer.
         with_ids: Yield ``(image, label, image_id)``.
         verify: Check every image's sha256 (costs ~0.1 ms per image).
+        target: ``label``, ``caption`` or ``attributes``.
+        caption_level: ``basic``, ``normal`` or ``complete`` (``target="caption"``).
 
     Example:
         >>> ds = load("data/dataset", "val", batch_size=64)
         >>> images, labels = next(iter(ds))
+        >>> captions = load("data/dataset", "train", target="caption", caption_level="complete")
     """
     import tensorflow as tf
 
     shuffle = split == "train" if shuffle is None else shuffle
     n = int((read_manifest(directory)["split"] == split).sum())
 
-    def gen():
-        yield from records(directory, split, shuffle_shards=shuffle, seed=seed, verify=verify)
+    if target != "label":  # a wrong target or a dataset without captions fails now
+        targets(read_manifest(directory).head(1), [], target, caption_level)
 
+    def gen():
+        yield from records(directory, split, shuffle_shards=shuffle, seed=seed, verify=verify,
+                           target=target, caption_level=caption_level)
+
+    kind = tf.int32 if target == "label" else tf.string
     ds = tf.data.Dataset.from_generator(gen, output_signature=(
-        tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.int32)))
+        tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.string), tf.TensorSpec((), kind)))
     ds = ds.apply(tf.data.experimental.assert_cardinality(n))  # progress bars, no "ran out" warnings
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)

@@ -53,3 +53,52 @@ def test_a_changed_shard_is_an_error_not_a_wrong_picture(exported, tmp_path):
         list(ds_mod.records(copy, man["split"].iloc[0]))
     with pytest.raises(ds_mod.DatasetError, match="not an exported gemcurate dataset"):
         ds_mod.read_manifest(tmp_path / "nothing")
+
+
+def test_captions_and_attributes_stream_as_targets_and_sit_in_the_shards(dataset, tmp_path):
+    import json
+    import tarfile
+
+    from pipeline import dataset as ds_mod
+
+    data, _params, df, _labels = dataset
+    df = df.copy()
+    # what a gem store shows, under its own field names; one product lacks its origin
+    df["attr_color"] = " Deep  Blue"
+    df["attr_weight"] = "1.5 ct"
+    df["attr_shape"] = "Oval"
+    df["attr_origin"] = ["Sri Lanka" if i % 7 else None for i in range(len(df))]
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "crops").symlink_to(data / "crops")
+    (d / "augment").symlink_to(data / "augment")
+    man, metrics = export.run(df, load_params(None, {}), data_dir=d,
+                              validation={"success": True, "tables": {}})
+    out = d / "dataset"
+    row = man[man["caption_partial"] == False].iloc[0]  # noqa: E712 (a nullable boolean)
+    stone = row["label"]
+    assert row["caption_basic"] == f"a {stone}".replace("a a", "an a")
+    assert row["caption_complete"].endswith(f"{stone}, oval cut, from sri lanka")
+    assert row["caption_complete"].startswith("a 1.50 ct deep blue")
+    assert json.loads(row["attributes"]) == {"carat": "1.50", "colour": "deep blue", "cut": "oval",
+                                             "origin": "sri lanka", "stone": stone}
+    partial = man[man["caption_partial"].fillna(False).astype(bool)]
+    assert len(partial) and set(partial["caption_missing"]) == {"origin"}
+    assert 0 < metrics["captions_partial"] < 1
+    texts = {iid.decode(): cap.decode() for _, cap, iid in ds_mod.load(
+        out, "val", batch_size=None, target="caption", with_ids=True).as_numpy_iterator()}
+    want = man[man["split"] == "val"].set_index("image_id")["caption_normal"]
+    assert texts == want.to_dict()
+    batch = next(iter(ds_mod.load(out, "train", batch_size=4, target="caption", caption_level="complete")))
+    assert batch[1].dtype.name == "string" and b"ct" in batch[1].numpy()[0]
+    attrs = next(iter(ds_mod.load(out, "train", batch_size=None, target="attributes")))
+    assert json.loads(attrs[1].numpy())["cut"] == "oval"
+    with tarfile.open(out / row["shard"]) as tar:
+        names = set(tar.getnames())
+        base = row["image_id"]
+        assert {f"{base}.txt", f"{base}.basic.txt", f"{base}.complete.txt", f"{base}.json"} <= names
+        assert tar.extractfile(f"{base}.txt").read().decode() == row["caption_normal"]
+        meta = json.loads(tar.extractfile(f"{base}.json").read())
+        assert meta["captions"]["complete"] == row["caption_complete"] and not meta["caption_partial"]
+    with pytest.raises(ds_mod.DatasetError, match="target"):
+        ds_mod.load(out, "train", target="colour")

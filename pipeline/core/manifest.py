@@ -137,6 +137,15 @@ COLUMNS: tuple[Column, ...] = (
     Column("parent_id", "string", True, "augment", "for an augmented variant: the image_id it was made from"),
     Column("transform", "string", True, "augment",
            "JSON of the transform's drawn parameters (rotate, mirror, extras); null for originals"),
+    # --- the dataset (export) ----------------------------------------------------------
+    Column("attributes", "string", True, "export",
+           "JSON of the product's normalised attributes (pipeline/core/captions.py)", False),
+    Column("caption_basic", "string", True, "export", "caption: the kind of piece or stone", False),
+    Column("caption_normal", "string", True, "export", "caption: with colour and material or cut", False),
+    Column("caption_complete", "string", True, "export", "caption: every attribute the template has", False),
+    Column("caption_partial", "boolean", True, "export",
+           "the store lacked a field the caption template uses (see caption_missing)", False),
+    Column("caption_missing", "string", True, "export", "the template's fields the store lacked", False),
     # --- review (any stage) --------------------------------------------------------
     Column("needs_review", "boolean", True, "dedupe", "an annotator should look at this image"),
     Column("review_reason", "string", True, "dedupe",

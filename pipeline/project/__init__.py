@@ -243,7 +243,7 @@ def render_site(name: str, base_url: str, platform: str = "demo") -> str:
 KINDS: dict[str, dict[str, str]] = {
     "gems": {},
     "jewelry": {"crop.cut_by_border": "keep", "filter.hand_policy": "keep", "crop.mode": "full",
-                "augment.rotation_step": "360"},
+                "augment.rotation_step": "360", "export.captions": "jewelry"},
 }
 
 

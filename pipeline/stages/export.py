@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.core import manifest
+from pipeline.core import captions, manifest
 from pipeline.core.atomic import atomic_path, write_text
 from pipeline.core.blobstore import sha256_file, sha256_hex
 from pipeline.core.config import Params, to_dict
@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 CARD_COLUMNS = ["image_id", "label", "split", "parent_id", "transform", "product_id", "site",
                 "source_url", "product_url", "fetched_at", "dup_cluster", "split_group",
                 "crop_box", "crop_confidence", "is_worn"]
+CAPTION_COLUMNS = ["attributes", "caption_basic", "caption_normal", "caption_complete",
+                   "caption_partial", "caption_missing"]
 
 
 class ExportRefused(UserError, RuntimeError):
@@ -71,7 +73,8 @@ def write_shards(ds: pd.DataFrame, data_dir: Path, out_dir: Path, shard_bytes: i
     for split, part in ds.sort_values(["split", "label", "image_id"]).groupby("split", sort=True):
         size, k = shard_bytes, 0
         for r in part.to_dict("records"):
-            n = (data_dir / r["image_path"]).stat().st_size + 2048
+            # headers and padding: the image and its .json, and three caption files
+            n = (data_dir / r["image_path"]).stat().st_size + 2048 + (3072 if "attributes" in r else 0)
             if size + n > shard_bytes:
                 plan.append((f"{split}-{k:05d}.tar", []))
                 k, size = k + 1, 0
@@ -86,9 +89,18 @@ def write_shards(ds: pd.DataFrame, data_dir: Path, out_dir: Path, shard_bytes: i
                 member = f"{r['image_id']}{Path(r['image_path']).suffix}"
                 meta = {c: r.get(c) for c in ("image_id", "label", "split", "parent_id", "transform",
                                               "product_id", "source_url")}
+                if "attributes" in r:  # WebDataset: the fields, and a caption per level
+                    meta["attributes"] = json.loads(r["attributes"])
+                    meta["captions"] = {k: r[f"caption_{k}"] for k in captions.LEVELS}
+                    meta["caption_partial"] = bool(r["caption_partial"])
                 meta_b = json.dumps(meta, sort_keys=True, default=str).encode()
                 tar.addfile(_tarinfo(member, len(data)), io.BytesIO(data))
                 tar.addfile(_tarinfo(f"{r['image_id']}.json", len(meta_b)), io.BytesIO(meta_b))
+                if "attributes" in r:
+                    for level, suffix in (("normal", "txt"), ("basic", "basic.txt"),
+                                          ("complete", "complete.txt")):
+                        txt = str(r[f"caption_{level}"]).encode()
+                        tar.addfile(_tarinfo(f"{r['image_id']}.{suffix}", len(txt)), io.BytesIO(txt))
                 rows.append({"image_id": r["image_id"], "shard": f"shards/{name}", "member": member,
                              "sha256": sha256_hex(data), "n_bytes": len(data)})
     return pd.DataFrame(rows)
@@ -118,8 +130,9 @@ def run(df: pd.DataFrame, params: Params, *, data_dir: str | Path, validation: d
                             "(see validate/summary.txt)")
     out_dir = data_dir / "dataset"
     ds = df[df["split"].notna() & df["excluded_reason"].isna()].reset_index(drop=True)
+    ds = pd.concat([ds, captions.describe(ds, params.export.captions)], axis=1)
     where = write_shards(ds, data_dir, out_dir, int(params.export.shard_mb * 1e6))
-    cols = [c for c in CARD_COLUMNS if c in ds.columns]
+    cols = [c for c in (*CARD_COLUMNS, *CAPTION_COLUMNS) if c in ds.columns]
     man = ds[cols].merge(where, on="image_id", how="left")
     for c in ("crop_box",):
         if c in man.columns:
@@ -137,7 +150,9 @@ def run(df: pd.DataFrame, params: Params, *, data_dir: str | Path, validation: d
     return man, {"images": len(ds), "shards": len(shards),
                  "bytes": int(sum((out_dir / s).stat().st_size for s in shards)),
                  "per_split": {s: int((ds["split"] == s).sum()) for s in counts.columns},
-                 "classes": int(ds["label"].nunique()), "seconds": round(time.perf_counter() - t0, 2)}
+                 "classes": int(ds["label"].nunique()),
+                 "captions_partial": round(float(ds["caption_partial"].mean()), 4) if len(ds) else 0.0,
+                 "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def _plot(ds: pd.DataFrame, path: Path) -> None:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.core import manifest
+from pipeline.core import captions, manifest
 from pipeline.core.atomic import write_text
 from pipeline.core.config import Params
 from pipeline.core.paths import project_root
@@ -85,6 +85,10 @@ def build_suites() -> dict[str, dict]:
            column="is_hand", value_set=[False]),
         _e("expect_column_values_to_not_be_in_set", "nothing an annotator rejected",
            column="decision", value_set=["reject"]),
+        _e("expect_column_values_to_not_be_null", "every dataset image has a caption",
+           column="caption_basic"),
+        _e("expect_column_values_to_be_in_set", "a caption has the attributes its template "
+           "needs, or is marked partial", column="caption_consistent", value_set=[True]),
         _e("expect_column_values_to_be_null", "augmented variants only in train",
            column="parent_id", row_condition={"type": "comparison", "column": {"name": "split"},
                                               "operator": "!=", "parameter": "train"}),
@@ -303,6 +307,7 @@ def run(df: pd.DataFrame, params: Params, *, data_dir: str | Path, labels: list[
     t0 = time.perf_counter()
     suites = suites or load_suites()
     ds = dataset_rows(df)
+    ds = pd.concat([ds, captions.describe(ds, params.export.captions)], axis=1)
     labels = sorted(labels)
     ratios = params.split.ratios()
     target = params.augment.target_per_class

@@ -7,6 +7,7 @@ ignored files) committed into a new git repository, with a DVC remote in a temp 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -76,6 +77,19 @@ def test_main_job_from_a_fresh_repository(repo):
     assert set(ds.loc[ds["parent_id"].notna(), "split"]) == {"train"}
     assert (ds.groupby("product_id")["split"].nunique() == 1).all()
     assert (ds.groupby("dup_cluster")["split"].nunique() == 1).all()
+    # every image carries its product's attributes from the store's pages and three captions
+    originals = ds[ds["parent_id"].isna()]
+    attrs = originals["attributes"].map(json.loads)
+    assert attrs.map(lambda a: {"colour", "cut", "carat", "origin", "stone", "title"} <= set(a)).all()
+    assert (attrs.map(lambda a: a["stone"]) == originals["label"].str.replace("-", " ")).all()
+    assert not ds["caption_partial"].any() and ds["caption_complete"].str.contains(" ct ").all()
+    from pipeline import dataset as reader
+
+    pytest.importorskip("tensorflow")
+    got = {i.decode(): c.decode() for _, c, i in reader.load(
+        repo / "data" / "dataset", "val", batch_size=None, target="caption", caption_level="basic",
+        with_ids=True).as_numpy_iterator()}
+    assert got == ds[ds["split"] == "val"].set_index("image_id")["caption_basic"].to_dict()
     # the published commit holds dvc.lock and the raw snapshot's .dvc files
     shown = sh(["git", "show", "--stat", "--format=%s", tags[0]], repo).stdout
     assert "dvc.lock" in shown and "store.dvc" in shown
