@@ -285,6 +285,7 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
     _precision_png(table, p.report_classes, out_dir / "precision.png")
     _contact_sheet(wrong.head(p.contact_sheet), df, dataset_dir, out_dir / "misclassified.png")
     write_embeddings(out_dir / "embeddings.parquet", ids, man, emb)
+    metrics["retrieval"] = retrieval(man, emb, split, Path(data_dir) if data_dir is not None else None)
     if plots_dir is not None and not p.external:  # a declared DVC plot: present, empty
         write_text(Path(plots_dir) / "external_confusion.csv", "actual,predicted\n")
     if p.external:
@@ -300,6 +301,29 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
     metrics["lowest_precision"] = _ranked(table, p.report_classes, ascending=True)
     metrics["most_confused"] = describe_errors(errors, p.report_classes)
     return table, metrics
+
+
+def retrieval(man: pd.DataFrame, emb: np.ndarray, split: str, data_dir: Path | None) -> dict:
+    """Nearest-product search measured: each ``split`` photo's nearest train photos (never
+    its own product or duplicate cluster), precision@1/5/10 of its class, with the trained
+    model's embedding and with the shared embedding the curation computed (``data/embeddings``)."""
+    from pipeline.core.embedding import EmbeddingCache
+    from pipeline.core.retrieval import precision_at_k
+
+    photo = man["parent_id"].isna().to_numpy() if "parent_id" in man else np.ones(len(man), bool)
+    q = photo & (man["split"] == split).to_numpy()
+    b = photo & (man["split"] == "train").to_numpy()
+    group_col = "split_group" if "split_group" in man else "product_id"
+    groups = man[group_col].astype(str).to_numpy()
+    labels = man["label"].astype(str).to_numpy()
+    out = {"model": precision_at_k(emb[q], labels[q], groups[q], emb[b], labels[b], groups[b])}
+    if data_dir is not None:
+        shared, found = EmbeddingCache.for_data_dir(data_dir).get(list(man.index))
+        qs, bs = q & found, b & found
+        if qs.any() and bs.any():
+            out["shared"] = precision_at_k(shared[qs], labels[qs], groups[qs], shared[bs], labels[bs],
+                                           groups[bs])
+    return out
 
 
 def eval_split(splits: pd.Series, wanted: str) -> str:
@@ -670,6 +694,17 @@ def _external_card(ext: dict | None) -> list[str]:
     return lines
 
 
+def _retrieval_card(r: dict | None) -> list[str]:
+    if not r or not r.get("model") or r["model"].get("p@5") is None:
+        return []
+    m, s = r["model"], r.get("shared") or {}
+    shared = (f"; the shared curation embedding {s['p@1']:.3f} / {s['p@5']:.3f} / {s['p@10']:.3f}"
+              if s.get("p@5") is not None else "")
+    return [f"- nearest-product search ({m['queries']} queries against train, own product "
+            f"excluded): precision@1/5/10 with this model's embedding {m['p@1']:.3f} / "
+            f"{m['p@5']:.3f} / {m['p@10']:.3f}{shared}"]
+
+
 def model_card(metrics: dict, info: dict, params: Params, dataset_card: Path) -> str:
     """The model card: what was trained on what, how, and how well."""
     version = ""
@@ -692,6 +727,7 @@ def model_card(metrics: dict, info: dict, params: Params, dataset_card: Path) ->
         f"- schedule: {tp.head_epochs} epochs at {tp.head_lr:g} (backbone frozen), "
         f"{tp.finetune_epochs} at {tp.finetune_lr:g} ({tp.unfreeze} unfrozen), early stopping "
         f"(patience {tp.patience}), class weights {'on' if tp.class_weights else 'off'}, seed {tp.seed}",
+        *_retrieval_card(metrics.get("retrieval")),
         *_external_card(metrics.get("external")),
         "", "## Most often confused", "", *confused,
         "", "## Highest and lowest precision", "",

@@ -26,6 +26,7 @@ from pipeline.core.config import Params
 from pipeline.core.cropbox import MAX_PHOTO_BYTES as MAX_BYTES
 from pipeline.core.cropbox import photo_input
 from pipeline.core.imageio import ImageError
+from pipeline.core.retrieval import VectorIndex
 from pipeline.stages import evaluate
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ def predict(paths: list[str], params: Params, model_dir: str | Path, top: int = 
 
 def similar(path: str, params: Params, model_dir: str | Path, embeddings: str | Path,
             k: int = 10) -> dict:
-    """The ``k`` nearest other products to the photo at ``path`` (cosine, exact).
+    """The ``k`` nearest other products to the photo at ``path`` (cosine; exact, or an
+    approximate index on large datasets: :mod:`pipeline.core.retrieval`).
 
     Each product counts once (its closest image); the photo's own product, when the photo
     is a dataset image, is left out.
@@ -89,7 +91,10 @@ def similar(path: str, params: Params, model_dir: str | Path, embeddings: str | 
         return {"path": str(path), "error": f"{embeddings} holds {emb.shape[1]}-d embeddings of another "
                                             "model: run `gemcurate evaluate` with this one"}
     own = set(table.loc[table["image_id"] == notes["sha256"], "product_id"])
-    idx, sims = evaluate.nearest(q, emb, len(emb))
+    # exact up to core.retrieval.EXACT_UP_TO images, an approximate (HNSW) index above; enough
+    # neighbours that k other products remain once each product counts once
+    index = VectorIndex(emb)
+    idx, sims = index.search(q, min(len(emb), 40 * k))
     found, seen = [], set(own)
     for i, s in zip(idx, sims, strict=True):
         pid = table.at[i, "product_id"]
@@ -100,4 +105,4 @@ def similar(path: str, params: Params, model_dir: str | Path, embeddings: str | 
                       "image_id": table.at[i, "image_id"], "similarity": round(float(s), 4)})
         if len(found) == k:
             break
-    return {"path": str(path), "similar": found, "excluded_own_product": sorted(own)}
+    return {"path": str(path), "similar": found, "excluded_own_product": sorted(own), "index": index.kind}

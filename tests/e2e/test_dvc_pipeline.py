@@ -107,8 +107,13 @@ def test_the_model_trained_on_the_generated_catalog_beats_chance_by_far(repo):
     assert m["split"] == "test" and m["classes"] == 4 and m["images"] > 10
     assert m["top1"] >= 0.6 and m["top3"] >= m["top1"] and m["top5"] == 1.0, m
     assert set(m["macro"]) == {"precision", "recall", "f1"}
+    # nearest-product search: the test photos' nearest train photos share their class (4
+    # classes: chance 0.25), with the model's embedding and the shared curation embedding
+    r = m["retrieval"]
+    assert r["model"]["queries"] == m["images"] and r["model"]["p@5"] >= 0.6, r
+    assert r["shared"]["p@5"] >= 0.5 and r["model"]["index"] == "exact", r
     card = (repo / "models" / "MODEL_CARD.md").read_text()
-    assert "efficientnet_lite0" in card and "top-1" in card
+    assert "efficientnet_lite0" in card and "top-1" in card and "precision@1/5/10" in card
     for f in ("confusion.png", "precision.png", "misclassified.png", "per_class.csv",
               "embeddings.parquet"):
         assert (repo / "data" / "evaluate" / f).exists(), f
