@@ -118,3 +118,14 @@ def test_bad_params_name_the_key(tmp_path, bad):
 
     with pytest.raises(ConfigError, match=f"labels.{next(iter(bad))}"):
         params(tmp_path, labels=bad)
+
+
+def test_max_quality_keeps_only_the_surest_flags(tmp_path):
+    df, vecs, _ = catalog(noise=0.06, seed=2)
+    emb = cache_with(tmp_path, df, vecs)
+    every, _ = labels.run(df, params(tmp_path / "data"), embeddings=emb)
+    surest, _ = labels.run(df, params(tmp_path / "data", labels={"max_quality": 0.02}), embeddings=emb)
+    a = every["label_issue"].fillna(False).astype(bool)
+    b = surest["label_issue"].fillna(False).astype(bool)
+    assert b.sum() <= a.sum() and not (b & ~a).any()
+    assert (surest.loc[b, "label_quality"] <= 0.02).all()

@@ -468,6 +468,10 @@ class LabelsParams:
         "choices": ["prune_by_noise_rate", "prune_by_class", "both", "confident_learning",
                     "predicted_neq_given", "low_normalized_margin", "low_self_confidence"],
         "doc": "cleanlab's find_label_issues rule"})
+    max_quality: float = field(default=1.0, metadata={
+        "min": 0.0, "max": 1.0,
+        "doc": "flag only labels the probe gives at most this probability (1.0: every label "
+               "cleanlab finds); 0.05 trades recall for precision on fine-grained catalogs"})
     min_class_images: int = field(default=5, metadata={
         "min": 2, "max": 100_000, "doc": "classes with fewer images are not judged (too few to learn)"})
     hold_out: bool = field(default=False, metadata={

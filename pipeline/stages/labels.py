@@ -138,7 +138,7 @@ def run(df: pd.DataFrame, params: Params, *, embeddings: EmbeddingCache | None,
     probs = out_of_fold(vecs, given, fold_groups(rows).to_numpy(), classes, p.folds, p.l2, p.seed)
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[v] for v in given])
-    issue = find_issues(probs, y, p.filter_by)
+    issue = find_issues(probs, y, p.filter_by) & (probs[np.arange(len(y)), y] <= p.max_quality)
     decided = rows["decision"].notna().to_numpy() if "decision" in rows else np.zeros(len(rows), bool)
     metrics["decided_not_flagged"] = int((issue & decided).sum())
     issue &= ~decided
