@@ -214,7 +214,7 @@ def test_a_label_taxonomy_maps_classes_to_parents_and_reports_the_unmapped(
 def test_the_same_curated_dataset_from_two_layouts(storefront, params_for, tmp_path):
     """Layouts differ in URLs and pages only: the curated split is the same, image for image."""
     from pipeline.core.manifest import manifest_path
-    from pipeline.stages import crop, dedupe, split
+    from pipeline.stages import crop, dedupe, labels, split
     from pipeline.stages import filter as filt
 
     base = ["--seed", "13", "--classes", "3", "--products-per-class", "5", "--faults", "0",
@@ -229,7 +229,7 @@ def test_the_same_curated_dataset_from_two_layouts(storefront, params_for, tmp_p
         params = params_for(tmp_path / layout, site=str(tmp_path / f"{layout}.yaml"), max_rate=400.0)
         assert scrape(params, base_url=store.base_url).status == "complete"
         store.stop()
-        for mod in (dedupe, filt, crop, split):
+        for mod in (dedupe, filt, labels, crop, split):
             mod.main(params, progress=False)
         df = read_manifest(manifest_path(tmp_path / layout, "split"))
         cols = ["image_id", "label", "product_id", "split", "excluded_reason", "dup_cluster"]

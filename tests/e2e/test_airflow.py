@@ -97,7 +97,7 @@ def test_the_dagbag_imports_every_dag_with_the_expected_graph(project):
                                 "gemcurate_apply_reviews__demo"}
     refresh = bag["dags"]["gemcurate_refresh__demo"]
     curation = {"dedupe_shard": ["dedupe"], "dedupe": ["filter_shard"], "filter_shard": ["filter"],
-                "filter": ["crop_shard"],
+                "filter": ["labels"], "labels": ["crop_shard"],
                 "crop_shard": ["curate"], "curate": ["validate"], "validate": ["export"],
                 "export": ["publish"], "publish": []}
     assert {k: v["down"] for k, v in refresh["tasks"].items()} == {
