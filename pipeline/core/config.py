@@ -39,6 +39,8 @@ class ConfigError(ValueError):
     """A configuration file or section is malformed; the message names the key."""
 
 
+# long: one branch per annotation a params field may have (bool, int, float, str, lists, optionals,
+# nested sections), each a few lines; one place decides what a YAML value may be
 def _check_type(value: Any, tp: Any, key: str) -> Any:
     """Validate ``value`` against type ``tp``, coercing ints to floats where a float is due."""
     origin = typing.get_origin(tp)

@@ -215,6 +215,9 @@ def _whole_frame(h: int, w: int, bg: tuple[int, int, int]) -> CropResult:
     return CropResult([0, 0, w, h], sq, 0.6, "fills_frame", bg)
 
 
+# long: the crop algorithm's steps in order (backdrop model, residual, components, shadow, reflection,
+# frame contact); each step is a helper above, and the images they share would be a dozen arguments
+# between functions
 def find_box(rgb: np.ndarray, p: CropParams) -> CropResult:
     """Find the dominant object of an RGB image (pure; the unit tests' entry point)."""
     h, w = rgb.shape[:2]

@@ -108,6 +108,7 @@ def _build_table(hashes, shift, bits):
     return counts, order
 
 
+# long: a numba-compiled inner loop: a call per candidate costs more than the search itself
 @numba.njit(cache=True, nogil=True)
 def _search(queries, qoffset, hashes, shifts, bitss, radii, masks_flat, masks_start, offsets_flat,
             offsets_start, orders, sorted_h, radius, self_join):

@@ -120,6 +120,8 @@ def _decode_jpeg(data: bytes, max_side: int | None,
     return arr, (w, h)
 
 
+# long: every decode path and its failure (TurboJPEG, PIL, EXIF turn, size and bomb limits) in one
+# place, so nothing decodes an image another way
 def load_rgb(src: str | Path | bytes, max_side: int | None = None,
              max_pixels: int = DEFAULT_MAX_PIXELS, exact: bool = True) -> Loaded:
     """Decode an image to RGB, at reduced size when ``max_side`` allows.

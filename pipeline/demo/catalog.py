@@ -387,6 +387,8 @@ def _file_entry(pid: str, label: str, j: int, f: Path, junk_kind: str | None) ->
                       kind="file", junk=junk_kind, dup_group=digest, fmt="FILE", source=str(f))
 
 
+# long: one product drawn in the order its seeded generator is consumed: reordering or splitting it
+# changes every picture of the demo store
 def _gen_product(o: CatalogOptions, label: str, n: int, born: int,
                  all_base: list[tuple[str, int]]) -> Product:
     pid = _pid(label, n)

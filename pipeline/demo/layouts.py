@@ -415,6 +415,7 @@ class WooLayout(Layout):
     def product_url(self, p: Product) -> str:
         return f"/product/{self.handle(p)}/"
 
+    # long: the demo layout's HTML, one short branch per page kind, read side by side
     def page(self, path: str, query: dict, base: str) -> Page | None:
         if path == "/":
             links = "".join(f"<li class='cat-item'><a href='/product-category/{c}/'>{esc(title_of(c))}"

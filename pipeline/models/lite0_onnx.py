@@ -71,6 +71,7 @@ def _fold(w: np.ndarray, state: dict[str, np.ndarray], bn: str) -> tuple[np.ndar
     return (w * k[:, None, None, None]).astype(np.float32), (beta - mean * k).astype(np.float32)
 
 
+# long: the network's layers in the published architecture's order, one node each
 def build_model(state: dict[str, np.ndarray]):
     """The ONNX ``ModelProto`` of EfficientNet-Lite0 with the weights of ``state``."""
     import onnx

@@ -284,6 +284,8 @@ def _dvc() -> list[str]:
     return tool("dvc")
 
 
+# long: the steps of gemcurate init in the order a user sees them (refuse, write files, git, DVC,
+# remote, first commit)
 def init_project(dest: str | Path, site: str = "demo", base_url: str | None = None,
                  git: bool = True, platform: str = "demo", training: bool | None = None,
                  kind: str = "gems") -> list[Path]:

@@ -202,6 +202,8 @@ def plan(df: pd.DataFrame, p: AugmentParams) -> tuple[pd.DataFrame, pd.Series, d
     return pd.DataFrame(rows), capped, per_class
 
 
+# long: the stage's steps in order (plan per class, sample, write variants in the pool, rows); the
+# plan is AugmentParams.variant_plan
 def run(df: pd.DataFrame, params: Params, *, data_dir: str | Path, progress: bool = False
         ) -> tuple[pd.DataFrame, dict]:
     """Make the variants and return the augment manifest (split rows + variant rows).

@@ -165,6 +165,8 @@ def is_duplicate(pairs: pd.DataFrame, p: DedupeParams) -> np.ndarray:
     return ((certain | (pairs["similarity"] >= p.min_similarity)) & same_colour).to_numpy(bool)
 
 
+# long: union-find over verified pairs, then each cluster's representative and label conflict,
+# vectorised over the whole table
 def cluster(df: pd.DataFrame, hashes: pd.DataFrame, pairs: pd.DataFrame, p: DedupeParams
             ) -> pd.DataFrame:
     """Assign clusters, representatives, exclusions and label conflicts (pure function).
@@ -337,6 +339,8 @@ class HashCache(Staged):
         return pd.concat(parts, ignore_index=True).drop_duplicates("image_id").reset_index(drop=True)
 
 
+# long: the stage's steps in order (fingerprints from cache, shards or the pool; embeddings;
+# candidates; verification; clusters; decisions), each a helper, with the timings of each
 def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
         cache: HashCache | None = None, latest: pd.DataFrame | None = None,
         progress: bool = False, embeddings: EmbeddingCache | None = None) -> tuple[pd.DataFrame, dict]:

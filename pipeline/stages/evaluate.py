@@ -213,6 +213,8 @@ def tta_probs(head, emb: np.ndarray, flipped: np.ndarray | None) -> np.ndarray:
 # --------------------------------------------------------------------------- stage
 
 
+# long: the stage's steps in order (embed, score, tables, figures, embeddings, retrieval, external
+# test), each a helper
 def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir: str | Path,
         out_dir: str | Path, plots_dir: str | Path | None = None, raw: pd.DataFrame | None = None,
         data_dir: str | Path | None = None, store_root: str | Path | None = None
@@ -487,6 +489,8 @@ def baseline_probe(train: pd.DataFrame, photos: pd.DataFrame, *, data_dir: Path,
                                   "l2": l2}
 
 
+# long: the external test's steps in order (read photos, cut them as predict does, score, tables, the
+# raw-photo baseline)
 def external_test(model, info: dict, params: Params, out_dir: Path, plots_dir: Path | None,
                   raw: pd.DataFrame | None = None, ds: pd.DataFrame | None = None,
                   data_dir: Path | None = None, store_root: Path | None = None) -> dict:

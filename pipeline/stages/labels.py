@@ -104,6 +104,8 @@ def _empty(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+# long: the stage's steps in order (who is judged, out-of-fold probabilities, confident learning,
+# columns, review flags, hold-out, metrics)
 def run(df: pd.DataFrame, params: Params, *, embeddings: EmbeddingCache | None,
         progress: bool = False) -> tuple[pd.DataFrame, dict]:
     """Score every live image's label out of fold; flag the ones confident learning doubts.

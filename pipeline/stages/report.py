@@ -76,6 +76,7 @@ def class_chart(df: pd.DataFrame, dest: Path) -> None:
     save_figure(fig, dest, dpi=90)
 
 
+# long: one HTML page assembled top to bottom, a section per block
 def build(df: pd.DataFrame, store_root: Path, crops_dir: Path, out_dir: Path) -> Path:
     """Write ``out_dir/index.html`` and its PNGs; returns the HTML path."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -234,6 +234,8 @@ def to_level(df: pd.DataFrame, level: str) -> pd.DataFrame:
     return df
 
 
+# long: the split's steps in order (groups, ledger, stratified assignment, tolerance repair), each
+# over the same group table
 def assign_splits(df: pd.DataFrame, p: SplitParams, ledger: pd.DataFrame | None = None,
                   images: pd.DataFrame | None = None
                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:

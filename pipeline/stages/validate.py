@@ -58,6 +58,7 @@ def _e(expectation: str, why: str, **kwargs) -> dict:
     return {"type": expectation, "kwargs": kwargs, "meta": {"why": why}}
 
 
+# long: the four suites as data, one expectation per line
 def build_suites() -> dict[str, dict]:
     """The four suites as GX JSON dicts (from the manifest declarations)."""
     ds = []
@@ -278,6 +279,7 @@ def format_failures(failures: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# long: the gate's steps in order (tables, one GX batch per table, failures summarised, Data Docs)
 def run(df: pd.DataFrame, params: Params, *, data_dir: str | Path, labels: list[str],
         docs_dir: Path | None = None, suites: dict[str, dict] | None = None
         ) -> tuple[pd.DataFrame, dict]:

@@ -228,6 +228,8 @@ def _background(plan: GemPlan) -> np.ndarray:
     return c1 * (1 - t) + c2 * t
 
 
+# long: one stone drawn stroke by stroke in the order its seeded generator is consumed: splitting or
+# reordering changes every picture
 def _stone_layer(plan: GemPlan) -> tuple[np.ndarray, np.ndarray]:
     """The stone's colour layer and its alpha mask, both float32 at canvas size."""
     h, w = plan.height, plan.width

@@ -133,6 +133,8 @@ def _paste_stone(rng: np.random.Generator, img: np.ndarray, cx: float, cy: float
     img[y0 : y0 + size, x0 : x0 + size] = roi * (1 - mask) + stone * mask
 
 
+# long: one piece drawn stroke by stroke in the order its seeded generator is consumed: splitting or
+# reordering changes every picture
 def render_jewelry(
     rng: np.random.Generator, kind: str | None = None, backdrop_kind: str | None = None
 ) -> np.ndarray:

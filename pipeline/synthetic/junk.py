@@ -199,6 +199,7 @@ def report_closeup(rng: np.random.Generator, gem: str, product_id: str) -> np.nd
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+# long: one drawing in the order its seeded generator is consumed
 def report_folders(rng: np.random.Generator, gem: str, product_id: str) -> np.ndarray:
     """A lab report's folder covers fanned out on a white table, a coloured band down each
     cover reading ``... GRADING REPORT`` beside the lab's logo, with the jewel's box and a stone
@@ -295,6 +296,7 @@ def _cut_diagram(d: ImageDraw.ImageDraw, x: int, y: int, w: int, ink) -> None:
     d.text((x + w + 4, girdle), "34.5°", fill=ink, font=small, anchor="lm")
 
 
+# long: one report card drawn in the order its seeded generator is consumed
 def render_report_card(rng: np.random.Generator, gem: str, product_id: str) -> np.ndarray:
     """A lab report card: header band with the lab's name and report number, the stone's
     photo and cut diagram, a grid of grading fields, a QR code, a seal and a signature."""
@@ -367,6 +369,7 @@ def render_report_card(rng: np.random.Generator, gem: str, product_id: str) -> n
     return img
 
 
+# long: one lab report drawn line by line in the order its seeded generator is consumed
 def render_report_page(rng: np.random.Generator, gem: str, product_id: str) -> np.ndarray:
     """A full-page gem lab report (portrait page or landscape)."""
     portrait = rng.random() < 0.6
@@ -476,6 +479,7 @@ def _capsule(mask: np.ndarray, p0, p1, r: float) -> None:
     cv2.circle(mask, tuple(int(v) for v in p1), int(r), 1.0, -1, cv2.LINE_AA)
 
 
+# long: one hand drawn stroke by stroke in the order its seeded generator is consumed
 def render_hand(rng: np.random.Generator, gem: str) -> np.ndarray:
     """A hand holding a stone between thumb and index finger, or showing it on the palm."""
     w = int(rng.integers(500, 1100))

@@ -81,6 +81,8 @@ def _cylinder(across: np.ndarray, r: float, light: float) -> np.ndarray:
     return 0.55 + 0.4 * body + 0.12 * sheen
 
 
+# long: one worn piece drawn in the order its seeded generator is consumed: splitting or reordering
+# changes every picture
 def render_worn(rng: np.random.Generator, gem: str | None = None) -> np.ndarray:
     """A close-up of fingers wearing a ring, RGB uint8."""
     w = int(rng.integers(500, 1000))

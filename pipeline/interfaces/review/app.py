@@ -48,6 +48,8 @@ class _Sessions(SecureCookieSessionInterface):
             flask.has_request_context() and request.is_secure)
 
 
+# long: the app's wiring only (config, proxy, CSRF, login, headers, escaping), a few lines each; the
+# views are in views.py
 def create_app(params: Params, data_dir: str | Path, root: Path | None = None,
                testing: bool = False, secure_cookies: bool = False,
                trusted_proxies: int = 0) -> flask.Flask:

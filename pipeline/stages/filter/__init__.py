@@ -235,6 +235,7 @@ def _junk_over_duplicates(out: pd.DataFrame, names: list[str]) -> None:
         drop_review_reason(out, stale, "label_conflict")
 
 
+# long: the stage's steps in order (cache, score in the pool, flags per check, decisions, metrics)
 def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
         cache: ResultCache | None = None, latest: pd.DataFrame | None = None,
         progress: bool = False, embeddings: EmbeddingCache | None = None,

@@ -328,6 +328,8 @@ def _pixels(ex: Example) -> np.ndarray | None:
 PRIOR_SHIFT = {"certificate": 3.75, "hand": 2.5}
 
 
+# long: the head's training steps in order (features, split, fit, held-out metrics, manifest of what
+# it learnt from)
 def train(examples: list[Example], l2: float = 1e-3, prior_shift: float | dict[str, float] | None = None,
           embeddings=None, progress: bool = True) -> tuple[Head, dict]:
     """Fit, calibrate and measure a head on ``examples`` (deterministic).

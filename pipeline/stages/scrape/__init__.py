@@ -91,6 +91,8 @@ def _scrape(params: Params, site: SiteConfig) -> ScrapeResult:
         return ScrapeResult(0, "stopped", message, False, {})
 
 
+# long: a crawl's lifecycle in order (state, resume or new run, store, session, crawl, manifest,
+# summary), each a call
 def _crawl(params: Params, site: SiteConfig) -> ScrapeResult:
     engine = connect(state_url(params))
     state = CrawlState(engine, site.name)

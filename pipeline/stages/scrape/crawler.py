@@ -560,6 +560,7 @@ class Crawler:
             self.state.mark(run_id, url, "dead", detail)
         return True
 
+    # long: one page's fetch, extraction and scheduling of what it links, the order a crawl needs
     async def _page(self, run_id: int, url: str, kind: str, payload: dict,
                     limiter: HostLimiter) -> list:
         old = self.state.page(url)
@@ -876,6 +877,8 @@ class Crawler:
             self.failed_pages += 1
 
     # ------------------------------------------------------------------ main loop
+    # long: the crawl loop: workers, queue, stop conditions and their accounting share one set of
+    # local counters
     async def crawl(self, run_id: int, resumed: bool) -> None:
         """Run the frontier of ``run_id`` to exhaustion or until stopped."""
         self.run_id = run_id
