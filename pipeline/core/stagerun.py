@@ -16,8 +16,10 @@ Example:
     ...     return StageResult(metrics, out, state=(cache,), summary=f"crop: {metrics['cropped']}")
 
 ``main(params, data_dir=None, progress=None, **extra)`` is what the CLI, the DAGs and the
-tests call; ``shard=(i, n)`` runs the stage's share of per-image work instead (unlocked:
-shards of one stage fill its cache side by side).
+tests call; ``shard=(i, n)`` runs the stage's share of per-image work instead. A shard writes
+no manifest and holds no lock: shards run at once on several workers, each writing its own
+file of the stage's cache atomically, and the next full run reuses every row they computed
+under the same params and code, so its outputs are those of a one-process run.
 """
 
 from __future__ import annotations

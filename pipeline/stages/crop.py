@@ -147,16 +147,10 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path, crops_dir: 
     return out, metrics
 
 
-
 def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | None = None,
               progress: bool | None = None) -> dict:
-    """Compute shard ``i`` of ``n`` of the per-image results into ``crop/shards/`` (scale-out).
-
-    No manifest is written and the data folder is not locked: shards run at once on several
-    workers, each writing its own file atomically; the next full run (``dvc repro``) reuses
-    every row they computed under the same params and code, so its outputs are those of a
-    one-process run.
-    """
+    """Shard ``i`` of ``n`` of the per-image results into ``crop/shards/`` (scale-out; what a
+    shard writes and why it holds no lock: :mod:`pipeline.core.stagerun`)."""
     io = StageIO.of(params, data_dir)
     cache = ResultCache(io.data_dir / "crop", params.crop, CODE)
     show = params.crop.progress if progress is None else progress
