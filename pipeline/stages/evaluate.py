@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import dataset
-from pipeline.core.atomic import write_text
+from pipeline.core.atomic import atomic_path, write_text
 from pipeline.core.config import Params
 from pipeline.core.cropbox import photo_input
 from pipeline.core.imageio import ImageError
@@ -288,6 +288,7 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
     _contact_sheet(wrong.head(p.contact_sheet), df, dataset_dir, out_dir / "misclassified.png")
     write_embeddings(out_dir / "embeddings.parquet", ids, man, emb)
     metrics["retrieval"] = retrieval(man, emb, split, Path(data_dir) if data_dir is not None else None)
+    write_review_top(out_dir / "review_top.parquet", man, emb, head, names)
     if plots_dir is not None and not p.external:  # a declared DVC plot: present, empty
         write_text(Path(plots_dir) / "external_confusion.csv", "actual,predicted\n")
     if p.external:
@@ -326,6 +327,19 @@ def retrieval(man: pd.DataFrame, emb: np.ndarray, split: str, data_dir: Path | N
             out["shared"] = precision_at_k(shared[qs], labels[qs], groups[qs], shared[bs], labels[bs],
                                            groups[bs])
     return out
+
+
+def write_review_top(path: Path, man: pd.DataFrame, emb: np.ndarray, head, names: list[str]) -> None:
+    """The trained model's three most likely classes for every photo of the dataset (not the
+    made variants): the review app offers them first as relabel keys."""
+    photo = man["parent_id"].isna().to_numpy() if "parent_id" in man else np.ones(len(man), bool)
+    probs = tta_probs(head, emb[photo], None) if photo.any() else np.zeros((0, len(names)))
+    top = np.argsort(-probs, axis=1)[:, :3]
+    table = pd.DataFrame({"image_id": np.asarray(man.index)[photo],
+                          "top": [json.dumps([[names[j], round(float(probs[i, j]), 4)] for j in t])
+                                  for i, t in enumerate(top)]})
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
 
 
 def eval_split(splits: pd.Series, wanted: str) -> str:

@@ -114,6 +114,11 @@ def test_the_model_trained_on_the_generated_catalog_beats_chance_by_far(repo):
     assert r["shared"]["p@5"] >= 0.5 and r["model"]["index"] == "exact", r
     card = (repo / "models" / "MODEL_CARD.md").read_text()
     assert "efficientnet_lite0" in card and "top-1" in card and "precision@1/5/10" in card
+    top = pd.read_parquet(repo / "data" / "evaluate" / "review_top.parquet")
+    photos = dataset(repo).query("parent_id.isna()", engine="python")
+    assert set(top["image_id"]) == set(photos["image_id"])  # the review app's first relabel keys
+    firsts = top["top"].map(lambda t: json.loads(t)[0][0])
+    assert (firsts.values == photos.set_index("image_id").loc[top["image_id"], "label"].values).mean() >= 0.8
     for f in ("confusion.png", "precision.png", "misclassified.png", "per_class.csv",
               "embeddings.parquet"):
         assert (repo / "data" / "evaluate" / f).exists(), f
