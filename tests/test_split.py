@@ -151,3 +151,16 @@ def test_label_level_parent_splits_and_stratifies_on_the_parents(tmp_path):
     # products still never span splits, at either level
     assert (out.groupby("product_id")["split"].nunique() == 1).all()
     assert (by_class.groupby("product_id")["split"].nunique() == 1).all()
+
+
+def test_a_label_issue_alone_trains_under_the_store_label_unless_labels_hold_out(tmp_path):
+    df = crop_manifest(tmp_path, classes=3, products=10, write_images=False)
+    only, both = df.index[0], df.index[1]
+    df.loc[[only, both], "needs_review"] = True
+    df.loc[only, "review_reason"] = "label_issue"
+    df.loc[both, "review_reason"] = "label_issue;hand"
+    flagged, _, _, _ = split.assign_splits(df, params())
+    assert flagged.loc[only, "split"] in ("train", "val", "test")   # flagged for a person only
+    assert flagged.loc[both, "excluded_reason"] == "awaiting_review"  # another doubt holds it
+    held, _, _, _ = split.assign_splits(df, params(), hold_label_issues=True)
+    assert held.loc[only, "excluded_reason"] == "awaiting_review"

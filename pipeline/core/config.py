@@ -477,8 +477,9 @@ class LabelsParams:
     min_class_images: int = field(default=5, metadata={
         "min": 2, "max": 100_000, "doc": "classes with fewer images are not judged (too few to learn)"})
     hold_out: bool = field(default=False, metadata={
+        "stages": ("labels", "split"),
         "doc": "true: a flagged image leaves the dataset until an annotator decides; false: "
-               "flagged for review only"})
+               "flagged for review only, it trains under the store's label meanwhile"})
     seed: int = field(default=0, metadata={"min": 0})
     progress: bool = field(default=True, metadata=RUNTIME)
 

@@ -73,14 +73,21 @@ def split_groups(df: pd.DataFrame) -> pd.Series:
     return roots.map(key_of_root).str.slice(2)
 
 
-def eligible(df: pd.DataFrame, p: SplitParams) -> tuple[pd.Series, pd.Series]:
-    """Which rows can enter the dataset, and why the others cannot (new reasons only)."""
+def eligible(df: pd.DataFrame, p: SplitParams, hold_label_issues: bool = False
+             ) -> tuple[pd.Series, pd.Series]:
+    """Which rows can enter the dataset, and why the others cannot (new reasons only).
+
+    A photo awaiting review stays out (``split.hold_needs_review``), except one whose only
+    doubt is its label (``label_issue``) while ``labels.hold_out`` is false: flagged for a
+    person, it trains under the store's label until one decides."""
     reason = pd.Series(pd.NA, index=df.index, dtype="string")
     live = df["excluded_reason"].isna()
     no_crop = live & df["crop_path"].isna()
     reason[no_crop] = "no_crop"
     if p.hold_needs_review:
         waiting = live & ~no_crop & df["needs_review"].fillna(False).astype(bool)
+        if not hold_label_issues and "review_reason" in df:
+            waiting &= df["review_reason"].astype("string").fillna("") != "label_issue"
         reason[waiting] = "awaiting_review"
     ok = live & reason.isna()
     counts = df.loc[ok, "label"].value_counts()
@@ -203,7 +210,8 @@ def run(df: pd.DataFrame, params: Params, *, ledger: Ledger | None = None
         >>> out, metrics = run(crop_manifest, params, ledger=Ledger("data"))
     """
     known, images = ledger.load(params.split) if ledger is not None else (None, None)
-    out, new_ledger, image_splits, metrics = assign_splits(df, params.split, known, images)
+    out, new_ledger, image_splits, metrics = assign_splits(df, params.split, known, images,
+                                                           hold_label_issues=params.labels.hold_out)
     if ledger is not None:
         ledger.stage(new_ledger, image_splits, params.split)
     return out, metrics
@@ -237,7 +245,7 @@ def to_level(df: pd.DataFrame, level: str) -> pd.DataFrame:
 # long: the split's steps in order (groups, ledger, stratified assignment, tolerance repair), each
 # over the same group table
 def assign_splits(df: pd.DataFrame, p: SplitParams, ledger: pd.DataFrame | None = None,
-                  images: pd.DataFrame | None = None
+                  images: pd.DataFrame | None = None, hold_label_issues: bool = False
                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
     """Assign splits (pure).
 
@@ -252,7 +260,7 @@ def assign_splits(df: pd.DataFrame, p: SplitParams, ledger: pd.DataFrame | None 
     """
     out = to_level(df.copy(), p.label_level)
     out["split_group"] = split_groups(out)
-    ok, reason = eligible(out, p)
+    ok, reason = eligible(out, p, hold_label_issues)
     new_reason = reason.notna() & out["excluded_reason"].isna()
     out.loc[new_reason, "excluded_reason"] = reason[new_reason]
     out.loc[new_reason, "excluded_detail"] = reason[new_reason].map({
