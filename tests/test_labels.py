@@ -129,3 +129,14 @@ def test_max_quality_keeps_only_the_surest_flags(tmp_path):
     b = surest["label_issue"].fillna(False).astype(bool)
     assert b.sum() <= a.sum() and not (b & ~a).any()
     assert (surest.loc[b, "label_quality"] <= 0.02).all()
+
+
+def test_the_verdicts_do_not_depend_on_the_order_of_the_rows(tmp_path):
+    df, vecs, _ = catalog(noise=0.08, seed=3)
+    emb = cache_with(tmp_path, df, vecs)
+    a, _ = labels.run(df, params(tmp_path / "data"), embeddings=emb)
+    b, _ = labels.run(df.sample(frac=1, random_state=5), params(tmp_path / "data"), embeddings=emb)
+    cols = ["image_id", "label_issue", "label_suggestion"]
+    a = a[cols].sort_values("image_id").reset_index(drop=True)
+    b = b[cols].sort_values("image_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)

@@ -124,7 +124,8 @@ def run(df: pd.DataFrame, params: Params, *, embeddings: EmbeddingCache | None,
         metrics["seconds"] = round(time.perf_counter() - t0, 3)
         return out, metrics
     live = out["excluded_reason"].isna() & out["path"].notna()
-    rows = out[live].drop_duplicates("image_id")
+    # in image-id order: the same photos give the same fits whatever order the store listed them
+    rows = out[live].drop_duplicates("image_id").sort_values("image_id", kind="stable")
     vecs, found = embeddings.get(rows["image_id"])
     rows, vecs = rows[found], vecs[found]
     counts = rows["label"].astype(str).value_counts()
