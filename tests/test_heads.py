@@ -150,6 +150,7 @@ def test_examples_from_a_folder_and_from_decisions(tmp_path):
     assert heads._pixels(ex[1]) is None
 
 
+@pytest.mark.slow  # trains on the generated bank: the full suite runs it, not --fast
 def test_train_needs_every_class_and_reports_held_out_metrics():
     bank = [e for e in heads.bank(per_label=6) if e.label != "hand"]
     with pytest.raises(heads.HeadError, match="every class"):
@@ -167,6 +168,7 @@ def test_train_needs_every_class_and_reports_held_out_metrics():
     assert head.temperature >= 1.0
 
 
+@pytest.mark.slow  # trains on the generated bank: the full suite runs it, not --fast
 def test_the_shipped_head_knows_junk_as_real_stores_show_it():
     """Fingers wearing rings are hands, the same rings without a hand are products, so is
     jewelry on a display prop (hoops over a bar, rings in cushions, a bust), and

@@ -500,11 +500,11 @@ def label_project(tmp_path):
     labels = sorted(df["label"].unique())
     for k, q in ((0, 0.30), (1, 0.05), (2, 0.12)):
         other = next(c for c in labels if c != df.at[k, "label"])
-        df.at[k, "needs_review"], df.at[k, "review_reason"] = True, "label_issue"
-        df.at[k, "label_issue"], df.at[k, "label_quality"] = True, q
-        df.at[k, "label_suggestion"], df.at[k, "label_suggestion_p"] = other, 0.9 - q
-        df.at[k, "label_top"] = (f'[["{other}", {0.9 - q}], ["{df.at[k, "label"]}", {q}], '
-                                 f'["{labels[-1]}", 0.01]]')
+        df.loc[k, ["needs_review", "review_reason", "label_issue", "label_quality"]] = [
+            True, "label_issue", True, q]
+        df.loc[k, ["label_suggestion", "label_suggestion_p"]] = [other, 0.9 - q]
+        df.loc[k, "label_top"] = (f'[["{other}", {0.9 - q}], ["{df.at[k, "label"]}", {q}], '
+                                  f'["{labels[-1]}", 0.01]]')
     out = manifest.conform(df, "crop")
     manifest.write_manifest(out, manifest.manifest_path(data, "crop"))
     trained_for = out.at[2, "image_id"]

@@ -4,8 +4,8 @@ Starts the bundled storefront on a free local port, scrapes it politely with
 ``params.yaml``, prints the scrape summary and how complete the result is
 against the storefront's ground truth, and stops the storefront. Then, unless
 ``--scrape-only``: tracks the raw snapshot with DVC (``gemcurate snapshot``),
-runs the pipeline (``dvc repro``: dedupe → filter → crop → split → augment →
-validate → export), publishes the dataset version (git tag + DVC remote) and
+runs the pipeline (``dvc repro``: dedupe → filter → labels → crop → split →
+augment → validate → export → train → evaluate), publishes the dataset version (git tag + DVC remote) and
 prints where its dataset card is.
 """
 
