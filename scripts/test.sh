@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The test command: lint, then the whole suite (unit → slices → end to end), with the 30
-# slowest tests listed at the end.
+# slowest tests listed at the end. Test files are spread over three workers (a module's tests
+# stay together, sharing its fixtures): on two cores the end-to-end tests spend much of their
+# time waiting on schedulers, stores and subprocesses, so three overlap better than two.
 #   bash scripts/test.sh            everything (what CI runs)
 #   bash scripts/test.sh --fast     the edit–test loop: unit and slice tests (not the ones
-#                                   marked slow), on every core
+#                                   marked slow), on three workers too
 # Further arguments go to pytest (a file, -k EXPR, -x …).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +13,6 @@ bash scripts/bootstrap.sh
 .venv/bin/ruff check .
 if [ "${1:-}" = "--fast" ]; then
   shift
-  exec .venv/bin/python -m pytest -ra -m "not slow" -n auto --dist loadfile --durations=15 "$@"
+  exec .venv/bin/python -m pytest -ra -m "not slow" -n 3 --dist loadfile --durations=15 "$@"
 fi
-exec .venv/bin/python -m pytest -ra --durations=30 "$@"
+exec .venv/bin/python -m pytest -ra -n 3 --dist loadfile --durations=30 "$@"

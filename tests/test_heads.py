@@ -221,6 +221,7 @@ def test_the_head_votes_in_the_checks():
     assert checks.get("hand").score(sure) == pytest.approx(0.0, abs=0.01)
 
 
+@pytest.mark.slow  # the CLI trains a head: the full suite runs it, not --fast
 def test_train_head_cli_writes_a_versioned_head_a_project_can_use(tmp_path):
     """``gemcurate filter train-head`` with a folder of examples; the filter then runs on it."""
     from tests.helpers import ROOT, encode, gem_photo

@@ -82,7 +82,7 @@ def test_a_product_never_scores_itself():
 
 
 def test_decided_images_are_not_flagged_again_and_hold_out_excludes(tmp_path):
-    df, vecs, _ = catalog(n_classes=4, products=16, noise=0.08, seed=1)
+    df, vecs, _ = catalog(n_classes=3, products=16, noise=0.1, seed=1)
     emb = cache_with(tmp_path, df, vecs)
     out, _ = labels.run(df, params(tmp_path / "data"), embeddings=emb)
     first = out.loc[out["label_issue"].fillna(False).astype(bool), "image_id"].tolist()

@@ -1,5 +1,4 @@
 import asyncio
-import itertools
 import time
 
 from pipeline.stages.scrape.ratelimit import HostLimiter
@@ -23,10 +22,11 @@ def test_slots_are_spaced_at_the_rate_across_concurrent_workers():
         return sorted(stamps)
 
     stamps = _run(go())
-    gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    # 20 slots at 50/s take at least 19 gaps of 0.02 s × (1 - jitter)
-    assert stamps[-1] - stamps[0] >= 19 * 0.02 * 0.9 - 0.005
-    assert min(gaps) >= 0.02 * 0.9 - 0.004
+    # slot k is never granted before k gaps of 0.02 s × (1 - jitter) after the first; a worker
+    # that wakes late (a loaded machine) only adds, so the bound holds for every k, where a
+    # bound on each single gap would fail on the on-time slot after a late one
+    for k, t in enumerate(stamps):
+        assert t - stamps[0] >= k * 0.02 * 0.9 - 0.005, (k, [round(x - stamps[0], 4) for x in stamps])
 
 
 def test_pause_holds_every_worker():
