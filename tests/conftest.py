@@ -66,7 +66,19 @@ def image_folder(tmp_path) -> Path:
     return root
 
 
+# the longest modules first (minutes each on 2 cores, from `--durations`): pytest-xdist hands
+# whole modules to workers in collection order, and longest-first keeps one worker from
+# starting a five-minute module while the others have finished
+LONGEST_FIRST = ("tests/e2e/test_dvc_pipeline.py", "tests/e2e/test_airflow.py",
+                 "tests/e2e/test_celery.py", "tests/e2e/test_airflow_rest.py",
+                 "tests/e2e/test_review_browser.py", "tests/e2e/test_curation_slice.py",
+                 "tests/e2e/test_review_browser_labels.py", "tests/e2e/test_installed_wheel.py",
+                 "tests/e2e/test_s3_pipeline.py", "tests/test_heads.py")
+
+
 def pytest_collection_modifyitems(config, items):
+    rank = {m: i for i, m in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda it: rank.get(it.nodeid.split("::")[0], len(rank)))  # stable
     if os.environ.get("GEMCURATE_SKIP_SLOW"):
         skip = pytest.mark.skip(reason="GEMCURATE_SKIP_SLOW set")
         for item in items:
