@@ -129,6 +129,7 @@ def run_folder(name: str, work: Path, share: float, seed: int, over: dict) -> di
                          "top3": em["top3"], "top5": em["top5"]},
             "external": {k: ext.get(k) for k in ("images", "scored", "top1", "top3", "top5",
                                                   "cropped", "unknown_classes", "vs_baseline_top1")},
+            "retrieval": em.get("retrieval"),
             "baseline": {k: ext["baseline"].get(k) for k in ("top1", "top3", "top5", "train_images")}
             if ext.get("baseline") else None,
             "evaluate_dir": str(work / "evaluate")}
