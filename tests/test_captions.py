@@ -25,6 +25,9 @@ def test_values_are_normalised_and_the_label_fills_the_main_field():
     assert a == {"colour": "vivid pink", "carat": "2.50", "cut": "cushion cut",
                  "title": "A Pink Sapphire", "stone": "sapphire"}
     assert captions.normalise({"attr_carat": "heavy", "attr_color": float("nan")}) == {}
+    # a hostile store's control characters never reach a caption, a .json or a .txt
+    hostile = captions.normalise({"attr_title": "Ruby\x1b[2J\x00 ring\x07"}, kind="gems")
+    assert hostile["title"] == "Ruby[2J ring"
     # the first of two synonyms wins; a store's own stone field beats the label
     assert captions.normalise({"attr_color": "red", "attr_colour": "blue", "attr_gem": "spinel"},
                               label="ruby")["colour"] == "red"

@@ -62,6 +62,8 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
 }
 _FIELD = re.compile(r"\{(\w+)\}")
 _SPACES = re.compile(r"\s+")
+# a store's text goes into captions, JSON and .txt files: its control characters are dropped
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _NUMBER = re.compile(r"(\d+(?:[.,]\d+)?)")
 
 
@@ -75,7 +77,7 @@ def canonical(name: str) -> str | None:
 def _value(name: str, raw: object) -> str | None:
     if raw is None or (isinstance(raw, float) and math.isnan(raw)):
         return None
-    text = _SPACES.sub(" ", str(raw)).strip()
+    text = _SPACES.sub(" ", _CONTROL.sub("", str(raw))).strip()
     if not text or text.lower() in ("none", "null", "n/a", "-", "nan"):
         return None
     if name == "carat":

@@ -143,13 +143,9 @@ def cosine_stats(emb: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def nearest(query: np.ndarray, emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosine nearest neighbours: indices and similarities, best first."""
-    q = query / max(float(np.linalg.norm(query)), 1e-12)
-    x = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    sims = x @ q
-    k = min(k, len(sims))
-    idx = np.argpartition(-sims, k - 1)[:k] if k else np.zeros(0, int)
-    idx = idx[np.argsort(-sims[idx], kind="stable")]
-    return idx, sims[idx]
+    from pipeline.core.retrieval import VectorIndex
+
+    return VectorIndex(emb, approximate=False).search(query, k)
 
 
 # --------------------------------------------------------------------------- model
