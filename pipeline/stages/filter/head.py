@@ -43,6 +43,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.core.probe import fit_softmax
 from pipeline.stages.filter.checks.junkhead import (
     FEATURES,
     LABELS,
@@ -64,29 +65,9 @@ VARIANTS = ("plain", "thumb", "jpeg", "crop", "border", "rotate")
 def fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, sample_weight: np.ndarray | None = None,
         max_iter: int = 500) -> Head:
     """Multinomial logistic regression by L-BFGS (deterministic: no randomness at all)."""
-    from scipy.optimize import minimize
-
-    xn = normalise(x)
-    n, d = xn.shape
-    k = len(LABELS)
-    onehot = np.eye(k)[y]
-    sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
-    sw = sw / sw.sum()
-    scale = 10.0  # normalised inputs are small: a scaled parameterisation converges faster
-
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        w = theta[: k * d].reshape(k, d) * scale
-        b = theta[k * d:]
-        p = softmax(xn @ w.T + b)
-        nll = -float((sw * np.log(np.clip((p * onehot).sum(1), 1e-12, None))).sum())
-        g = (p - onehot) * sw[:, None]
-        gw = (g.T @ xn) * scale + l2 * theta[: k * d].reshape(k, d)
-        return nll + 0.5 * l2 * float((theta[: k * d] ** 2).sum()), np.concatenate([gw.ravel(), g.sum(0)])
-
-    res = minimize(loss, np.zeros(k * d + k), jac=True, method="L-BFGS-B",
-                   options={"maxiter": max_iter})
-    w = res.x[: k * d].reshape(k, d) * scale
-    return Head(w.astype(np.float32), res.x[k * d:].astype(np.float32))
+    w, b = fit_softmax(normalise(x), y, len(LABELS), l2=l2, sample_weight=sample_weight,
+                       max_iter=max_iter)
+    return Head(w.astype(np.float32), b.astype(np.float32))
 
 
 def calibrate(head: Head, x: np.ndarray, y: np.ndarray) -> Head:

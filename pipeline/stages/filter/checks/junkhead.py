@@ -24,6 +24,7 @@ import numpy as np
 
 from pipeline.core.embedding import EMBEDDING, FEATURES
 from pipeline.core.errors import UserError
+from pipeline.core.probe import softmax
 
 LABELS = ("product", "certificate", "hand")
 SHIPPED = Path(__file__).resolve().parents[3] / "weights" / "junk_head.npz"
@@ -113,9 +114,3 @@ def normalise(emb: np.ndarray) -> np.ndarray:
         else emb[..., None, :]
     out = blocks / np.maximum(np.linalg.norm(blocks, axis=-1, keepdims=True), 1e-6)
     return out.reshape(emb.shape)
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
