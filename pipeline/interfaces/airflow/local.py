@@ -28,6 +28,11 @@ from pathlib import Path
 from pipeline.core.tools import tool
 from pipeline.interfaces.airflow import orchestration as orch
 
+# SQLite metadata: every component writes to one file, and a writer waits up to this long
+# for another's lock (sqlite3's default is 5 s: under load the api-server answered an
+# unpause with 500 "database is locked"). Airflow imports it by name (sql_alchemy_connect_args).
+SQLITE_CONNECT_ARGS = {"timeout": 60}
+
 
 def airflow_exe() -> str:
     return tool("airflow")[0]
@@ -64,6 +69,9 @@ def local_env(root: Path, port: int = 8080, env: dict | None = None,
     }
     for k, v in defaults.items():
         env.setdefault(k, v)
+    if env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite").startswith("sqlite"):
+        env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS",
+                       "pipeline.interfaces.airflow.local.SQLITE_CONNECT_ARGS")
     # the address asked for wins over an inherited one, in every component
     env["AIRFLOW__API__PORT"] = str(port)
     env["AIRFLOW__API__HOST"] = host
