@@ -70,7 +70,7 @@ def image_folder(tmp_path) -> Path:
 # whole modules to workers in collection order, and longest-first keeps one worker from
 # starting a five-minute module while the others have finished
 LONGEST_FIRST = ("tests/e2e/test_dvc_pipeline.py", "tests/e2e/test_airflow.py",
-                 "tests/e2e/test_celery.py", "tests/e2e/test_airflow_rest.py",
+                 "tests/e2e/test_celery.py",
                  "tests/e2e/test_review_browser.py", "tests/e2e/test_curation_slice.py",
                  "tests/e2e/test_review_browser_labels.py", "tests/e2e/test_installed_wheel.py",
                  "tests/e2e/test_s3_pipeline.py", "tests/test_heads.py")

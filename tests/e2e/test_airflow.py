@@ -1,31 +1,43 @@
-"""The DAGs under real Airflow 3: parsed by a DagBag, then run with ``airflow dags test``
-against the demo storefront (refresh → publish → dataset asset event), then the train DAG
-on that event, a ban that fails at once with an alert, and the apply-reviews DAG.
+"""The DAGs under real Airflow 3, on one project and one Airflow home: parsed by a DagBag;
+the embedded Airflow as a user runs it (`gemcurate airflow start --port N`, its REST API, a
+refresh triggered through it on a store with dead links → publish → dataset asset event →
+the train run that event starts); then, with ``airflow dags test``, a refresh of the
+unchanged store that publishes nothing, a ban that fails at once with an alert, and the
+apply-reviews DAG; and a port already taken refused.
 
 The project under test is a copy of this working tree committed into a new git repository
 (as in test_dvc_pipeline), with a tiny catalog; Airflow's home is a temp folder (SQLite).
+One project for all of it: a refresh and a training cost minutes on 2 cores, and the
+embedded Airflow's triggered refresh is the version every later test works on.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from pipeline.demo import process
 from pipeline.interfaces.airflow import local as airflow_local
-from tests.helpers import BIN, ROOT, free_port, project_repo, run
+from tests.helpers import BIN, GIT_ID, ROOT, free_port, project_repo, reachable, run
 
 pytest.importorskip("airflow")
 pytestmark = pytest.mark.slow
 
 STORE = ["--seed", "3", "--classes", "4", "--products-per-class", "10", "--rate-limit", "1000",
          "--burst", "200", "--faults", "0"]
+# the store the refreshes here read: one product page is gone for good
+DEAD_STORE = ["--seed", "3", "--classes", "4", "--products-per-class", "10", "--rate-limit",
+              "1000", "--burst", "200", "--faults", "0", "--dead-links", "1"]
 PORT = free_port()  # a store keeps its address between refreshes
 
 
@@ -46,6 +58,11 @@ def make_project(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("airflow")
     repo = project_repo(tmp / "repo", tmp / "remote", augment={"target_per_class": 40},
                         train={"head_epochs": 4}, evaluate={"contact_sheet": 8})
+    # a store refreshed by hand only (schedule: none): unpausing its DAG starts no run of its
+    # own, so the runs under test are the ones triggered here
+    site = repo / "sites" / "demo.yaml"
+    site.write_text(site.read_text().replace('schedule: "@weekly"', "schedule: none"))
+    sh(["git", *GIT_ID, "commit", "-qam", "refreshed by hand"], repo)
     env = airflow_local.local_env(repo, env={**os.environ, "AIRFLOW_HOME": str(tmp / "home"),
                                              "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "t@localhost",
                                              "GIT_COMMITTER_NAME": "test",
@@ -122,20 +139,169 @@ def test_the_dagbag_imports_every_dag_with_the_expected_graph(project):
     assert refresh["tasks"]["validate"]["retries"] == 0   # a failed suite is not transient
 
 
+def _listeners(port: int) -> set[str]:
+    """The local addresses listening on TCP ``port`` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for name in ("tcp", "tcp6"):
+        path = Path("/proc/net") / name
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            addr, hexport = local.rsplit(":", 1)
+            if state == "0A" and int(hexport, 16) == port:  # LISTEN
+                found.add({"0100007F": "127.0.0.1", "00000000": "0.0.0.0"}.get(addr, addr))
+    return found
+
+
+class Rest:
+    """Airflow's REST API (v2) as a user drives it: a token from /auth/token, then JSON.
+
+    A 5xx is retried a few times, as any client of a server under load does (the embedded
+    Airflow's metadata is one SQLite file its four components write to)."""
+
+    def __init__(self, port: int, user: str, password: str) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.token = self.call("POST", "/auth/token", {"username": user, "password": password},
+                               auth=False)["access_token"]
+
+    def call(self, method: str, path: str, body: dict | None = None, auth: bool = True):
+        for attempt in range(4):
+            req = urllib.request.Request(self.base + path, method=method,
+                                         data=None if body is None else json.dumps(body).encode())
+            req.add_header("Content-Type", "application/json")
+            if auth:
+                req.add_header("Authorization", f"Bearer {self.token}")
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    return json.loads(r.read() or b"null")
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500 or attempt == 3:
+                    raise
+                time.sleep(2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def wait(self, what, timeout: float, every: float = 3.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                got = what()
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404:
+                    raise
+                got = None
+            if got:
+                return got
+            time.sleep(every)
+        raise AssertionError(f"timed out after {timeout:.0f} s")
+
+
+def _finished(api: Rest, dag_id: str, run_id: str) -> str | None:
+    state = api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+    return state if state in ("success", "failed") else None
+
+
 @pytest.fixture(scope="module")
-def refreshed(project):
-    """The project after one manual refresh run against the demo storefront."""
+def triggered(project):
+    """`gemcurate airflow start --port N` as a user runs it, on the module's project: a
+    refresh triggered through its REST API on a store with dead links, then the train run
+    the published version's asset event starts; SIGTERM at the end. Returns what was seen
+    (asserted by the test below; the later tests work on the version it published)."""
     repo, env = project
-    with process.storefront(STORE, cwd=ROOT, port=PORT) as store:
-        res = dags_test(env, repo, "gemcurate_refresh__demo", {"base_url": store.base_url})
-    return repo, env, res
+    port = free_port()
+    assert port != 8080
+    env = {**env, "GEMCURATE_RETRY_DELAY_S": "5"}
+    alerts = repo / "data" / "alerts.jsonl"
+    seen_alerts = len(alerts.read_text().splitlines()) if alerts.exists() else 0
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "airflow", "start", "--port", str(port)],
+                            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    got: dict = {"port": port}
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            lines.append(line)
+            if line.startswith("stop with Ctrl-C"):
+                break
+        out = got["out"] = "".join(lines)
+        assert "login: " in out, out
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/version", timeout=30) as r:
+            got["version_status"] = r.status
+        got["listeners"] = _listeners(port)
+        user, password = next(x for x in out.splitlines() if x.startswith("login: "))[7:].split(" / ")
+        api = Rest(port, user.strip(), password.strip())
+        refresh, train = "gemcurate_refresh__demo", "gemcurate_train__demo"
+        api.wait(lambda: api.call("GET", f"/api/v2/dags/{refresh}"), 180)
+        api.call("PATCH", f"/api/v2/dags/{refresh}", {"is_paused": False})
+        trains_before = api.call("GET", f"/api/v2/dags/{train}/dagRuns")["total_entries"]
+        with process.storefront(DEAD_STORE, cwd=ROOT, port=PORT) as store:
+            run_id = api.call("POST", f"/api/v2/dags/{refresh}/dagRuns",
+                              {"logical_date": None, "conf": {"base_url": store.base_url}})["dag_run_id"]
+            got["refresh"] = api.wait(lambda: _finished(api, refresh, run_id), 600)
+        tis = api.call("GET", f"/api/v2/dags/{refresh}/dagRuns/{run_id}/taskInstances")
+        got["refresh_tasks"] = {t["task_id"]: t["state"] for t in tis["task_instances"]}
+        got["log"] = (Path(env["AIRFLOW_HOME"]) / "standalone.log").read_text()[-3000:]
+        got["alerts"] = [json.loads(x) for x in alerts.read_text().splitlines()[seen_alerts:]] \
+            if alerts.exists() else []
+        if got["refresh"] == "success":
+            # the published version's asset event starts the train DAG
+            runs = api.wait(lambda: (r := api.call("GET", f"/api/v2/dags/{train}/dagRuns"))[
+                "total_entries"] > trains_before and r, 120)
+            last = got["train_run"] = max(runs["dag_runs"], key=lambda r: r["run_after"])
+            got["train"] = api.wait(lambda: _finished(api, train, last["dag_run_id"]), 600)
+
+        child = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        got["standalone"] = subprocess.run(["pgrep", "-g", child[0]], capture_output=True,
+                                           text=True).stdout.split() if child else []
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        got["exit"] = proc.wait(timeout=90)
+        got["stop_s"] = time.monotonic() - t
+        time.sleep(2)
+        got["left"] = [p for p in got["standalone"] if Path(f"/proc/{p}").exists()
+                       and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
+        got["reachable_after"] = reachable(port)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+    return got
 
 
-def test_a_refresh_publishes_a_version_and_the_train_dag_trains_on_its_event(refreshed):
-    repo, env, res = refreshed
-    states = task_states(env, "gemcurate_refresh__demo")
-    assert set(states.values()) == {"success"}, (states, res.stdout[-4000:])
-    assert {"dedupe_shard", "filter_shard", "crop_shard"} <= set(states)
+def test_the_embedded_airflow_on_any_port_runs_a_triggered_refresh_and_its_train_run(triggered):
+    """The UI answers on loopback only, the login is printed, a refresh triggered through
+    the REST API runs to success on a store with dead links (published, with a warning
+    naming them), its asset event starts the train DAG, which succeeds too; SIGTERM stops
+    the whole process group (airflow standalone alone ignores SIGTERM). With the execution
+    API left at port 8080 every task of such a run was killed with "Connection refused"."""
+    got = triggered
+    port, out = got["port"], got["out"]
+    assert f"Airflow UI: http://127.0.0.1:{port}/" in out and "login: " in out, out
+    assert "gemcurate_refresh__demo" in out
+    assert got["version_status"] == 200
+    assert got["listeners"] == {"127.0.0.1"}, got["listeners"]  # loopback unless --host
+    assert got["refresh"] == "success", (got["refresh_tasks"], got["log"])
+    assert got["refresh_tasks"]["publish"] == "success", got["refresh_tasks"]
+    assert {"dedupe_shard", "filter_shard", "crop_shard"} <= set(got["refresh_tasks"])
+    assert any(a["level"] == "warning" and a["task_id"] == "scrape" and "/product/gone-0" in a["reason"]
+               for a in got["alerts"]), got["alerts"]
+    assert got["train_run"]["run_type"] == "asset_triggered", got["train_run"]
+    assert got["train"] == "success"
+    assert len(got["standalone"]) >= 3, got["standalone"]  # its scheduler, api-server, dag-processor …
+    assert got["exit"] == 0 and got["stop_s"] < 90
+    assert not got["left"], got["left"]
+    assert not got["reachable_after"]
+
+
+def test_the_published_version_and_the_model_carry_their_events(project, triggered):
+    """The triggered refresh tagged one version and recorded the dead link; its dataset
+    event names that commit; the train run's model event names that version."""
+    repo, env = project
+    summary = json.loads((repo / "data" / "manifests" / "raw_summary.json").read_text())
+    assert [d["url"].rsplit("/", 1)[1] for d in summary["dead_urls"]] == ["gone-0"]
     events = asset_events(env, "gemcurate://dataset/demo")
     assert len(events) == 1
     ev = events[0]
@@ -144,20 +310,20 @@ def test_a_refresh_publishes_a_version_and_the_train_dag_trains_on_its_event(ref
     assert ev["dvc_rev"] == sh(["git", "rev-parse", f"{ev['version']}^{{commit}}"], repo).stdout.strip()
     assert ev["classes"] == 4 and ev["images"] > 100
     assert ev["splits"]["train"] == 4 * 40
-
-    res = dags_test(env, repo, "gemcurate_train__demo")
-    states = task_states(env, "gemcurate_train__demo")
-    assert set(states.values()) == {"success"}, (states, res.stdout[-4000:])
     model = asset_events(env, "gemcurate://model/demo")
     assert len(model) == 1 and model[0]["dataset_version"] == ev["version"]
     assert model[0]["model"] == "efficientnet_lite0" and model[0]["top1"] > 0.5
     assert (repo / "models" / "model.keras").exists()
 
-    # nothing changed in the store: the next refresh publishes no new version
-    with process.storefront(STORE, cwd=ROOT, port=PORT) as store:
-        dags_test(env, repo, "gemcurate_refresh__demo", {"base_url": store.base_url})
+
+def test_a_refresh_of_the_unchanged_store_publishes_nothing(project, triggered):
+    """`airflow dags test` of the refresh DAG on the same store at the same address: it
+    scrapes, finds nothing new and skips publish (no second version, no event)."""
+    repo, env = project
+    with process.storefront(DEAD_STORE, cwd=ROOT, port=PORT) as store:
+        res = dags_test(env, repo, "gemcurate_refresh__demo", {"base_url": store.base_url})
     states = task_states(env, "gemcurate_refresh__demo")
-    assert states["publish"] == "skipped" and states["scrape"] == "success", states
+    assert states["publish"] == "skipped" and states["scrape"] == "success", (states, res.stdout[-3000:])
     assert len(asset_events(env, "gemcurate://dataset/demo")) == 1
 
 
@@ -184,8 +350,8 @@ def test_a_ban_fails_the_refresh_at_once_and_alerts(project):
                for x in new), new
 
 
-def test_apply_reviews_skips_without_new_decisions_and_publishes_after_one(refreshed):
-    repo, env, _ = refreshed
+def test_apply_reviews_skips_without_new_decisions_and_publishes_after_one(project, triggered):
+    repo, env = project
     dags_test(env, repo, "gemcurate_apply_reviews__demo")
     states = task_states(env, "gemcurate_apply_reviews__demo")
     assert states["new_decisions"] == "skipped" and states["publish"] == "skipped", states
@@ -203,3 +369,16 @@ def test_apply_reviews_skips_without_new_decisions_and_publishes_after_one(refre
     assert len(events) == len(published) + 1
     ds = pd.read_parquet(repo / "data" / "dataset" / "manifest.parquet")
     assert victim not in set(ds["image_id"])
+
+
+def test_airflow_start_refuses_a_port_that_is_taken(project):
+    import socket
+
+    repo, env = project
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = sh([sys.executable, "-m", "pipeline", "airflow", "start", "--port", str(port)],
+                 repo, env, check=False, timeout=120)
+    assert res.returncode == 2 and f"port {port}" in res.stderr and "--port" in res.stderr
