@@ -10,6 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+# one compute thread per library in every test process (what is set already wins): three
+# workers already fill two cores, and the thread pools of numpy's and scipy's OpenBLAS and of
+# TensorFlow, spinning while they wait for a core, only take it from another worker
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" \
+  MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}" TF_NUM_INTRAOP_THREADS="${TF_NUM_INTRAOP_THREADS:-1}"
 .venv/bin/ruff check .
 if [ "${1:-}" = "--fast" ]; then
   shift
