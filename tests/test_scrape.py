@@ -20,7 +20,7 @@ from pipeline.core.config import load_params
 from pipeline.core.manifest import read_manifest
 from pipeline.stages.scrape import scrape
 from pipeline.stages.scrape.site import load_site
-from tests.helpers import JUNKY, REALDATA, ROOT, truth_for
+from tests.helpers import JUNKY, REALDATA, ROOT, catalog_options, truth_for
 
 BROKEN = {"corrupt": "corrupt", "html": "not_an_image", "oversized": "too_many_pixels"}
 
@@ -285,3 +285,33 @@ def test_crawl_state_in_postgresql(storefront, params_for, tmp_path):
 def test_site_adapter_base_url_override():
     s = load_site(ROOT / "sites" / "demo.yaml", "http://127.0.0.1:1234")
     assert s.base_url == "http://127.0.0.1:1234"
+
+
+@pytest.mark.slow
+def test_a_jewelry_store_is_scraped_with_its_material_colour_and_stone(storefront, params_for):
+    """``store serve --kind jewelry`` with the project's site YAML: every product's page
+    attributes land in the manifest as the store wrote them, and they make jewelry captions
+    (complete for a piece set with a stone; partial, naming the stone, for a watch)."""
+    from pipeline.core import captions
+    from pipeline.demo.catalog import Catalog
+
+    args = ["--kind", "jewelry", "--seed", "4", "--classes", "5", "--products-per-class", "3",
+            "--faults", "0", "--rate-limit", "500", "--burst", "100"]
+    store = storefront(*args)
+    res = scrape(params_for(max_rate=400.0, default_rate=400.0), base_url=store.base_url)
+    assert res.status == "complete", res.message
+    df = read_manifest(res.manifest_path)
+    truth = Catalog.build(catalog_options(args)).products
+    assert set(df["product_id"]) == set(truth) and set(df["label"]) == {
+        "ring", "necklace", "bracelet", "earrings", "watch"}
+    for pid, rows in df.groupby("product_id"):
+        attrs = truth[pid].attrs
+        for name in ("material", "colour", "stone"):
+            got = set(rows[f"attr_{name}"].dropna())
+            assert got == ({attrs[name]} if name in attrs else set()), (pid, name, got)
+        row = rows.iloc[0]
+        level, partial, missing = captions.captions(
+            captions.normalise(row.to_dict(), row["label"], kind="jewelry"), "jewelry")
+        assert attrs["material"] in level["normal"] and row["label"].removesuffix("s") in level["basic"]
+        assert partial == (row["label"] in ("bracelet", "watch"))
+        assert missing == (["stone"] if partial else [])

@@ -292,3 +292,41 @@ def test_jewelry_on_display_props_is_drawn_from_its_seed():
         assert a.std() > 8  # a piece on a prop, not a flat backdrop
     with pytest.raises(ValueError, match="prop must be one of"):
         props.render_on_prop(np.random.default_rng(0), "mannequin")
+
+
+def test_a_jewelry_store_sells_pieces_whose_pages_say_their_metal_and_stone():
+    """``--kind jewelry``: the five kinds of piece; every photo of a product shows one piece
+    (its metal and stone fixed), and the page says them: material and colour (the stone's
+    colour, else the metal's), the stone where the piece is set with one."""
+    from pipeline.demo.catalog import MATERIALS, hue_word, piece_of
+    from pipeline.synthetic import jewelry
+
+    opts = CatalogOptions(seed=3, classes=5, products_per_class=4, kind="jewelry", junk_scale=3)
+    cat = Catalog.generate(opts)
+    assert cat.categories == sorted(jewelry.KINDS)
+    assert ground_truth(cat) == ground_truth(Catalog.generate(opts))
+    for p in cat.products.values():
+        pc = piece_of(3, p.label, int(p.product_id.rsplit("-", 1)[1]))
+        material, metal_colour = MATERIALS[pc.metal]
+        assert p.attrs["material"] == material and material.title() in p.title
+        if p.label in jewelry.SET_WITH_STONE:
+            g = GEM_CLASSES[pc.gem]
+            assert p.attrs["stone"] == pc.gem.replace("-", " ")
+            assert p.attrs["colour"] == hue_word(g["h"], g["s"], g["v"])
+        else:
+            assert "stone" not in p.attrs and p.attrs["colour"] == metal_colour
+    photos = [e for e in cat.images.values() if e.kind == "photo"]
+    assert all(cat.bbox(e) is None for e in photos)  # no stone box in a jewelry store's truth
+    for e in photos[:3] + [e for e in cat.images.values() if e.kind in ("certificate", "hand")][:2]:
+        data, ctype = cat.render(e)
+        assert ctype.startswith("image/") and Image.open(io.BytesIO(data)).size[0] >= 300
+    # a product's shots are drawn (the piece fixed by piece_of, checked above via its page)
+    ring = next(p for p in cat.products.values() if p.label == "ring")
+    shots = [np.asarray(Image.open(io.BytesIO(cat.render(e)[0])).convert("RGB"))
+             for e in ring.images if e.kind == "photo"]
+    assert len(shots) >= 2 and all(s.std() > 5 for s in shots)
+    # a gem store's classes are not a jewelry store's
+    with pytest.raises(ValueError, match="unknown jewelry classes"):
+        Catalog.generate(CatalogOptions(classes=("ruby",), kind="jewelry"))
+    with pytest.raises(ValueError, match=r"1\.\.5 for a jewelry store"):
+        Catalog.generate(CatalogOptions(classes=6, kind="jewelry"))

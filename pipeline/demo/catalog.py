@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.synthetic import junk, worn
+from pipeline.synthetic import jewelry, junk, worn
 from pipeline.synthetic.gems import GEM_CLASSES, draw_gem, plan_gem, plan_stone
 from pipeline.synthetic.seeds import rng_for
 
@@ -47,6 +47,13 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 EXT_OF = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
 CTYPE_OF = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif",
             "BMP": "image/bmp", "TIFF": "image/tiff"}
+
+#: what a generated store sells: its classes
+KINDS_OF = {"gems": tuple(GEM_CLASSES), "jewelry": jewelry.KINDS}
+#: a jewelry store's product page: the material and the colour word of each metal
+MATERIALS = {"gold": ("yellow gold", "yellow"), "silver": ("sterling silver", "silver"),
+             "rose": ("rose gold", "rose"), "white": ("white gold", "white"),
+             "black": ("black rhodium", "black")}
 
 # Share of products that carry each extra image (generated mode).
 RATES = {"certificate": 0.12, "hand": 0.10, "dup_exact": 0.05, "dup_near": 0.06,
@@ -137,6 +144,7 @@ class CatalogOptions:
     max_images: int = 6
     junk_scale: float = 1.0
     churn: float | None = None  # share of images changing per epoch; None: DEFAULT_CHURN
+    kind: str = "gems"  # generated: a gem store (loose stones) or a jewelry store (KINDS_OF)
 
     @property
     def churn_scale(self) -> float:
@@ -175,16 +183,19 @@ class Catalog:
 
     @classmethod
     def generate(cls, o: CatalogOptions) -> Catalog:
-        """A procedurally generated gem store."""
-        names = list(GEM_CLASSES)
+        """A procedurally generated gem or jewelry store (``o.kind``)."""
+        if o.kind not in KINDS_OF:
+            raise ValueError(f"--kind must be one of {', '.join(KINDS_OF)}, got {o.kind!r}")
+        names = list(KINDS_OF[o.kind])
         if isinstance(o.classes, int):
             if not 1 <= o.classes <= len(names):
-                raise ValueError(f"--classes must be 1..{len(names)}, got {o.classes}")
+                raise ValueError(f"--classes must be 1..{len(names)} for a {o.kind} store, "
+                                 f"got {o.classes}")
             labels = names[: o.classes]
         else:
-            unknown = [c for c in o.classes if c not in GEM_CLASSES]
+            unknown = [c for c in o.classes if c not in names]
             if unknown:
-                raise ValueError(f"unknown gem classes {unknown}; known: {', '.join(names)}")
+                raise ValueError(f"unknown {o.kind} classes {unknown}; known: {', '.join(names)}")
             labels = list(o.classes)
         slots: list[tuple[str, int, int]] = []  # (label, number, born)
         for label in labels:
@@ -244,7 +255,20 @@ class Catalog:
     def entry_by_key(self, key: str) -> ImageEntry | None:
         return self._by_key.get(key)
 
+    def piece(self, product_id: str) -> Piece:
+        """The metal, stone and style of a generated jewelry product (one for all its photos)."""
+        label = _label_of_pid(product_id)
+        return piece_of(self.options.seed, label, int(product_id.rsplit("-", 1)[1]))
+
+    def _gem_of(self, e: ImageEntry) -> str:
+        """The gem a junk picture of ``e``'s product names (a certificate, a worn ring)."""
+        if self.options.kind != "jewelry" or e.kind == "file":
+            return e.label
+        return self.piece(e.product_id).gem or "diamond"
+
     def _photo_plan(self, e: ImageEntry):
+        if self.options.kind == "jewelry":
+            return None  # a jewelry photo has no stone box in the truth
         plan = self._plans.get(e.key)
         if plan is None:
             pid, _idx = e.key.split("/")
@@ -278,7 +302,8 @@ class Catalog:
     def bbox(self, e: ImageEntry) -> list[int] | None:
         """Ground-truth stone box of a product photo (``None`` for junk)."""
         if e.kind == "photo":
-            return self._photo_plan(e).bbox()
+            plan = self._photo_plan(e)
+            return None if plan is None else plan.bbox()
         if e.kind == "dup_exact":
             return self.bbox(self.source_entry(e.source or ""))
         if e.kind == "dup_near":
@@ -289,20 +314,25 @@ class Catalog:
         """The bytes the store serves for ``e`` and their Content-Type."""
         seed = self.options.seed
         if e.kind == "photo":
-            plan = self._photo_plan(e)
             q = int(rng_for(seed, "q", e.key, e.version).integers(82, 96))
-            return junk.encode(draw_gem(plan), e.fmt, q), CTYPE_OF[e.fmt]
+            if self.options.kind == "jewelry":
+                pc = self.piece(e.product_id)
+                img = jewelry.render_jewelry(rng_for(seed, "photo", e.key, e.version), e.label,
+                                             metal_name=pc.metal, gem=pc.gem, beads=False)
+                return junk.encode(img, e.fmt, q), CTYPE_OF[e.fmt]
+            return junk.encode(draw_gem(self._photo_plan(e)), e.fmt, q), CTYPE_OF[e.fmt]
         if e.kind == "file":
             data = Path(e.source or "").read_bytes()
             return data, CTYPE_OF.get(_sniff(data), "application/octet-stream")
         rng = rng_for(seed, e.kind, e.key, e.version)
         # a share of the junk as real stores show it (drawn apart, so the rest stays the same)
         real_look = rng_for(seed, "look", e.kind, e.key).random() < REAL_LOOK_SHARE
+        gem = self._gem_of(e)
         if e.kind == "certificate":
             draw = junk.photographed_certificate if real_look else junk.render_certificate
-            return junk.encode(draw(rng, e.label, e.product_id), e.fmt, 90), CTYPE_OF[e.fmt]
+            return junk.encode(draw(rng, gem, e.product_id), e.fmt, 90), CTYPE_OF[e.fmt]
         if e.kind == "hand":
-            img = worn.render_worn(rng, e.label) if real_look else junk.render_hand(rng, e.label)
+            img = worn.render_worn(rng, gem) if real_look else junk.render_hand(rng, gem)
             return junk.encode(img, e.fmt, 90), CTYPE_OF[e.fmt]
         if e.kind == "html":
             return junk.HTML_ERROR, "text/html; charset=utf-8"
@@ -365,7 +395,7 @@ def _pid(label: str, n: int) -> str:
 
 def _label_of_pid(pid: str) -> str:
     prefix = pid.rsplit("-", 1)[0]
-    for label in GEM_CLASSES:
+    for label in (*GEM_CLASSES, *jewelry.KINDS):
         if _pid(label, 0).rsplit("-", 1)[0] == prefix:
             return label
     raise KeyError(pid)
@@ -393,7 +423,7 @@ def _gen_product(o: CatalogOptions, label: str, n: int, born: int,
                  all_base: list[tuple[str, int]]) -> Product:
     pid = _pid(label, n)
     rng = rng_for(o.seed, "product", label, n)
-    stone = plan_stone(rng_for(o.seed, "stone", label, n), label)
+    stone = plan_stone(rng_for(o.seed, "stone", label, n), label) if o.kind == "gems" else None
     n_photos = int(rng.integers(o.min_images, o.max_images + 1))
     images: list[ImageEntry] = []
 
@@ -437,13 +467,11 @@ def _gen_product(o: CatalogOptions, label: str, n: int, born: int,
                 continue
             src_pid = _pid(src_label, src_n)
             src_key = f"{src_pid}/0"
-            src_size = plan_gem(rng_for(o.seed, "photo", src_key, 0), src_label,
-                                plan_stone(rng_for(o.seed, "stone", src_label, src_n), src_label))
             recipe = None
             f = "JPEG"
             if kind == "dup_near":
-                recipe = junk.plan_near(rng, str(rng.choice(junk.NEAR_KINDS)), src_size.width,
-                                        src_size.height)
+                width, height = _photo_size(o, src_label, src_n, src_key)
+                recipe = junk.plan_near(rng, str(rng.choice(junk.NEAR_KINDS)), width, height)
                 f = recipe["fmt"]
             # the store lists the copied photo under this product's label
             images.append(ImageEntry(f"{pid}/{i}", pid, label, f"{name}.{EXT_OF.get(f, 'jpg')}",
@@ -457,6 +485,8 @@ def _gen_product(o: CatalogOptions, label: str, n: int, born: int,
     order = rng.permutation(len(images))
     # keep the first photo first (it is the listing thumbnail), shuffle the rest
     images = [images[0]] + [images[j] for j in order if j != 0]
+    if o.kind == "jewelry":
+        return _jewelry_product(o, label, n, pid, rng, images, born)
     carat = rng.uniform(0.3, 12.0)
     colour = _colour_name(label, rng)
     attrs = {
@@ -474,3 +504,62 @@ def _colour_name(label: str, rng: np.random.Generator) -> str:
         label, label.split("-")[-1].title())
     return f"{rng.choice(mods)} {base}"
 
+
+@dataclass(frozen=True)
+class Piece:
+    """What every photo of one generated jewelry product shows."""
+
+    metal: str          # a key of jewelry.METALS
+    gem: str | None     # the stone it is set with (None: a bracelet or a watch)
+
+
+def piece_of(seed: int, label: str, n: int) -> Piece:
+    rng = rng_for(seed, "piece", label, n)
+    metal = jewelry.pick_metal(rng)
+    gem = str(rng.choice(list(GEM_CLASSES)))
+    return Piece(metal, gem if label in jewelry.SET_WITH_STONE else None)
+
+
+def _photo_size(o: CatalogOptions, label: str, n: int, key: str) -> tuple[int, int]:
+    """(width, height) of the first shot of a generated product photo."""
+    if o.kind == "jewelry":
+        return jewelry.photo_size(rng_for(o.seed, "photo", key, 0))
+    plan = plan_gem(rng_for(o.seed, "photo", key, 0), label,
+                    plan_stone(rng_for(o.seed, "stone", label, n), label))
+    return plan.width, plan.height
+
+
+def hue_word(h: float, s: float, v: float) -> str:
+    """A colour word for an HSV colour (hue in degrees), as a store would write it."""
+    if v < 0.2:
+        return "black"
+    if s < 0.15:
+        return "white" if v > 0.7 else "grey"
+    for top, word in ((15, "red"), (40, "orange"), (70, "yellow"), (165, "green"), (180, "teal"),
+                      (260, "blue"), (290, "purple"), (335, "pink"), (361, "red")):
+        if h % 360 < top:
+            if word in ("red", "orange") and s < 0.45:
+                return "pink"
+            return "brown" if word == "orange" and v < 0.5 else word
+    return "red"
+
+
+def _jewelry_product(o: CatalogOptions, label: str, n: int, pid: str, rng: np.random.Generator,
+                     images: list[ImageEntry], born: int) -> Product:
+    """A jewelry product page: material and colour (the stone's, else the metal's), the
+    stone where the piece has one, a title that says them (drawn from the piece, apart from
+    the product's generator but for the price, so a gem store's draws are untouched)."""
+    pc = piece_of(o.seed, label, n)
+    material, metal_colour = MATERIALS[pc.metal]
+    if pc.gem:
+        g = GEM_CLASSES[pc.gem]
+        colour = hue_word(g["h"], g["s"], g["v"])
+    else:
+        colour = metal_colour
+    attrs = {"sku": pid, "price": f"{rng.uniform(60, 6000):.2f}", "material": material,
+             "colour": colour}
+    if pc.gem:
+        attrs["stone"] = pc.gem.replace("-", " ")
+    title = f"{material.title()} {label.title()}" + (
+        f" with {pc.gem.replace('-', ' ').title()}" if pc.gem else "")
+    return Product(pid, label, title, attrs, images, born)

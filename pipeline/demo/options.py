@@ -19,8 +19,11 @@ def add_catalog_flags(p: argparse.ArgumentParser) -> None:
     """Add the catalog flags (``--seed``, ``--classes`` …) to a parser."""
     g = p.add_argument_group("catalog")
     g.add_argument("--seed", type=int, default=0, help="catalog seed (default 0)")
+    g.add_argument("--kind", choices=("gems", "jewelry"), default="gems",
+                   help="what a generated store sells: loose gems (20 classes) or jewelry "
+                        "(ring, necklace, bracelet, earrings, watch; pages with material and colour)")
     g.add_argument("--classes", default="12",
-                   help="number of gem classes (1-20) or a comma-separated list of names")
+                   help="number of classes (gems 1-20, jewelry 1-5) or a comma-separated list of names")
     g.add_argument("--products-per-class", type=int, default=30)
     g.add_argument("--epoch", type=int, default=0,
                    help="catalog epoch: stock changes deterministically from one to the next")
@@ -63,7 +66,7 @@ def catalog_options(a: argparse.Namespace) -> CatalogOptions:
     return CatalogOptions(seed=a.seed, classes=classes, products_per_class=a.products_per_class,
                           epoch=a.epoch, catalog=a.catalog, junk=tuple(junk),
                           min_images=a.min_images, max_images=a.max_images,
-                          junk_scale=a.junk_scale, churn=a.churn)
+                          junk_scale=a.junk_scale, churn=a.churn, kind=a.kind)
 
 
 def catalog_options_from_args(args: list[str]) -> CatalogOptions:

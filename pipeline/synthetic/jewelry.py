@@ -24,6 +24,7 @@ METALS = {
     "black": (45, 45, 50),
 }
 KINDS = ("ring", "necklace", "bracelet", "earrings", "watch")
+SET_WITH_STONE = ("ring", "necklace", "earrings")  # the kinds render_jewelry sets a stone in
 BACKDROPS = ("wood", "velvet", "marble", "fabric", "plain")
 
 
@@ -73,9 +74,14 @@ def backdrop(rng: np.random.Generator, w: int, h: int, kind: str | None = None) 
     return np.clip(img, 0, 255).astype(np.float32)
 
 
-def _metal(rng: np.random.Generator) -> np.ndarray:
-    name = str(rng.choice(list(METALS), p=[0.4, 0.3, 0.15, 0.1, 0.05]))
-    return np.array(METALS[name], np.float32) * rng.uniform(0.85, 1.1)
+def pick_metal(rng: np.random.Generator) -> str:
+    """A metal name of :data:`METALS`, weighted as stores stock them."""
+    return str(rng.choice(list(METALS), p=[0.4, 0.3, 0.15, 0.1, 0.05]))
+
+
+def _metal(rng: np.random.Generator, name: str | None = None) -> np.ndarray:
+    drawn = pick_metal(rng)  # drawn even when given: the same draws, the same rest of the picture
+    return np.array(METALS[name or drawn], np.float32) * rng.uniform(0.85, 1.1)
 
 
 def _band(
@@ -118,9 +124,11 @@ def _band(
     )
 
 
-def _paste_stone(rng: np.random.Generator, img: np.ndarray, cx: float, cy: float, size: int) -> None:
+def _paste_stone(rng: np.random.Generator, img: np.ndarray, cx: float, cy: float, size: int,
+                 gem: str | None = None) -> None:
     size = max(12, int(size))
-    gem = str(rng.choice(list(GEM_CLASSES)))
+    drawn = str(rng.choice(list(GEM_CLASSES)))  # drawn even when given (see _metal)
+    gem = gem or drawn
     stone = render_small_gem(rng, gem, size).astype(np.float32)
     yy, xx = np.mgrid[:size, :size]
     mask = (((xx - size / 2) ** 2 + (yy - size / 2) ** 2) < (0.36 * size) ** 2).astype(np.float32)
@@ -135,22 +143,32 @@ def _paste_stone(rng: np.random.Generator, img: np.ndarray, cx: float, cy: float
 
 # long: one piece drawn stroke by stroke in the order its seeded generator is consumed: splitting or
 # reordering changes every picture
-def render_jewelry(
-    rng: np.random.Generator, kind: str | None = None, backdrop_kind: str | None = None
-) -> np.ndarray:
-    """A jewelry product photo (RGB uint8) of ``kind`` on a backdrop."""
-    kind = kind or str(rng.choice(KINDS))
+def photo_size(rng: np.random.Generator) -> tuple[int, int]:
+    """(width, height) of a jewelry photo: :func:`render_jewelry`'s first draws once its
+    ``kind`` is given (so a fresh generator of the same seed tells a photo's size)."""
     w = int(rng.integers(450, 1000))
-    h = int(np.clip(w * rng.uniform(0.8, 1.25), 400, 1100))
+    return w, int(np.clip(w * rng.uniform(0.8, 1.25), 400, 1100))
+
+
+def render_jewelry(
+    rng: np.random.Generator, kind: str | None = None, backdrop_kind: str | None = None,
+    metal_name: str | None = None, gem: str | None = None, beads: bool | None = None,
+) -> np.ndarray:
+    """A jewelry product photo (RGB uint8) of ``kind`` on a backdrop. ``metal_name`` (of
+    :data:`METALS`), ``gem`` (of ``GEM_CLASSES``, for :data:`SET_WITH_STONE`) and ``beads``
+    (a beaded bracelet or a metal band) fix what is otherwise drawn for each photo, so the
+    photos of one product show one piece; what they leave to chance is drawn as before."""
+    kind = kind or str(rng.choice(KINDS))
+    w, h = photo_size(rng)
     img = backdrop(rng, w, h, backdrop_kind)
     s = min(w, h)
-    metal = _metal(rng)
+    metal = _metal(rng, metal_name)
     cx, cy = w * rng.uniform(0.4, 0.6), h * rng.uniform(0.4, 0.6)
     if kind == "ring":
         r = s * rng.uniform(0.18, 0.3)
         tilt = rng.uniform(0.25, 0.6)
         _band(img, (cx, cy + r * 0.3), (r, r * tilt), rng.uniform(-15, 15), max(3, int(r * 0.12)), metal)
-        _paste_stone(rng, img, cx, cy + r * 0.3 - r * tilt, r * rng.uniform(0.5, 0.9))
+        _paste_stone(rng, img, cx, cy + r * 0.3 - r * tilt, r * rng.uniform(0.5, 0.9), gem)
     elif kind == "necklace":
         r = s * rng.uniform(0.3, 0.42)
         pts = [
@@ -163,11 +181,12 @@ def render_jewelry(
                 img, (int(x), int(y)), link, tuple(float(v) for v in metal), 1 + link // 2, cv2.LINE_AA
             )
         bx, by = pts[len(pts) // 2]
-        _paste_stone(rng, img, bx, by + s * 0.06, s * rng.uniform(0.12, 0.22))
+        _paste_stone(rng, img, bx, by + s * 0.06, s * rng.uniform(0.12, 0.22), gem)
     elif kind == "bracelet":
         r = s * rng.uniform(0.25, 0.38)
         tilt = rng.uniform(0.3, 0.7)
-        beads = rng.random() < 0.4
+        drawn = rng.random() < 0.4
+        beads = drawn if beads is None else beads
         if beads:
             col = np.array(
                 rgb_of(rng.uniform(0, 360), rng.uniform(0.2, 0.8), rng.uniform(0.4, 0.9)), np.float32
@@ -201,7 +220,7 @@ def render_jewelry(
                 max(2, int(s * 0.008)),
                 cv2.LINE_AA,
             )
-            _paste_stone(rng, img, x, top + s * 0.15, s * rng.uniform(0.12, 0.2))
+            _paste_stone(rng, img, x, top + s * 0.15, s * rng.uniform(0.12, 0.2), gem)
     else:  # watch
         r = s * rng.uniform(0.14, 0.2)
         strap = np.array(
