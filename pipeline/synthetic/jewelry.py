@@ -141,8 +141,6 @@ def _paste_stone(rng: np.random.Generator, img: np.ndarray, cx: float, cy: float
     img[y0 : y0 + size, x0 : x0 + size] = roi * (1 - mask) + stone * mask
 
 
-# long: one piece drawn stroke by stroke in the order its seeded generator is consumed: splitting or
-# reordering changes every picture
 def photo_size(rng: np.random.Generator) -> tuple[int, int]:
     """(width, height) of a jewelry photo: :func:`render_jewelry`'s first draws once its
     ``kind`` is given (so a fresh generator of the same seed tells a photo's size)."""
@@ -150,6 +148,8 @@ def photo_size(rng: np.random.Generator) -> tuple[int, int]:
     return w, int(np.clip(w * rng.uniform(0.8, 1.25), 400, 1100))
 
 
+# long: one piece drawn stroke by stroke in the order its seeded generator is consumed: splitting or
+# reordering changes every picture
 def render_jewelry(
     rng: np.random.Generator, kind: str | None = None, backdrop_kind: str | None = None,
     metal_name: str | None = None, gem: str | None = None, beads: bool | None = None,
