@@ -206,7 +206,8 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True, 
     return res
 
 
-FAST_SCRAPE = {"max_rate": 500.0, "default_rate": 500.0, "concurrency": 8, "progress": False}
+FAST_SCRAPE = {"max_rate": 500.0, "default_rate": 500.0, "concurrency": 8, "progress": False,
+               "backoff_base_s": 0.05}  # a dead link answering 500 is retried in 1.5 s, not 15
 
 
 def project_repo(dest: Path, remote: Path | None, **sections: dict) -> Path:

@@ -210,6 +210,60 @@ def test_pull_on_a_second_clone_gives_the_same_files(repo, tmp_path):
     assert bad.returncode == 1 and "cannot get dataset/v1999.01.01" in bad.stderr
 
 
+def test_an_external_test_and_the_raw_photo_probe_in_dvc_repro(repo, tmp_path):
+    """evaluate.external set: `dvc repro evaluate` reruns it, and it scores the folder as
+    predict scores a photo, names the class it does not know, and fits the raw-photo probe
+    in the same run (data/metrics/evaluate.json, external.csv, the model card)."""
+    import json
+    import shutil
+
+    import yaml
+
+    raw = pd.read_parquet(repo / "data" / "manifests" / "raw.parquet")
+    ds = dataset(repo)
+    test_products = set(ds.loc[ds["split"] == "test", "product_id"])
+    pick = raw[raw["product_id"].isin(test_products) & raw["excluded_reason"].isna()]
+    pick = pick.groupby("label").head(2)
+    ext = tmp_path / "outside"
+    for r in pick.itertuples():
+        (ext / r.label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(repo / "data" / "store" / r.path, ext / r.label / Path(r.path).name)
+    (ext / "not-a-class").mkdir()
+    shutil.copy(repo / "data" / "store" / pick["path"].iloc[0], ext / "not-a-class" / "x.jpg")
+    params = repo / "params.yaml"
+    before = params.read_text()
+    p = yaml.safe_load(before)
+    p["evaluate"]["external"] = [str(ext)]
+    params.write_text(yaml.safe_dump(p, sort_keys=False))
+    try:
+        res = dvc("repro", "--single-item", "evaluate", cwd=repo)  # its params changed
+        assert ran_stages(res.stdout) == {"evaluate"}, res.stdout
+        m = json.loads((repo / "data" / "metrics" / "evaluate.json").read_text())["external"]
+        assert m["images"] == len(pick) + 1 and m["scored"] == len(pick)
+        assert m["unknown_classes"] == {"not-a-class": 1}
+        assert m["top1"] is not None and m["baseline"]["top1"] is not None
+        assert m["baseline"]["train_images"] > 0 and "vs_baseline_top1" in m
+        rows = pd.read_csv(repo / "data" / "evaluate" / "external.csv")
+        assert len(rows) == len(pick) + 1 and "baseline_predicted" in rows
+        assert "Photos from outside the pipeline" in (repo / "models" / "MODEL_CARD.md").read_text()
+    finally:
+        params.write_text(before)
+
+
+def test_an_experiment_with_another_architecture(repo):
+    """``dvc exp run`` trains another architecture on the dataset the target change made
+    (only train and evaluate run) and leaves the workspace as the experiment made it: the
+    tests after it need no model."""
+    import json
+
+    res = dvc("exp", "run", "evaluate", "-S", "train.model=gemnet", "-S", "train.head_epochs=2",
+              "-S", "train.image_size=64", cwd=repo)
+    assert ran_stages(res.stdout) == {"train", "evaluate"}, res.stdout
+    m = json.loads((repo / "data" / "metrics" / "evaluate.json").read_text())
+    assert m["model"] == "gemnet" and 0 <= m["top1"] <= 1
+    assert "gemnet" in dvc("exp", "show", "--json", cwd=repo).stdout
+
+
 def test_refresh_against_the_next_epoch_keeps_splits(repo):
     before = pd.read_parquet(repo / "data" / "manifests" / "split.parquet")
     before = before[before["split"].notna()].set_index("image_id")["split"]
@@ -262,55 +316,3 @@ def test_a_damaged_blob_stops_dvc_repro_with_warm_caches(repo):
     finally:
         blob.write_bytes(good)
     assert dvc("repro", "dedupe", cwd=repo).returncode == 0
-
-
-def test_an_external_test_and_the_raw_photo_probe_in_dvc_repro(repo, tmp_path):
-    """evaluate.external set: `dvc repro evaluate` reruns it, and it scores the folder as
-    predict scores a photo, names the class it does not know, and fits the raw-photo probe
-    in the same run (data/metrics/evaluate.json, external.csv, the model card)."""
-    import json
-    import shutil
-
-    import yaml
-
-    raw = pd.read_parquet(repo / "data" / "manifests" / "raw.parquet")
-    ds = dataset(repo)
-    test_products = set(ds.loc[ds["split"] == "test", "product_id"])
-    pick = raw[raw["product_id"].isin(test_products) & raw["excluded_reason"].isna()]
-    pick = pick.groupby("label").head(2)
-    ext = tmp_path / "outside"
-    for r in pick.itertuples():
-        (ext / r.label).mkdir(parents=True, exist_ok=True)
-        shutil.copy(repo / "data" / "store" / r.path, ext / r.label / Path(r.path).name)
-    (ext / "not-a-class").mkdir()
-    shutil.copy(repo / "data" / "store" / pick["path"].iloc[0], ext / "not-a-class" / "x.jpg")
-    params = repo / "params.yaml"
-    before = params.read_text()
-    p = yaml.safe_load(before)
-    p["evaluate"]["external"] = [str(ext)]
-    params.write_text(yaml.safe_dump(p, sort_keys=False))
-    try:
-        res = dvc("repro", "--single-item", "evaluate", cwd=repo)  # its params changed
-        assert ran_stages(res.stdout) == {"evaluate"}, res.stdout
-        m = json.loads((repo / "data" / "metrics" / "evaluate.json").read_text())["external"]
-        assert m["images"] == len(pick) + 1 and m["scored"] == len(pick)
-        assert m["unknown_classes"] == {"not-a-class": 1}
-        assert m["top1"] is not None and m["baseline"]["top1"] is not None
-        assert m["baseline"]["train_images"] > 0 and "vs_baseline_top1" in m
-        rows = pd.read_csv(repo / "data" / "evaluate" / "external.csv")
-        assert len(rows) == len(pick) + 1 and "baseline_predicted" in rows
-        assert "Photos from outside the pipeline" in (repo / "models" / "MODEL_CARD.md").read_text()
-    finally:
-        params.write_text(before)
-
-
-def test_an_experiment_with_another_architecture(repo):
-    """Last in this module: ``dvc exp run`` leaves the workspace as the experiment made it."""
-    import json
-
-    res = dvc("exp", "run", "evaluate", "-S", "train.model=gemnet", "-S", "train.head_epochs=2",
-              "-S", "train.image_size=64", cwd=repo)
-    assert {"train", "evaluate"} <= ran_stages(res.stdout), res.stdout
-    m = json.loads((repo / "data" / "metrics" / "evaluate.json").read_text())
-    assert m["model"] == "gemnet" and 0 <= m["top1"] <= 1
-    assert "gemnet" in dvc("exp", "show", "--json", cwd=repo).stdout
