@@ -4,6 +4,7 @@ import plain helpers from here, never from ``conftest``."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from pathlib import Path
@@ -116,6 +117,13 @@ def gem_photo(i: int, **over):
     return gems.draw_gem(plan), plan
 
 
+@functools.lru_cache(maxsize=64)
+def photo_bytes(i: int, fmt: str = "JPEG") -> bytes:
+    """:func:`gem_photo` ``i`` encoded (quality 90): drawn once per test process, as the
+    same few photos serve many tests (drawing and encoding one is 30–70 ms)."""
+    return encode(gem_photo(i)[0], fmt)
+
+
 def encode(img: np.ndarray, fmt: str = "JPEG", q: int = 90) -> bytes:
     from pipeline.synthetic import junk
 
@@ -144,9 +152,9 @@ def stored_photos(tmp_path: Path, n: int = 3) -> pd.DataFrame:
     store = BlobStore(tmp_path / "store")
     rows = []
     for k in range(n):
-        iid, _ = store.put(encode(gem_photo(k)[0]), "jpg")
+        iid, _ = store.put(photo_bytes(k), "jpg")
         rows.append((iid, "ruby", f"P{k}", 800))
-    data = encode(gem_photo(9)[0])
+    data = photo_bytes(9)
     iid, _ = store.put(data[: len(data) // 3], "jpg")
     rows.append((iid, "ruby", "PX", 800))
     df = raw_manifest(rows)

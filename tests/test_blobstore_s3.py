@@ -22,7 +22,7 @@ from pipeline.core.blobstore import (
 from pipeline.core.config import ConfigError, load_params
 from pipeline.core.stageio import StageIO
 from pipeline.stages import dedupe
-from tests.helpers import encode, gem_photo, raw_manifest
+from tests.helpers import encode, gem_photo, photo_bytes, raw_manifest
 
 pytest.importorskip("s3fs")
 
@@ -71,7 +71,7 @@ def test_open_store_picks_the_kind(tmp_path, s3_server):
 def test_a_put_lands_in_the_bucket_and_another_machine_fetches_it_verified(tmp_path, bucket):
     url = f"s3://{bucket}/store"
     a = MirroredStore(url, tmp_path / "a", fs=s3fs_client())
-    blobs = [encode(gem_photo(k)[0]) for k in range(3)]
+    blobs = [photo_bytes(k) for k in range(3)]
     rels = [a.put(b, "jpg")[1] for b in blobs]
     fs = s3fs_client()
     assert sorted(fs.find(f"{bucket}/store")) == sorted(f"{bucket}/store/{r}" for r in rels)
@@ -91,7 +91,7 @@ def test_a_put_lands_in_the_bucket_and_another_machine_fetches_it_verified(tmp_p
 def test_a_blob_altered_in_the_bucket_is_not_used(tmp_path, bucket):
     url = f"s3://{bucket}/store"
     a = MirroredStore(url, tmp_path / "a", fs=s3fs_client())
-    _, rel = a.put(encode(gem_photo(1)[0]), "jpg")
+    _, rel = a.put(photo_bytes(1), "jpg")
     s3fs_client().pipe_file(f"{bucket}/store/{rel}", b"<html>not the image</html>")
     b = MirroredStore(url, tmp_path / "b", fs=s3fs_client())
     got = b.fetch([rel])
@@ -107,7 +107,7 @@ def test_a_stage_on_an_empty_mirror_reads_the_bucket_and_gives_the_local_answer(
     img0 = gem_photo(0)[0]
     a = MirroredStore(url, tmp_path / "A" / "store", fs=s3fs_client())
     rows = []
-    for k, data in enumerate([encode(img0), encode(img0, q=80), encode(gem_photo(5)[0])]):
+    for k, data in enumerate([encode(img0), encode(img0, q=80), photo_bytes(5)]):
         iid, _ = a.put(data, "jpg")
         rows.append((iid, "ruby", f"P{k}", 0))
     raw = raw_manifest(rows)
@@ -131,7 +131,7 @@ def test_a_stage_on_an_empty_mirror_reads_the_bucket_and_gives_the_local_answer(
 
 
 def test_a_missing_bucket_or_an_unreachable_endpoint_is_one_clear_error(tmp_path, s3_server):
-    data = encode(gem_photo(2)[0])
+    data = photo_bytes(2)
     with pytest.raises(StoreUnavailable, match="'no-such-bucket' does not exist"):
         MirroredStore("s3://no-such-bucket/store", tmp_path / "m", fs=s3fs_client()).put(data, "jpg")
     import s3fs

@@ -153,7 +153,7 @@ def test_close_embeddings_are_candidates_that_hashes_miss(tmp_path):
     from pipeline.core.blobstore import BlobStore
     from pipeline.core.config import load_params
     from pipeline.stages import dedupe
-    from tests.helpers import encode, gem_photo, raw_manifest
+    from tests.helpers import encode, gem_photo, photo_bytes, raw_manifest
 
     store = BlobStore(tmp_path / "store")
     photo = gem_photo(4)[0]
@@ -161,7 +161,7 @@ def test_close_embeddings_are_candidates_that_hashes_miss(tmp_path):
     crop = photo[int(0.04 * h):, int(0.05 * w):]
     rows = [(store.put(encode(photo), "jpg")[0], "ruby", "P0", 800),
             (store.put(encode(crop, q=80), "jpg")[0], "ruby", "P1", 760),
-            (store.put(encode(gem_photo(5)[0]), "jpg")[0], "ruby", "P2", 800)]
+            (store.put(photo_bytes(5), "jpg")[0], "ruby", "P2", 800)]
     df = raw_manifest(rows)
     strict = {"phash_radius": 0, "dhash_radius": 0, "certain_distance": -1, "workers": 1}
     on = load_params(None, {"dedupe": strict})

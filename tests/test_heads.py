@@ -124,10 +124,10 @@ def test_licensed_files_split_in_two_halves(tmp_path):
 
 def test_examples_from_a_folder_and_from_decisions(tmp_path):
     from pipeline.core.blobstore import BlobStore
-    from tests.helpers import encode, gem_photo
+    from tests.helpers import photo_bytes
 
     (tmp_path / "ex" / "hand").mkdir(parents=True)
-    (tmp_path / "ex" / "hand" / "a.jpg").write_bytes(encode(gem_photo(1)[0]))
+    (tmp_path / "ex" / "hand" / "a.jpg").write_bytes(photo_bytes(1))
     got = heads.examples_from_folder(tmp_path / "ex")
     assert [(e.label, e.source) for e in got] == [("hand", "examples")]
     (tmp_path / "ex" / "hands").mkdir()
@@ -137,7 +137,7 @@ def test_examples_from_a_folder_and_from_decisions(tmp_path):
         heads.examples_from_folder(tmp_path / "nope")
 
     store = BlobStore(tmp_path / "store")
-    ids = [store.put(encode(gem_photo(k)[0]), "jpg") for k in range(4)]
+    ids = [store.put(photo_bytes(k), "jpg") for k in range(4)]
     manifest = pd.DataFrame({"image_id": [i for i, _ in ids], "path": [p for _, p in ids]})
     latest = pd.DataFrame({"image_id": [i for i, _ in ids],
                            "decision": ["accept", "reject", "reject", "relabel"],
@@ -224,13 +224,13 @@ def test_the_head_votes_in_the_checks():
 @pytest.mark.slow  # the CLI trains a head: the full suite runs it, not --fast
 def test_train_head_cli_writes_a_versioned_head_a_project_can_use(tmp_path):
     """``gemcurate filter train-head`` with a folder of examples; the filter then runs on it."""
-    from tests.helpers import ROOT, encode, gem_photo
+    from tests.helpers import ROOT, photo_bytes
 
     for name in ("params.yaml", "dvc.yaml"):  # a project (nothing scraped yet: no decisions)
         (tmp_path / name).write_text((ROOT / name).read_text())
     for label in heads.LABELS:
         (tmp_path / "ex" / label).mkdir(parents=True)
-    (tmp_path / "ex" / "product" / "p.jpg").write_bytes(encode(gem_photo(2)[0]))
+    (tmp_path / "ex" / "product" / "p.jpg").write_bytes(photo_bytes(2))
     out = subprocess.run([str(BIN / "gemcurate"), "filter", "train-head", "--examples", str(tmp_path / "ex"),
                           "--per-label", "6", "--no-progress",
                           "--out-dir", str(tmp_path / "heads")],

@@ -15,7 +15,7 @@ from pipeline.core import atomic
 from pipeline.core.imageio import ImageError, _decode_jpeg, encode_image, encode_png, fit, load_rgb, shrink
 from pipeline.demo.catalog import rng_for
 from pipeline.synthetic import gems, junk
-from tests.helpers import encode, gem_photo
+from tests.helpers import encode, gem_photo, photo_bytes
 
 
 def photo(i: int = 0, width: int = 800, height: int = 600) -> np.ndarray:
@@ -178,7 +178,7 @@ def test_write_bytes_is_atomic_creates_folders_and_honours_the_umask(tmp_path):
 
 
 def test_broken_files_are_image_errors():
-    data = encode(gem_photo(0)[0])
+    data = photo_bytes(0)
     for bad in (data[: len(data) // 2], junk.HTML_ERROR, b"", junk.decompression_bomb(20000)):
         with pytest.raises(ImageError):
             load_rgb(bad)

@@ -15,7 +15,7 @@ from pipeline.core import decisions, manifest
 from pipeline.core.blobstore import BlobStore
 from pipeline.interfaces.review.accounts import AccountError, AppDB, app_url, cohen_kappa
 from pipeline.interfaces.review.app import create_app, export_csv
-from tests.helpers import crop_manifest, encode, gem_photo, params
+from tests.helpers import crop_manifest, params, photo_bytes
 
 PASSWORD = "correct horse battery"
 
@@ -28,12 +28,12 @@ def project(tmp_path):
     store = BlobStore(data / "store")
     ids = []
     for k in range(len(df)):
-        iid, rel = store.put(encode(gem_photo(k)[0]), "jpg")
+        iid, rel = store.put(photo_bytes(k), "jpg")
         ids.append(iid)
         df.loc[k, ["image_id", "path", "dup_cluster", "pixel_sha256"]] = [iid, rel, iid, iid]
         crop = data / "crops" / iid[:2] / f"{iid}.png"
         crop.parent.mkdir(parents=True, exist_ok=True)
-        crop.write_bytes(encode(gem_photo(k)[0], "PNG"))
+        crop.write_bytes(photo_bytes(k, "PNG"))
         df.at[k, "crop_path"] = f"{iid[:2]}/{iid}.png"
     flags = {0: ("hand", 0.62), 1: ("hand", 0.45), 2: ("hand", 0.69), 3: ("certificate", 0.51),
              4: ("certificate", 0.35), 5: ("crop_cut_by_border", None), 6: ("label_conflict", None)}
@@ -494,7 +494,7 @@ def label_project(tmp_path):
     df = crop_manifest(data, classes=3, products=3, per_product=1, write_images=False)
     store = BlobStore(data / "store")
     for k in range(len(df)):
-        iid, rel = store.put(encode(gem_photo(k)[0]), "jpg")
+        iid, rel = store.put(photo_bytes(k), "jpg")
         df.loc[k, ["image_id", "path", "dup_cluster", "pixel_sha256"]] = [iid, rel, iid, iid]
         df.at[k, "crop_path"] = f"{iid[:2]}/{iid}.png"
     labels = sorted(df["label"].unique())
