@@ -76,6 +76,50 @@ LONGEST_FIRST = ("tests/e2e/test_airflow.py", "tests/e2e/test_dvc_pipeline.py",
                  "tests/test_heads.py", "tests/test_platforms.py", "tests/test_scrape.py")
 
 
+# CPU seconds per test module (the test process and the children it has waited for: stages,
+# stores, Airflow's processes), listed at the end beside --durations. On 2 cores the suite's
+# wall time follows its CPU time: this says where to cut.
+_CPU_LAST = [0.0]
+_CPU_BY_MODULE: dict[str, float] = {}
+
+
+def _cpu_now() -> float:
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def pytest_collection_finish(session):
+    _CPU_LAST[0] = _cpu_now()  # collection's imports are nobody's
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    now = _cpu_now()
+    outcome.get_result().user_properties.append(("cpu_s", now - _CPU_LAST[0]))
+    _CPU_LAST[0] = now
+
+
+def pytest_runtest_logreport(report):
+    cpu = dict(report.user_properties).get("cpu_s")
+    if cpu:
+        module = report.nodeid.split("::")[0]
+        _CPU_BY_MODULE[module] = _CPU_BY_MODULE.get(module, 0.0) + cpu
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _CPU_BY_MODULE:
+        return
+    top = sorted(_CPU_BY_MODULE.items(), key=lambda kv: -kv[1])
+    terminalreporter.section("CPU seconds per module (tests and the children they waited for)")
+    for module, cpu in top[:15]:
+        terminalreporter.write_line(f"{cpu:8.1f}  {module}")
+    terminalreporter.write_line(f"{sum(_CPU_BY_MODULE.values()):8.1f}  in all "
+                                f"({len(_CPU_BY_MODULE)} modules)")
+
+
 def pytest_collection_modifyitems(config, items):
     rank = {m: i for i, m in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda it: rank.get(it.nodeid.split("::")[0], len(rank)))  # stable
