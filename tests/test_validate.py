@@ -122,3 +122,33 @@ def test_cli_validate_stops_and_publish_refuses(dataset, tmp_path):
     m = export.main(p)
     assert m["images"] == int(df["split"].notna().sum())
     assert publish.verify_dir(d / "dataset", deep=True) == m["images"]
+
+
+def test_each_run_keeps_the_newest_results_and_drops_what_it_makes_again(tmp_path):
+    """Before GX is set up: the stored suites, definitions and checkpoints (made again from
+    expectations/*.json) and the rendered result pages go; results beyond the newest
+    KEEP_RESULTS per table go, oldest first, so a Data Docs build never grows without end."""
+    from pipeline.stages import validate as v
+
+    gx_dir = tmp_path / "gx"
+    for d in ("expectations", "validation_definitions", "checkpoints",
+              "uncommitted/data_docs/local_site/validations/gemcurate_files"):
+        (gx_dir / d).mkdir(parents=True)
+    stamps = [f"20261207T1100{k:02d}.000000Z" for k in range(v.KEEP_RESULTS + 5)]
+    for table in ("gemcurate_files", "gemcurate_groups"):
+        for i, stamp in enumerate(stamps[: v.KEEP_RESULTS + (5 if table == "gemcurate_files" else -3)]):
+            run = gx_dir / "uncommitted" / "validations" / table / ("__none__" if i % 2 else "r1") / stamp
+            run.mkdir(parents=True)
+            (run / "x.json").write_text("{}")
+    (gx_dir / "great_expectations.yml").write_text("config_version: 4\n")
+    v._drop_derived_definitions(tmp_path)
+    for d in ("expectations", "validation_definitions", "checkpoints",
+              "uncommitted/data_docs/local_site/validations"):
+        assert not (gx_dir / d).exists(), d
+    assert (gx_dir / "great_expectations.yml").exists()
+    kept = (gx_dir / "uncommitted/validations/gemcurate_files").rglob("x.json")
+    files = sorted(p.parent.name for p in kept)
+    assert files == stamps[5:]                                     # the newest KEEP_RESULTS
+    groups = list((gx_dir / "uncommitted/validations/gemcurate_groups").rglob("x.json"))
+    assert len(groups) == v.KEEP_RESULTS - 3                       # fewer: all kept
+    v._drop_derived_definitions(tmp_path / "nothing-here")        # a first run: nothing to drop

@@ -370,17 +370,32 @@ def run(df: pd.DataFrame, params: Params, *, data_dir: str | Path, labels: list[
     return pd.DataFrame([{c: f.get(c) for c in cols} for f in failures], columns=cols), result
 
 
-def _drop_derived_definitions(docs_dir: Path) -> None:
-    """Remove the suites, validation definitions and checkpoints GX stored on the last run.
+#: validation results kept per table for the Data Docs: each build renders every stored
+#: result, so an unbounded history makes every run slower than the last
+KEEP_RESULTS = 10
 
-    They are made again from ``expectations/*.json`` on every run; left in place, GX's
-    ``add_or_update`` compares every stored expectation with every new one (4 s of the
-    stage's 8 on the demo, 2026-12-07). The results history and the Data Docs stay.
+
+def _drop_derived_definitions(docs_dir: Path) -> None:
+    """Remove what GX stored on earlier runs that this run makes again or renders anew.
+
+    The suites, validation definitions and checkpoints are made again from
+    ``expectations/*.json`` on every run; left in place, GX's ``add_or_update`` compares every
+    stored expectation with every new one (4 s of the stage's 8 on the demo, 2026-12-07).
+    Results beyond the newest :data:`KEEP_RESULTS` per table go, and the rendered result
+    pages with them (the build writes the kept ones again).
     """
     import shutil
 
-    for name in ("expectations", "validation_definitions", "checkpoints"):
-        shutil.rmtree(docs_dir / "gx" / name, ignore_errors=True)
+    gx_dir = docs_dir / "gx"
+    for name in ("expectations", "validation_definitions", "checkpoints",
+                 "uncommitted/data_docs/local_site/validations"):
+        shutil.rmtree(gx_dir / name, ignore_errors=True)
+    results = gx_dir / "uncommitted" / "validations"
+    for suite in (d for d in results.iterdir() if d.is_dir()) if results.is_dir() else ():
+        runs = sorted((r for name in suite.iterdir() if name.is_dir() for r in name.iterdir()
+                       if r.is_dir()), key=lambda r: r.name)  # run times: sortable UTC stamps
+        for old in runs[:-KEEP_RESULTS]:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def allowed_labels(params: Params, data_dir: Path) -> list[str]:
