@@ -256,7 +256,7 @@ class Catalog:
         return self._by_key.get(key)
 
     def piece(self, product_id: str) -> Piece:
-        """The metal, stone and style of a generated jewelry product (one for all its photos)."""
+        """The metal and stone of a generated jewelry product (one for all its photos)."""
         label = _label_of_pid(product_id)
         return piece_of(self.options.seed, label, int(product_id.rsplit("-", 1)[1]))
 
