@@ -141,7 +141,14 @@ def test_each_run_keeps_the_newest_results_and_drops_what_it_makes_again(tmp_pat
             run.mkdir(parents=True)
             (run / "x.json").write_text("{}")
     (gx_dir / "great_expectations.yml").write_text("config_version: 4\n")
+    # a planted link to a folder outside: never followed, nothing out there removed
+    outside = tmp_path / "outside"
+    for stamp in stamps:
+        (outside / "run" / stamp).mkdir(parents=True)
+    (gx_dir / "uncommitted" / "validations" / "gemcurate_linked").symlink_to(outside)
+    (gx_dir / "uncommitted" / "validations" / "gemcurate_groups" / "linked").symlink_to(outside / "run")
     v._drop_derived_definitions(tmp_path)
+    assert len(list((outside / "run").iterdir())) == len(stamps)
     for d in ("expectations", "validation_definitions", "checkpoints",
               "uncommitted/data_docs/local_site/validations"):
         assert not (gx_dir / d).exists(), d

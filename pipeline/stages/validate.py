@@ -390,10 +390,13 @@ def _drop_derived_definitions(docs_dir: Path) -> None:
     for name in ("expectations", "validation_definitions", "checkpoints",
                  "uncommitted/data_docs/local_site/validations"):
         shutil.rmtree(gx_dir / name, ignore_errors=True)
-    results = gx_dir / "uncommitted" / "validations"
-    for suite in (d for d in results.iterdir() if d.is_dir()) if results.is_dir() else ():
-        runs = sorted((r for name in suite.iterdir() if name.is_dir() for r in name.iterdir()
-                       if r.is_dir()), key=lambda r: r.name)  # run times: sortable UTC stamps
+    def folders(d: Path) -> list[Path]:  # a link is never followed: it may lead off the tree
+        return [x for x in d.iterdir() if x.is_dir() and not x.is_symlink()] \
+            if d.is_dir() and not d.is_symlink() else []
+
+    for suite in folders(gx_dir / "uncommitted" / "validations"):
+        runs = sorted((r for name in folders(suite) for r in folders(name)),
+                      key=lambda r: r.name)  # run times: sortable UTC stamps
         for old in runs[:-KEEP_RESULTS]:
             shutil.rmtree(old, ignore_errors=True)
 
