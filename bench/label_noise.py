@@ -20,6 +20,7 @@ dataset (``true``) — then both models are scored on the same clean held-aside 
 Usage:
     .venv/bin/python bench/label_noise.py --work /tmp/labelnoise [--folders jewelry,gems]
         [--noise 0.05] [--seed 0] [--rules prune_by_noise_rate,both,low_self_confidence]
+        [--colour-weights 0,0.5]
     .venv/bin/python bench/label_noise.py --ablation --work /tmp/labelnoise --folders jewelry
 """
 
@@ -91,18 +92,24 @@ def curate_to_filter(catalog: Path, work: Path, kind: dict):
     return params, read_manifest(manifest_path(data, "filter"))
 
 
-def judge(df, params, rule: str):
-    """labels.run with ``rule``; the manifest and its metrics."""
+def judge(df, params, rule: str, colour_weight: float | None = None):
+    """labels.run with ``rule`` (and ``colour_weight`` when given); the manifest and its metrics."""
     import dataclasses
 
     from pipeline.core.embedding import EmbeddingCache
+    from pipeline.core.stageio import StageIO
     from pipeline.stages import labels
 
-    p = dataclasses.replace(params, labels=dataclasses.replace(params.labels, filter_by=rule))
-    return labels.run(df, p, embeddings=EmbeddingCache.for_data_dir(params.data.data_dir))
+    lab = dataclasses.replace(params.labels, filter_by=rule)
+    if colour_weight is not None:
+        lab = dataclasses.replace(lab, colour_weight=colour_weight)
+    p = dataclasses.replace(params, labels=lab)
+    return labels.run(df, p, embeddings=EmbeddingCache.for_data_dir(params.data.data_dir),
+                      store_root=StageIO.of(params).store_root)
 
 
-def run_folder(name: str, work: Path, noise: float, seed: int, rules: list[str]) -> dict:
+def run_folder(name: str, work: Path, noise: float, seed: int, rules: list[str],
+               colour_weights: list[float | None] = (None,)) -> dict:
     kind = {"crop": {"cut_by_border": "keep"}, "filter": {"hand_policy": "keep"}} \
         if name == "jewelry" else {}
     moved = noisy_catalogs(REALDATA / name, work / name / "photos", noise, seed)
@@ -115,9 +122,9 @@ def run_folder(name: str, work: Path, noise: float, seed: int, rules: list[str])
         out[f"{part}_live"] = int(live["image_id"].nunique())
         # moved photos the curation kept (a moved photo may be dropped as a duplicate or junk)
         target = {s for s in moved if s in set(live["image_id"])}
-        for rule in rules:
+        for rule, weight in ((r, w) for r in rules for w in colour_weights):
             t = time.perf_counter()
-            res, m = judge(df, params, rule)
+            res, m = judge(df, params, rule, weight)
             flagged = res[res["label_issue"].fillna(False).astype(bool)].drop_duplicates("image_id")
             ids = set(flagged["image_id"])
             row = {"flagged": len(ids), "judged": m["judged"], "probe_agreement": m.get("probe_agreement"),
@@ -137,7 +144,7 @@ def run_folder(name: str, work: Path, noise: float, seed: int, rules: list[str])
                     for u, lab, s, p, q in flagged.sort_values("label_quality")[
                         ["source_url", "label", "label_suggestion", "label_suggestion_p", "label_quality"]
                     ].itertuples(index=False)][:40]
-            out.setdefault(part, {})[rule] = row
+            out.setdefault(part, {})[rule if weight is None else f"{rule} colour_weight={weight}"] = row
     return out
 
 
@@ -188,6 +195,8 @@ def main() -> None:
     ap.add_argument("--folders", default="jewelry,gems")
     ap.add_argument("--noise", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--colour-weights", default="",
+                    help="labels.colour_weight values to compare (default: params.yaml's)")
     ap.add_argument("--rules", default="prune_by_noise_rate,both,confident_learning,low_self_confidence")
     ap.add_argument("--out", default=None)
     ap.add_argument("--ablation", action="store_true", help="train on noisy photos, issues in vs out")
@@ -201,9 +210,10 @@ def main() -> None:
         return
     a.out = a.out or str(ROOT / "bench" / "out" / "label_noise.json")
     rules = a.rules.split(",")
+    weights = [float(w) for w in a.colour_weights.split(",")] if a.colour_weights else [None]
     result = {"noise": a.noise, "seed": a.seed, "folders": {}}
     for name in a.folders.split(","):
-        result["folders"][name] = run_folder(name, Path(a.work), a.noise, a.seed, rules)
+        result["folders"][name] = run_folder(name, Path(a.work), a.noise, a.seed, rules, weights)
         print(json.dumps({name: {k: v for k, v in result["folders"][name].items() if k != "clean"}},
                          indent=1), flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -140,3 +140,47 @@ def test_the_verdicts_do_not_depend_on_the_order_of_the_rows(tmp_path):
     a = a[cols].sort_values("image_id").reset_index(drop=True)
     b = b[cols].sort_values("image_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+def coloured_store(tmp_path, df, seed: int = 0):
+    """Each photo a disc of its true class's hue on a light backdrop, at its manifest path."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    hues = (0, 25, 60, 105, 140)  # OpenCV hues: red, yellow, green, blue, violet
+    store = tmp_path / "store"
+    for iid, path, pid in df[["image_id", "path", "product_id"]].itertuples(index=False):
+        c = int(pid[1:pid.index("-")])
+        img = np.full((96, 96, 3), 235 + rng.integers(0, 15), np.uint8)
+        hsv = np.uint8([[[hues[c] + rng.integers(-4, 5), 150 + rng.integers(0, 100), 120 + rng.integers(0, 120)]]])
+        fill = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].tolist()
+        cv2.circle(img, (int(rng.integers(35, 60)), int(rng.integers(35, 60))), int(rng.integers(15, 30)), fill, -1)
+        (store / path).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(store / path), img)
+    return store
+
+
+def test_colour_finds_the_moved_labels_an_embedding_cannot_tell(tmp_path):
+    """Classes that differ only by colour and an embedding that knows nothing of them: the
+    foreground's colour histogram (labels.colour_weight) finds the moved labels, the embedding
+    alone flags nearly every photo; an unreadable photo is counted, never fatal."""
+    df, _, moved = catalog(n_classes=5, products=16, per_product=1, noise=0.1, seed=4)
+    vecs = np.random.default_rng(1).normal(size=(len(df), FEATURES)).astype(np.float32)
+    emb = cache_with(tmp_path, df, vecs)
+    store = coloured_store(tmp_path, df)
+
+    def found(out):
+        flagged = set(out.loc[out["label_issue"].fillna(False).astype(bool), "image_id"])
+        return len(flagged & moved) / len(moved), len(flagged & moved) / max(len(flagged), 1)
+
+    on, m = labels.run(df, params(tmp_path / "data"), embeddings=emb, store_root=store)
+    off, _ = labels.run(df, params(tmp_path / "data", labels={"colour_weight": 0}), embeddings=emb,
+                        store_root=store)
+    recall, precision = found(on)
+    assert recall >= 0.8 and precision >= 0.7, (recall, precision, m)
+    assert m["probe_agreement"] >= 0.8 and m["colour_unread"] == 0
+    assert found(off)[1] <= 0.2, found(off)  # noise knows no class: flags near everything
+    broken = store / df["path"].iloc[0]
+    broken.write_bytes(b"\xff\xd8\xff truncated")
+    _, m2 = labels.run(df, params(tmp_path / "data"), embeddings=emb, store_root=store)
+    assert m2["colour_unread"] == 1 and m2["judged"] == len(df)

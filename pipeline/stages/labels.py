@@ -5,7 +5,9 @@ the store's category is the label gemcurate trains on. This stage questions it t
 Cleanlab's confident learning does:
 
 1. **Out-of-fold probabilities.** A linear probe (:class:`pipeline.core.probe.Probe`) on the
-   embeddings dedupe already computed, fitted k times; each image is scored by the probe
+   embeddings dedupe already computed, beside each photo's foreground colour histogram
+   (:mod:`pipeline.core.colour`, weighted by ``labels.colour_weight``: gems are told apart by
+   colour, which the embedding keeps poorly), fitted k times; each image is scored by the probe
    that never saw it, nor any image of its product or duplicate cluster (the folds are
    groups: products joined by shared duplicate clusters, as the split's groups are).
 2. **Confident learning.** ``cleanlab.filter.find_label_issues`` on those probabilities
@@ -30,15 +32,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from pipeline.core.colour import colour_vectors
 from pipeline.core.config import Params
 from pipeline.core.embedding import EmbeddingCache
 from pipeline.core.flags import add_review, ensure_review_columns
 from pipeline.core.groups import UnionFind, unit_hash
-from pipeline.core.probe import Probe
+from pipeline.core.probe import Probe, unit_rows
 from pipeline.core.stagerun import StageResult, StageRun, stage
 
 logger = logging.getLogger(__name__)
@@ -84,6 +88,17 @@ def out_of_fold(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray, cla
     return np.where(sums > 0, out / np.where(sums > 0, sums, 1), 1.0 / len(classes))
 
 
+def features(vectors: np.ndarray, paths: pd.Series, store_root: str | Path | None,
+             colour_weight: float) -> tuple[np.ndarray, int]:
+    """The probe's input: each unit embedding beside its photo's unit colour histogram times
+    ``colour_weight`` (the embedding alone when the weight is 0 or no store is given); and
+    how many photos' colours could not be read (their histogram is zero)."""
+    if not colour_weight or store_root is None:
+        return vectors, 0
+    colours, ok = colour_vectors([Path(store_root) / str(p) for p in paths])
+    return np.hstack([unit_rows(vectors), colour_weight * unit_rows(colours)]), int((~ok).sum())
+
+
 def find_issues(probs: np.ndarray, given: np.ndarray, filter_by: str) -> np.ndarray:
     """Boolean mask of the rows cleanlab's confident learning calls mislabelled."""
     from cleanlab.filter import find_label_issues
@@ -107,8 +122,11 @@ def _empty(df: pd.DataFrame) -> pd.DataFrame:
 # long: the stage's steps in order (who is judged, out-of-fold probabilities, confident learning,
 # columns, review flags, hold-out, metrics)
 def run(df: pd.DataFrame, params: Params, *, embeddings: EmbeddingCache | None,
-        progress: bool = False) -> tuple[pd.DataFrame, dict]:
+        store_root: str | Path | None = None, progress: bool = False) -> tuple[pd.DataFrame, dict]:
     """Score every live image's label out of fold; flag the ones confident learning doubts.
+
+    ``store_root`` holds the photos (``df['path']``) whose colours join the embedding; without
+    it the probe sees the embedding alone.
 
     Returns:
         The manifest with :data:`COLUMNS` (null for rows not judged: excluded, no
@@ -138,6 +156,7 @@ def run(df: pd.DataFrame, params: Params, *, embeddings: EmbeddingCache | None,
         metrics["seconds"] = round(time.perf_counter() - t0, 3)
         return out, metrics
     given = rows["label"].astype(str).to_numpy()
+    vecs, metrics["colour_unread"] = features(vecs, rows["path"], store_root, p.colour_weight)
     probs = out_of_fold(vecs, given, fold_groups(rows).to_numpy(), classes, p.folds, p.l2, p.seed)
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[v] for v in given])
@@ -184,7 +203,9 @@ def run(df: pd.DataFrame, params: Params, *, embeddings: EmbeddingCache | None,
 def main(ctx: StageRun, df: pd.DataFrame) -> StageResult:
     """Read ``filter.parquet``; flag label issues; write ``labels.parquet`` and its metrics."""
     emb = EmbeddingCache.for_data_dir(ctx.io.data_dir) if ctx.params.labels.enabled else None
-    out, metrics = run(df, ctx.params, embeddings=emb, progress=ctx.progress)
+    p = ctx.params.labels
+    store = ctx.io.images(df) if p.enabled and p.colour_weight else None
+    out, metrics = run(df, ctx.params, embeddings=emb, store_root=store, progress=ctx.progress)
     return StageResult(metrics, out,
                        summary=f"labels: {metrics['label_issues']} label issues among "
                                f"{metrics['judged']} images judged"
