@@ -177,3 +177,21 @@ def test_the_environment_is_read_when_asked_and_checked():
     assert orch.shards({}) == 2 and orch.shards({"GEMCURATE_SHARDS": "500"}) == 64
     with pytest.raises(orch.OrchestrationError, match="GEMCURATE_SHARDS='two'"):
         orch.shards({"GEMCURATE_SHARDS": "two"})
+
+
+def test_the_embedded_airflows_sqlite_file_and_its_write_ahead_log(tmp_path):
+    import sqlite3
+
+    from pipeline.interfaces.airflow import local
+
+    home = tmp_path / "home"
+    assert local.sqlite_file({"AIRFLOW_HOME": str(home)}) == home / "airflow.db"
+    assert local.sqlite_file({"AIRFLOW_HOME": str(home), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
+                              f"sqlite:///{tmp_path}/meta.db?timeout=5"}) == tmp_path / "meta.db"
+    assert local.sqlite_file({"AIRFLOW_HOME": str(home), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
+                              "postgresql+psycopg2://postgres@127.0.0.1/airflow"}) is None
+    db = tmp_path / "meta.db"
+    sqlite3.connect(db).close()
+    assert local.write_ahead_log(db) == "wal"
+    with sqlite3.connect(db) as con:  # kept in the file, for every later connection
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -371,6 +371,14 @@ def test_apply_reviews_skips_without_new_decisions_and_publishes_after_one(proje
     assert victim not in set(ds["image_id"])
 
 
+def test_the_embedded_metadata_database_writes_ahead(project):
+    """SQLite in WAL mode: its readers (scheduler, dag-processor) never block the api-server's
+    writes (in rollback-journal mode an unpause waited out a 60 s lock under load)."""
+    _, env = project
+    with metadata(env) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 def test_airflow_start_refuses_a_port_that_is_taken(project):
     import socket
 

@@ -14,11 +14,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -89,10 +91,34 @@ def pool_commands(projects: list[orch.Project]) -> list[list[str]]:
              f"gemcurate: one crawl or curation of {p.site} at a time"] for p in projects]
 
 
+def sqlite_file(env: dict[str, str]) -> Path | None:
+    """The metadata database's file when it is SQLite (Airflow's default), else None."""
+    conn = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or \
+        f"sqlite:///{Path(env['AIRFLOW_HOME']) / 'airflow.db'}"
+    if not conn.startswith("sqlite:///"):
+        return None
+    return Path(conn[len("sqlite:///"):].split("?", 1)[0])
+
+
+def write_ahead_log(db: Path) -> str:
+    """Switch a SQLite file to write-ahead logging (kept in the file); the mode it is in.
+
+    In SQLite's default (rollback journal) mode a writer needs every reader gone, and the
+    scheduler, dag-processor and triggerer read the metadata all the time: under load an
+    api-server request waited out even a 60 s lock timeout. With WAL, readers and the one
+    writer no longer block each other.
+    """
+    with contextlib.closing(sqlite3.connect(db, timeout=SQLITE_CONNECT_ARGS["timeout"])) as con:
+        return str(con.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+
+
 def setup(root: Path, env: dict[str, str]) -> list[orch.Project]:
-    """Migrate the metadata DB and create one pool per project site."""
+    """Migrate the metadata DB (SQLite: in WAL mode) and create one pool per project site."""
     projects = orch.discover(default=root, env=env)
     subprocess.run([airflow_exe(), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    db = sqlite_file(env)
+    if db is not None and db.exists():
+        write_ahead_log(db)
     for cmd in pool_commands(projects):
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
     return projects
