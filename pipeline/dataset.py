@@ -120,7 +120,7 @@ def records(directory: str | Path, split: str | None = None, shuffle_shards: boo
 def load(directory: str | Path, split: str = "train", batch_size: int | None = 32,
          image_size: int | None = None, shuffle: bool | None = None, seed: int = 0,
          shuffle_buffer: int = 2048, with_ids: bool = False, verify: bool = True,
-         target: str = "label", caption_level: str = "normal"):
+         target: str = "label", caption_level: str = "normal", ids: set[str] | None = None):
     """A ``tf.data.Dataset`` of ``(image, target)``, batched: uint8 RGB images, and the label's
     int32 index (``target="label"``), the caption (``"caption"``, at ``caption_level``: basic,
     normal or complete) or the attributes as a JSON object (``"attributes"``), as strings.
@@ -136,6 +136,8 @@ def load(directory: str | Path, split: str = "train", batch_size: int | None = 3
         verify: Check every image's sha256 (costs ~0.1 ms per image).
         target: ``label``, ``caption`` or ``attributes``.
         caption_level: ``basic``, ``normal`` or ``complete`` (``target="caption"``).
+        ids: Only these images of the split (e.g. the photos, not the augmented variants:
+            rows whose ``parent_id`` is null).
 
     Example:
         >>> ds = load("data/dataset", "val", batch_size=64)
@@ -145,14 +147,16 @@ def load(directory: str | Path, split: str = "train", batch_size: int | None = 3
     import tensorflow as tf
 
     shuffle = split == "train" if shuffle is None else shuffle
-    n = int((read_manifest(directory)["split"] == split).sum())
+    man = read_manifest(directory)
+    in_split = man["split"] == split
+    n = int((in_split & man["image_id"].isin(ids)).sum() if ids is not None else in_split.sum())
 
     if target != "label":  # a wrong target or a dataset without captions fails now
         targets(read_manifest(directory).head(1), [], target, caption_level)
 
     def gen():
         yield from records(directory, split, shuffle_shards=shuffle, seed=seed, verify=verify,
-                           target=target, caption_level=caption_level)
+                           ids=ids, target=target, caption_level=caption_level)
 
     kind = tf.int32 if target == "label" else tf.string
     ds = tf.data.Dataset.from_generator(gen, output_signature=(

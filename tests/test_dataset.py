@@ -37,6 +37,19 @@ def test_every_split_streams_with_its_labels(exported):
     assert tuple(batch[0].shape) == (8, 64, 64, 3) and batch[0].dtype.name == "uint8"
 
 
+def test_the_photos_alone_stream_without_their_variants(exported):
+    from pipeline import dataset as ds_mod
+
+    d, man = exported
+    photos = set(man.loc[man["parent_id"].isna(), "image_id"])
+    train = man[man["split"] == "train"]
+    assert train["parent_id"].notna().any()  # the fixture has variants to leave out
+    ds = ds_mod.load(d, "train", batch_size=7, shuffle=False, with_ids=True, ids=photos)
+    got = [v.decode() for _, _, i in ds.as_numpy_iterator() for v in i]
+    assert sorted(got) == sorted(set(train["image_id"]) & photos)
+    assert int(ds.cardinality()) == -(-len(got) // 7)  # the batches it says it has
+
+
 def test_a_changed_shard_is_an_error_not_a_wrong_picture(exported, tmp_path):
     import shutil
 

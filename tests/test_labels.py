@@ -149,12 +149,14 @@ def coloured_store(tmp_path, df, seed: int = 0):
     rng = np.random.default_rng(seed)
     hues = (0, 25, 60, 105, 140)  # OpenCV hues: red, yellow, green, blue, violet
     store = tmp_path / "store"
-    for iid, path, pid in df[["image_id", "path", "product_id"]].itertuples(index=False):
+    for path, pid in df[["path", "product_id"]].itertuples(index=False):
         c = int(pid[1:pid.index("-")])
         img = np.full((96, 96, 3), 235 + rng.integers(0, 15), np.uint8)
-        hsv = np.uint8([[[hues[c] + rng.integers(-4, 5), 150 + rng.integers(0, 100), 120 + rng.integers(0, 120)]]])
+        hsv = np.uint8([[[hues[c] + rng.integers(-4, 5), 150 + rng.integers(0, 100),
+                          120 + rng.integers(0, 120)]]])
         fill = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].tolist()
-        cv2.circle(img, (int(rng.integers(35, 60)), int(rng.integers(35, 60))), int(rng.integers(15, 30)), fill, -1)
+        centre = (int(rng.integers(35, 60)), int(rng.integers(35, 60)))
+        cv2.circle(img, centre, int(rng.integers(15, 30)), fill, -1)
         (store / path).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(store / path), img)
     return store

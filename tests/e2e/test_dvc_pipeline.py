@@ -122,6 +122,9 @@ def test_the_model_trained_on_the_generated_catalog_beats_chance_by_far(repo):
     for f in ("confusion.png", "precision.png", "misclassified.png", "per_class.csv",
               "embeddings.parquet"):
         assert (repo / "data" / "evaluate" / f).exists(), f
+    # what `gemcurate similar` searches: every photo once, no rotated or mirrored variant
+    emb = pd.read_parquet(repo / "data" / "evaluate" / "embeddings.parquet")
+    assert sorted(emb["image_id"]) == sorted(photos["image_id"])
     conf = pd.read_csv(repo / "data" / "plots" / "confusion.csv")
     assert list(conf.columns) == ["actual", "predicted"] and len(conf) == m["images"]
     train = json.loads((repo / "data" / "metrics" / "train.json").read_text())
