@@ -104,6 +104,25 @@ def test_the_stage_finds_the_copy_and_writes_its_cache_only_when_main_saves(stor
     pd.testing.assert_frame_equal(out[cols], again[cols])
 
 
+def test_the_store_listing_order_changes_no_comparison_and_no_cluster(stored):
+    """The alignment behind a pair's similarity is not symmetric: a pair is always compared
+    with the smaller image id first, so a store listing (or a crawl finishing) its photos in
+    another order gets the same pairs, scores and clusters."""
+    df, tmp = stored
+    params = load_params(None, {"dedupe": {"workers": 1}})
+    got = {}
+    for name, rows in (("listed", df), ("reversed", df.iloc[::-1].reset_index(drop=True))):
+        cache = dedupe.HashCache(tmp / name)
+        out, _ = dedupe.run(rows, params, store_root=tmp / "store", cache=cache)
+        cache.save()
+        pairs = pd.read_parquet(cache.pairs_path)
+        assert len(pairs) and (pairs["a"] < pairs["b"]).all()
+        got[name] = (out.sort_values("image_id")[["image_id", "dup_cluster", "is_representative"]]
+                     .reset_index(drop=True), pairs.sort_values(["a", "b"]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(got["listed"][0], got["reversed"][0])
+    pd.testing.assert_frame_equal(got["listed"][1], got["reversed"][1])
+
+
 def test_shard_fingerprints_count_as_new_and_broken_or_foreign_shards_cost_only_time(stored):
     """``dedupe --shard`` fingerprints land in ``dedupe/shards/``; the full run searches them like
     new images (the copy is found), computes nothing twice, and removes the files."""

@@ -47,6 +47,26 @@ def test_conform_rejects_missing_and_null_columns():
         m.conform(pd.DataFrame([raw_row(product_id=None)]), "raw")
 
 
+def test_the_crawls_bookkeeping_stays_in_the_raw_manifest():
+    """``change`` and the run counters differ after every refresh, even of an unchanged store:
+    the raw manifest needs them, later manifests leave them out (else every stage reruns)."""
+    crawl = ["change", "first_seen_run", "last_seen_run"]
+    seen_twice = pd.DataFrame([raw_row(change="unchanged", last_seen_run=2)])
+    raw = m.conform(seen_twice, "raw")
+    assert set(crawl) <= set(m.required_columns("raw")) and raw.loc[0, "last_seen_run"] == 2
+    with pytest.raises(m.ManifestError, match=r"lacks required column.*change"):
+        m.conform(seen_twice.drop(columns=["change"]), "raw")
+    later = seen_twice.assign(dup_cluster="a" * 64, dup_size=1, is_representative=True,
+                              label_original="ruby", dup_of=None, pixel_sha256="c" * 64,
+                              phash="0" * 16, dhash="0" * 16, needs_review=False, review_reason=None)
+    out = m.conform(later, "dedupe")
+    assert not set(crawl) & set(out.columns) and not set(crawl) & set(m.required_columns("split"))
+    assert sorted(m.not_carried("dedupe")) == sorted(crawl) and m.not_carried("raw") == []
+    # a refresh that saw the same image: the same dedupe rows, byte for byte
+    first = m.conform(later.assign(change="added", last_seen_run=1), "dedupe")
+    pd.testing.assert_frame_equal(out, first)
+
+
 def test_write_is_atomic_and_roundtrips(tmp_path):
     df = m.conform(pd.DataFrame([raw_row()]), "raw")
     path = m.manifest_path(tmp_path, "raw")

@@ -235,7 +235,9 @@ def test_the_same_curated_dataset_from_two_layouts(storefront, params_for, tmp_p
         cols = ["image_id", "label", "product_id", "split", "excluded_reason", "dup_cluster"]
         out[layout] = df[cols].astype("string").fillna("").sort_values(cols).reset_index(drop=True)
     assert out["demo"]["excluded_reason"].ne("").any() and out["demo"]["split"].ne("").any()
-    # identical image for image, except at most one image a borderline check decided
-    # differently in CI (1 of 76; not reproduced locally, under investigation)
+    # identical image for image, except at most one image (its rows: a photo can sit at two
+    # URLs) a borderline check decided differently under a loaded CI machine (1 row of 76 at
+    # one run, the 2 rows of one image at another, 2026-12-07; never reproduced alone)
     same = (out["demo"] == out["magento"]).all(axis=1)
-    assert same.sum() >= len(same) - 1, out["demo"][~same].join(out["magento"][~same], rsuffix="_m")
+    assert out["demo"].loc[~same, "image_id"].nunique() <= 1, \
+        out["demo"][~same].join(out["magento"][~same], rsuffix="_m").T.to_string()

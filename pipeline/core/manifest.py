@@ -47,6 +47,10 @@ class Column:
     doc: str
     #: every manifest of its stage and later holds it (False: only where the stage ran)
     required: bool = True
+    #: later stages' manifests hold it too (False: the crawl's own bookkeeping, kept in the
+    #: raw manifest only: a refresh that saw the same images changes it, and carried on it
+    #: would make every stage after it run again for nothing)
+    carried: bool = True
 
 
 TIMESTAMP = "datetime64[us, UTC]"
@@ -77,9 +81,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("excluded_detail", "string", True, "raw", "human-readable detail of excluded_reason"),
     Column("status", "string", False, "raw", "'active' (listed in the last complete crawl) or 'removed'"),
     Column("change", "string", False, "raw",
-           "what the last crawl saw: added, changed, unchanged or removed"),
-    Column("first_seen_run", "Int64", False, "raw", "crawl run that first listed the image"),
-    Column("last_seen_run", "Int64", False, "raw", "last crawl run that listed the image"),
+           "what the last crawl saw: added, changed, unchanged or removed", carried=False),
+    Column("first_seen_run", "Int64", False, "raw", "crawl run that first listed the image",
+           carried=False),
+    Column("last_seen_run", "Int64", False, "raw", "last crawl run that listed the image",
+           carried=False),
     Column("attr_*", "string", True, "raw", "catalog attributes from the product page (attr_price, ...)"),
     # --- dedupe ---------------------------------------------------------------------
     Column("label_original", "string", True, "dedupe",
@@ -198,7 +204,13 @@ def column_for(name: str) -> Column | None:
 def required_columns(stage: str) -> list[str]:
     """Exact (non-family) column names every manifest of ``stage`` must hold."""
     upto = STAGE_ORDER[: STAGE_ORDER.index(stage) + 1]
-    return [c.name for c in COLUMNS if "*" not in c.name and c.stage in upto and c.required]
+    return [c.name for c in COLUMNS if "*" not in c.name and c.stage in upto and c.required
+            and (c.carried or c.stage == stage)]
+
+
+def not_carried(stage: str) -> list[str]:
+    """Columns an earlier stage wrote that ``stage``'s manifest leaves out (:attr:`Column.carried`)."""
+    return [c.name for c in COLUMNS if not c.carried and c.stage != stage]
 
 
 class ManifestError(UserError, ValueError):
@@ -298,7 +310,8 @@ def conform(df: pd.DataFrame, stage: str) -> pd.DataFrame:
         stage: One of :data:`STAGE_ORDER`.
 
     Returns:
-        A copy with declared dtypes and declared columns first.
+        A copy with declared dtypes and declared columns first, without the columns earlier
+        stages keep to themselves (:func:`not_carried`).
 
     Raises:
         ManifestError: A required column is missing or a non-nullable one has nulls.
@@ -306,7 +319,7 @@ def conform(df: pd.DataFrame, stage: str) -> pd.DataFrame:
     missing = [c for c in required_columns(stage) if c not in df.columns]
     if missing:
         raise ManifestError(f"{stage} manifest lacks required column(s): {', '.join(missing)}")
-    out = df.copy()
+    out = df.drop(columns=[c for c in not_carried(stage) if c in df.columns])
     for name in out.columns:
         col = column_for(name)
         if col is None:

@@ -385,7 +385,11 @@ def run(df: pd.DataFrame, params: Params, *, store_root: str | Path,
     t_hash = time.perf_counter() - t1
     parts = [h for h in (old_hashes, new_hashes) if h is not None and len(h)]
     hashes = pd.concat(parts, ignore_index=True) if parts else new_hashes
-    hashes = hashes[hashes["image_id"].isin(want["image_id"])].reset_index(drop=True)
+    # in image-id order, whatever order the store listed (or the crawler finished) them: a
+    # pair is then always compared the same way round (the alignment in `similarity` is not
+    # symmetric), so the same photos give the same clusters from any layout or run
+    hashes = hashes[hashes["image_id"].isin(want["image_id"])].sort_values(
+        "image_id", kind="stable").reset_index(drop=True)
     good = hashes[hashes["error"].isna()].reset_index(drop=True)
     new_mask = good["image_id"].isin(new_hashes["image_id"]).to_numpy()
     full = old_pairs is None or bool(new_mask.all())
