@@ -24,6 +24,20 @@ def test_stored_suites_equal_the_declarations():
     assert validate.load_suites() == json.loads(json.dumps(validate.build_suites()))
 
 
+def test_an_older_projects_suite_skips_the_columns_only_raw_keeps(tmp_path, caplog):
+    """A project made before the crawl's bookkeeping stayed in the raw manifest still checks
+    ``change`` in its dataset suite: those checks are left out, with a warning saying how to
+    rewrite the suite; the rest are kept."""
+    validate.write_suites(tmp_path)
+    suite = json.loads((tmp_path / "dataset.json").read_text())
+    old = [{"kwargs": {"column": c}, "meta": {"why": "declared (raw)"}, "type": "expect_column_to_exist"}
+           for c in ("change", "first_seen_run", "last_seen_run")]
+    (tmp_path / "dataset.json").write_text(json.dumps({**suite, "expectations": old + suite["expectations"]}))
+    got = validate.load_suites(tmp_path)
+    assert got["dataset"]["expectations"] == suite["expectations"]
+    assert "--write-suites" in caplog.text and "change" in caplog.text
+
+
 def test_a_good_dataset_passes(dataset):
     data, params, df, labels = dataset
     res = check(df, data, params, labels)

@@ -114,6 +114,18 @@ class ResultCache(Staged):
         for f in (self.folder / "shards").glob("*-of-*"):
             f.unlink(missing_ok=True)
 
+    def stages_new_rows(self) -> bool:
+        """Whether what :meth:`stage` was given holds an image the cache does not."""
+        if self._pending is None or not len(self._pending[0]):
+            return False
+        have = self.load()
+        return have is None or not self._pending[0]["image_id"].isin(have["image_id"]).all()
+
+    def discard(self) -> int:
+        """Forget what :meth:`stage` was given, writing nothing; 0 (rows written)."""
+        self._pending = None
+        return 0
+
     def write_shard(self, shard: int, shards: int) -> int:
         """Write what :meth:`stage` was given as shard ``shard`` of ``shards``; the row count."""
         if self._pending is None:
@@ -176,7 +188,10 @@ def compute_shard(cache: ResultCache, df: pd.DataFrame, shard: tuple[int, int], 
     """Run ``compute(rows of this shard)`` (a stage's ``run``, returning its metrics) and write
     what it staged in ``cache`` as shard ``shard``: the body of every ``--shard`` run."""
     metrics = compute(df[in_shard(df["image_id"], *shard)])
-    rows = cache.write_shard(*shard)
-    logger.info("%s shard %d/%d: %d images", cache.folder.name, shard[0], shard[1], rows)
     computed = metrics.get("images_scored", metrics.get("images", 0) - metrics.get("images_reused", 0))
+    # nothing new to keep (a refresh of an unchanged store; a broken file, retried, is never
+    # kept): no file, so the stage's cache folder, a DVC output, stays as it was and `dvc
+    # repro` has no reason to run the stage again
+    rows = cache.write_shard(*shard) if cache.stages_new_rows() else cache.discard()
+    logger.info("%s shard %d/%d: %d images", cache.folder.name, shard[0], shard[1], rows)
     return {"shard": f"{shard[0]}/{shard[1]}", "images": rows, "computed": computed}

@@ -465,7 +465,8 @@ def run_shard(params: Params, shard: tuple[int, int], data_dir: str | Path | Non
     hashes = fingerprint_all(items, params.dedupe.workers, show)
     if params.dedupe.embedding:  # this shard's embeddings: one more part of the shared cache
         ensure_embeddings(EmbeddingCache.for_data_dir(io.data_dir), items, params.dedupe.workers, show)
-    cache.write_shard(hashes, *shard)
+    if len(hashes):  # nothing new: no file, the DVC output data/dedupe stays as it was
+        cache.write_shard(hashes, *shard)
     logger.info("dedupe shard %d/%d: %d images fingerprinted", shard[0], shard[1], len(hashes))
     return {"shard": f"{shard[0]}/{shard[1]}", "images": len(hashes), "computed": len(hashes)}
 

@@ -157,8 +157,23 @@ def load_suites(directory: Path | None = None) -> dict[str, dict]:
         except (OSError, ValueError) as exc:
             raise ValidationFailed(f"{directory / t}.json is not a readable suite ({exc}); "
                                    "regenerate it with `gemcurate validate --write-suites`") from None
-        out[t] = suite
+        out[t] = _without_uncarried(suite, directory / f"{t}.json")
     return out
+
+
+def _without_uncarried(suite: dict, path: Path) -> dict:
+    """The suite less its expectations on columns the dataset's manifest no longer carries
+    (:func:`pipeline.core.manifest.not_carried`: the crawl's bookkeeping, kept in the raw
+    manifest only since 2026-12-07). A project's suites were written when it was made: an
+    older one still checks them, and would fail every dataset for a column left out on purpose."""
+    gone = set(manifest.not_carried("augment"))
+    kept = [e for e in suite["expectations"]
+            if not (isinstance(e, dict) and (e.get("kwargs") or {}).get("column") in gone)]
+    if len(kept) < len(suite["expectations"]):
+        logger.warning("%s checks column(s) %s, which only the raw manifest keeps: those checks are "
+                       "skipped (`gemcurate validate --write-suites` rewrites the suite)", path,
+                       ", ".join(sorted(gone)))
+    return {**suite, "expectations": kept}
 
 
 def dataset_rows(df: pd.DataFrame) -> pd.DataFrame:
