@@ -13,6 +13,7 @@ embedded Airflow's triggered refresh is the version every later test works on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -266,8 +267,15 @@ def triggered(project):
                        and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
         got["reachable_after"] = reachable(port)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
+        if proc.poll() is None:  # a step above failed: stop it as a user would, then for sure
+            standalone = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                        text=True).stdout.split()
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=60)
+            for group in [*standalone, str(proc.pid)]:  # the standalone has a session of its own
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(int(group), 9)
     return got
 
 
