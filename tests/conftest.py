@@ -81,6 +81,7 @@ LONGEST_FIRST = ("tests/e2e/test_airflow.py", "tests/e2e/test_dvc_pipeline.py",
 # wall time follows its CPU time: this says where to cut.
 _CPU_LAST = [0.0]
 _CPU_BY_MODULE: dict[str, float] = {}
+_SPAN_BY_MODULE: dict[str, tuple[float, float]] = {}
 
 
 def _cpu_now() -> float:
@@ -103,10 +104,14 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_runtest_logreport(report):
+    module = report.nodeid.split("::")[0]
     cpu = dict(report.user_properties).get("cpu_s")
     if cpu:
-        module = report.nodeid.split("::")[0]
         _CPU_BY_MODULE[module] = _CPU_BY_MODULE.get(module, 0.0) + cpu
+    start, stop = getattr(report, "start", None), getattr(report, "stop", None)
+    if start and stop:  # when each module ran: the end of the run shows who kept one core busy
+        first, last = _SPAN_BY_MODULE.get(module, (start, stop))
+        _SPAN_BY_MODULE[module] = (min(first, start), max(last, stop))
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -118,6 +123,11 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"{cpu:8.1f}  {module}")
     terminalreporter.write_line(f"{sum(_CPU_BY_MODULE.values()):8.1f}  in all "
                                 f"({len(_CPU_BY_MODULE)} modules)")
+    if _SPAN_BY_MODULE:
+        t0 = min(a for a, _ in _SPAN_BY_MODULE.values())
+        terminalreporter.section("the modules that ended last (seconds from the first test)")
+        for module, (a, b) in sorted(_SPAN_BY_MODULE.items(), key=lambda kv: -kv[1][1])[:8]:
+            terminalreporter.write_line(f"{a - t0:7.0f} – {b - t0:4.0f}  {module}")
 
 
 def pytest_collection_modifyitems(config, items):
