@@ -67,8 +67,9 @@ def image_folder(tmp_path) -> Path:
 
 
 # the longest modules first (from `--durations` and the CPU list): pytest-xdist hands whole
-# modules to workers in collection order, and longest-first keeps one worker from starting a
-# five-minute module while the others have finished
+# modules to workers in collection order when told `--no-loadscope-reorder` (scripts/test.sh;
+# by default it sorts them by their number of tests), and longest-first keeps one worker from
+# starting a five-minute module while the others have finished
 LONGEST_FIRST = ("tests/e2e/test_airflow.py", "tests/e2e/test_dvc_pipeline.py",
                  "tests/e2e/test_celery.py", "tests/e2e/test_installed_wheel.py",
                  "tests/e2e/test_review_browser.py", "tests/e2e/test_curation_slice.py",
