@@ -152,7 +152,7 @@ def load(directory: str | Path, split: str = "train", batch_size: int | None = 3
     n = int((in_split & man["image_id"].isin(ids)).sum() if ids is not None else in_split.sum())
 
     if target != "label":  # a wrong target or a dataset without captions fails now
-        targets(read_manifest(directory).head(1), [], target, caption_level)
+        targets(man.head(1), [], target, caption_level)
 
     def gen():
         yield from records(directory, split, shuffle_shards=shuffle, seed=seed, verify=verify,

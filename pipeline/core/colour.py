@@ -9,8 +9,9 @@ classes (shapes) the histogram alone is weak (63 %) and both together match the 
 The labels stage joins the two (``labels.colour_weight``).
 
 The foreground is every pixel whose colour is farther than :data:`FOREGROUND_DISTANCE` from
-the median colour of the image's border (store photos sit on a plain backdrop); when that
-leaves too little (a photo filling its frame, a textured backdrop), the whole image counts.
+the backdrop the crop models (a smooth surface fitted to the border: store photos sit on a
+plain or graded backdrop); when that leaves too little (a photo filling its frame), the whole
+image counts.
 
 Example:
     >>> vectors, ok = colour_vectors(["data/store/ab/cd/abcd….jpg"])
@@ -27,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.core.cropbox import background_coarse
 from pipeline.core.imageio import ImageError, load_rgb
 
 logger = logging.getLogger(__name__)
@@ -36,16 +38,19 @@ BINS = (12, 4, 4)
 DIM = BINS[0] * BINS[1] * BINS[2]
 #: the side the histogram is taken at: colour needs few pixels
 SIDE = 256
-#: RGB distance from the border's median colour above which a pixel is foreground
+#: RGB distance from the modelled backdrop above which a pixel is foreground
 FOREGROUND_DISTANCE = 30.0
 #: below this share of foreground pixels the whole image is counted
 MIN_FOREGROUND = 0.001
 
 
 def foreground_mask(rgb: np.ndarray) -> np.ndarray:
-    """uint8 mask (1 = foreground) of the pixels unlike the border's median colour."""
-    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
-    backdrop = np.median(border, axis=0)
+    """uint8 mask (1 = foreground) of the pixels unlike the backdrop: the crop's model of it
+    (:func:`pipeline.core.cropbox.background_coarse`, a smooth surface fitted to the border,
+    so a grey gradient is backdrop too)."""
+    h, w = rgb.shape[:2]
+    backdrop = cv2.resize(background_coarse(rgb).astype(np.float32), (w, h),
+                          interpolation=cv2.INTER_LINEAR)
     dist = np.linalg.norm(rgb.astype(np.float32) - backdrop, axis=2)
     mask = (dist > FOREGROUND_DISTANCE).astype(np.uint8)
     if mask.mean() < MIN_FOREGROUND:

@@ -466,8 +466,8 @@ class LabelsParams:
     # measured on real photos with 5 % of the labels moved (bench/label_noise.py): a stronger
     # penalty and ranking by self-confidence found the most moved labels per false flag
     l2: float = field(default=3e-2, metadata={"min": 0.0, "max": 10.0, "doc": "the probe's L2 penalty"})
-    # measured the same way: 0.5 took gems from precision 0.33 to 0.81 and kept jewelry's recall
-    # and precision above the targets (docs/benchmarks.md "Label issues")
+    # measured the same way: 0.5 took gems from precision 0.33–0.39 to 0.83–1.00 (three seeds)
+    # and kept jewelry's recall and precision above the targets (docs/benchmarks.md "Label issues")
     colour_weight: float = field(default=0.5, metadata={
         "min": 0.0, "max": 10.0,
         "doc": "weight of the foreground's colour histogram beside the shared embedding in the "
