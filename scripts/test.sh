@@ -17,6 +17,9 @@ bash scripts/bootstrap.sh
 # one compute thread per library in every test process (what is set already wins): three
 # workers already fill two cores, and the thread pools of numpy's and scipy's OpenBLAS and of
 # TensorFlow, spinning while they wait for a core, only take it from another worker
+# no DVC usage-analytics daemon after each of the suite's few hundred `dvc` calls (half a
+# CPU-second each, and the network they try is not there)
+export DVC_NO_ANALYTICS=1
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" \
   MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}" TF_NUM_INTRAOP_THREADS="${TF_NUM_INTRAOP_THREADS:-1}"
 .venv/bin/ruff check .

@@ -46,6 +46,37 @@ def test_the_keras_port_reproduces_pytorch(lite0):
     assert (logits.argmax(1) == REF["logits"].argmax(1)).all()
 
 
+def test_the_port_reads_back_what_it_wrote(lite0):
+    """Keras → state dict is the inverse of state dict → Keras, array for array."""
+    back = efficientnet_lite.state_from_keras(lite0)
+    sd = load_state_dict(efficientnet_lite.weights_path())
+    assert set(back) == {k for k in sd if not k.endswith("num_batches_tracked")}
+    for k, v in back.items():
+        np.testing.assert_array_equal(v, sd[k], err_msg=k)
+
+
+def test_a_trained_backbone_runs_in_onnx_as_in_keras():
+    """The feature runner's ONNX Runtime path, with weights a fine-tuning changed and at an
+    image size other than 224, gives what the Keras backbone gives; another model runs in
+    Keras."""
+    backbone, dim = zoo.build_backbone("efficientnet_lite0", 160)
+    rng = np.random.default_rng(7)
+    for name in ("block3_dwconv", "block9_project_bn", "head_conv"):  # as if fine-tuned
+        layer = backbone.get_layer(name)
+        layer.set_weights([w * rng.uniform(0.8, 1.2, w.shape).astype(np.float32)
+                           for w in layer.get_weights()])
+    x = rng.uniform(0, 255, (3, 160, 160, 3)).astype(np.float32)
+    run = zoo.feature_runner(backbone, "efficientnet_lite0")
+    assert run.__name__ == "onnx_features"
+    got, want = run(x), backbone.predict(x, verbose=0)
+    assert got.shape == (3, dim) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(run(x[:, :, ::-1]), backbone.predict(x[:, :, ::-1], verbose=0), atol=1e-4,
+                               rtol=1e-4)  # a mirrored view (evaluate's test-time augmentation)
+    gem, _ = zoo.build_backbone("gemnet", 32)
+    assert zoo.feature_runner(gem, "gemnet").__name__ == "keras_features"
+
+
 def test_a_weights_file_that_would_run_code_is_refused(tmp_path):
     evil = tmp_path / "evil.pth"
     with open(evil, "wb") as f:

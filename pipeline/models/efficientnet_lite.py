@@ -98,31 +98,63 @@ def build(input_shape: tuple[int, int, int] = (224, 224, 3), include_top: bool =
     return keras.Model(inp, x, name=name)
 
 
-def _port(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
-    """Keras layer name → weights, from the PyTorch names (``_blocks.N._expand_conv`` …)."""
-
-    def conv(k: str) -> list[np.ndarray]:
-        return [state[k + ".weight"].transpose(2, 3, 1, 0)]  # (out, in, h, w) → (h, w, in, out)
-
-    def dw(k: str) -> list[np.ndarray]:
-        return [state[k + ".weight"].transpose(2, 3, 0, 1)]  # (c, 1, h, w) → (h, w, c, 1)
-
-    def bn(k: str) -> list[np.ndarray]:
-        return [state[k + s] for s in (".weight", ".bias", ".running_mean", ".running_var")]
-
-    out = {"stem_conv": conv("_conv_stem"), "stem_bn": bn("_bn0"),
-           "head_conv": conv("_conv_head"), "head_bn": bn("_bn1"),
-           "predictions": [state["_fc.weight"].T, state["_fc.bias"]]}
+def _layer_names():
+    """``(Keras layer, PyTorch prefix, kind)`` of every layer with weights, kind ``conv``,
+    ``dw``, ``bn`` or ``fc``: the one table both directions of the port read."""
+    yield "stem_conv", "_conv_stem", "conv"
+    yield "stem_bn", "_bn0", "bn"
     for i, expand, *_ in blocks():
         t, p = f"_blocks.{i}.", f"block{i}_"
         if expand != 1:
-            out[p + "expand"] = conv(t + "_expand_conv")
-            out[p + "expand_bn"] = bn(t + "_bn0")
-        out[p + "dwconv"] = dw(t + "_depthwise_conv")
-        out[p + "dw_bn"] = bn(t + "_bn1")
-        out[p + "project"] = conv(t + "_project_conv")
-        out[p + "project_bn"] = bn(t + "_bn2")
+            yield p + "expand", t + "_expand_conv", "conv"
+            yield p + "expand_bn", t + "_bn0", "bn"
+        yield p + "dwconv", t + "_depthwise_conv", "dw"
+        yield p + "dw_bn", t + "_bn1", "bn"
+        yield p + "project", t + "_project_conv", "conv"
+        yield p + "project_bn", t + "_bn2", "bn"
+    yield "head_conv", "_conv_head", "conv"
+    yield "head_bn", "_bn1", "bn"
+    yield "predictions", "_fc", "fc"
+
+
+_BN = (".weight", ".bias", ".running_mean", ".running_var")
+# PyTorch layout → Keras layout of each kind's arrays, and back
+_TO_KERAS = {"conv": (2, 3, 1, 0),  # (out, in, h, w) → (h, w, in, out)
+             "dw": (2, 3, 0, 1)}    # (c, 1, h, w) → (h, w, c, 1)
+
+
+def _port(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """Keras layer name → weights, from the PyTorch names (``_blocks.N._expand_conv`` …)."""
+    out = {}
+    for layer, torch, kind in _layer_names():
+        if kind == "bn":
+            out[layer] = [state[torch + s] for s in _BN]
+        elif kind == "fc":
+            out[layer] = [state[torch + ".weight"].T, state[torch + ".bias"]]
+        else:
+            out[layer] = [state[torch + ".weight"].transpose(_TO_KERAS[kind])]
     return out
+
+
+def state_from_keras(model) -> dict[str, np.ndarray]:
+    """The PyTorch-named state dict of a Keras Lite0 (the inverse of :func:`_port`): its
+    weights as they are now, fine-tuned or not, for :mod:`pipeline.models.lite0_onnx`.
+    A model without the ImageNet head gives no ``_fc`` entries."""
+    state: dict[str, np.ndarray] = {}
+    names = {layer.name: layer for layer in model.layers}
+    for layer, torch, kind in _layer_names():
+        if layer not in names:
+            if kind == "fc":
+                continue
+            raise WeightsError(f"{model.name}: no layer {layer}: not EfficientNet-Lite0")
+        w = [np.asarray(v, np.float32) for v in names[layer].get_weights()]
+        if kind == "bn":
+            state.update({torch + s: v for s, v in zip(_BN, w, strict=True)})
+        elif kind == "fc":
+            state[torch + ".weight"], state[torch + ".bias"] = w[0].T, w[1]
+        else:
+            state[torch + ".weight"] = w[0].transpose(np.argsort(_TO_KERAS[kind]))
+    return state
 
 
 def load_imagenet(model, path: str | Path | None = None) -> None:

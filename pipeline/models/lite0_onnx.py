@@ -72,8 +72,10 @@ def _fold(w: np.ndarray, state: dict[str, np.ndarray], bn: str) -> tuple[np.ndar
 
 
 # long: the network's layers in the published architecture's order, one node each
-def build_model(state: dict[str, np.ndarray]):
-    """The ONNX ``ModelProto`` of EfficientNet-Lite0 with the weights of ``state``."""
+def build_model(state: dict[str, np.ndarray], size: int | None = SIZE):
+    """The ONNX ``ModelProto`` of EfficientNet-Lite0 with the weights of ``state``, for
+    ``size`` × ``size`` pictures (``None``: any size). Without ``_fc`` weights in ``state``
+    (a backbone without the ImageNet head) the graph has no ``logits`` output."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -115,22 +117,24 @@ def build_model(state: dict[str, np.ndarray]):
                 h = f"add{i}"
             x = h
         x = conv(x, "_conv_head", "_bn1")
-        fc_w, fc_b = state["_fc.weight"].astype(np.float32), state["_fc.bias"].astype(np.float32)
     except KeyError as exc:
         raise WeightsError(f"not EfficientNet-Lite0 weights (no {exc})") from None
     nodes.append(helper.make_node("GlobalAveragePool", [x], ["pooled"]))
     nodes.append(helper.make_node("Flatten", ["pooled"], ["embedding"], axis=1))
     nodes.append(helper.make_node("GlobalMaxPool", [x], ["maxed"]))
     nodes.append(helper.make_node("Flatten", ["maxed"], ["peaks"], axis=1))
-    nodes.append(helper.make_node("Gemm", ["embedding", const("fc_w", fc_w), const("fc_b", fc_b)],
-                                  ["logits"], transB=1))
+    outputs = [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["n", EMBEDDING]),
+               helper.make_tensor_value_info("peaks", TensorProto.FLOAT, ["n", EMBEDDING])]
+    if "_fc.weight" in state:
+        fc_w, fc_b = state["_fc.weight"].astype(np.float32), state["_fc.bias"].astype(np.float32)
+        nodes.append(helper.make_node("Gemm", ["embedding", const("fc_w", fc_w), const("fc_b", fc_b)],
+                                      ["logits"], transB=1))
+        outputs.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", fc_w.shape[0]]))
+    side = size if size is not None else "side"
     graph = helper.make_graph(
         nodes, "efficientnet_lite0",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, SIZE, SIZE])],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["n", EMBEDDING]),
-         helper.make_tensor_value_info("peaks", TensorProto.FLOAT, ["n", EMBEDDING]),
-         helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 1000])],
-        inits)
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, side, side])],
+        outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="gemcurate")
     model.ir_version = 8
@@ -201,14 +205,24 @@ def _model_bytes(path: str) -> bytes:
     return data
 
 
-def session_for(path: str | Path | None = None, threads: int = 1):
-    """An ONNX Runtime session of the Lite0 graph (built once per process and weights file)."""
+def _session(graph: bytes, threads: int):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = max(1, int(threads))
+    opts.intra_op_num_threads = max(0, int(threads))  # 0: ONNX Runtime's choice (every core)
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
-    return ort.InferenceSession(_model_bytes(str(path or weights_path())), opts,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+
+
+def session_for(path: str | Path | None = None, threads: int = 1):
+    """An ONNX Runtime session of the Lite0 graph (built once per process and weights file)."""
+    return _session(_model_bytes(str(path or weights_path())), max(1, int(threads)))
+
+
+def session_for_state(state: dict[str, np.ndarray], threads: int = 0):
+    """A session of the Lite0 graph with the weights of ``state`` (a trained model's, from
+    :func:`pipeline.models.efficientnet_lite.state_from_keras`), for pictures of any size.
+    Built in memory, never kept: a trained backbone is one run's."""
+    return _session(build_model(state, size=None).SerializeToString(), threads)

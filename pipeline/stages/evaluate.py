@@ -173,24 +173,26 @@ def load_model(model_dir: str | Path):
     return model, info, backbone, head
 
 
-def embed_all(backbone, directory: Path, size: int, batch: int = 64, flip_split: str | None = None
-              ) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+def embed_all(backbone, directory: Path, size: int, batch: int = 64, flip_split: str | None = None,
+              model: str = "") -> tuple[np.ndarray, list[str], np.ndarray | None]:
     """The penultimate-layer embedding of every photo of the dataset (all splits; not the
     augmented variants, whose ``parent_id`` is set).
 
     With ``flip_split``, also the embeddings of that split's images mirrored left-right (the
-    third value, in the order of that split's rows), for test-time augmentation.
+    third value, in the order of that split's rows), for test-time augmentation. ``model``
+    (``train.model``) picks the fastest way to run the backbone (``zoo.feature_runner``).
     """
     feats, ids, flipped = [], [], []
+    run = zoo.feature_runner(backbone, model)
     man = dataset.read_manifest(directory)
     photos = set(man.loc[man["parent_id"].isna(), "image_id"]) if "parent_id" in man else None
     for split in ("train", "val", "test"):
         ds = dataset.load(directory, split, batch_size=batch, image_size=size, shuffle=False,
                           with_ids=True, ids=photos)
         for x, _, i in ds.as_numpy_iterator():
-            feats.append(np.asarray(backbone.predict_on_batch(x), np.float32))
+            feats.append(run(x))
             if split == flip_split:
-                flipped.append(np.asarray(backbone.predict_on_batch(x[:, :, ::-1]), np.float32))
+                flipped.append(run(x[:, :, ::-1]))
             ids += [v.decode() for v in i]
     emb = np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)
     if flip_split is None:
@@ -250,7 +252,7 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
         raise dataset.DatasetError("the dataset's classes differ from the model's labels.json: "
                                    "train again on this dataset version")
     emb, ids, flipped = embed_all(backbone, dataset_dir, info["image_size"],
-                                  flip_split=p.split if p.tta == "flip" else None)
+                                  flip_split=p.split if p.tta == "flip" else None, model=info["model"])
     t_embed = time.perf_counter() - t0
     man = df.set_index("image_id").loc[ids]
     index = {n: i for i, n in enumerate(names)}

@@ -110,9 +110,10 @@ class _Live:
 def _features(backbone, directory: Path, split: str, p: TrainParams) -> tuple[np.ndarray, np.ndarray]:
     """Pooled backbone features and labels of every image of ``split`` (one pass)."""
     feats, labels = [], []
+    run = zoo.feature_runner(backbone, p.model)
     ds = dataset.load(directory, split, batch_size=p.batch_size, image_size=p.image_size, shuffle=False)
     for x, y in ds.as_numpy_iterator():
-        feats.append(np.asarray(backbone.predict_on_batch(x), np.float32))  # compiled: eager calls leak
+        feats.append(run(x))
         labels.append(y)
     if not feats:
         return np.zeros((0, backbone.output_shape[-1]), np.float32), np.zeros(0, np.int32)
@@ -164,9 +165,12 @@ def run(df: pd.DataFrame, params: Params, *, dataset_dir: str | Path, model_dir:
     else:
         model = _fit_pretrained(fitter, backbone, top, lbfgs)
     fitter.live.end()
-    # the kept weights are the best by validation loss: score them once more, as saved
-    model.compile(loss="sparse_categorical_crossentropy", metrics=_metrics(k))
-    val = model.evaluate(_images(dataset_dir, "val", p, False), verbose=0, return_dict=True)
+    # the kept weights are the best by validation loss: score them once more, as saved (the
+    # head alone on the val features when the backbone never changed after they were computed)
+    scored, data = (top, fitter.val_features) if fitter.val_features and not p.finetune_epochs \
+        else (model, (_images(dataset_dir, "val", p, False),))
+    scored.compile(loss="sparse_categorical_crossentropy", metrics=_metrics(k))
+    val = scored.evaluate(*data, verbose=0, return_dict=True)
     _save_model(model, model_dir, {
         "classes": names, "image_size": p.image_size, "model": p.model, "backbone": backbone.name,
         "head": top.name, "embedding_dim": dim,
@@ -201,6 +205,7 @@ class _Fitter:
         self.p, self.k, self.dataset_dir, self.live = p, k, dataset_dir, live
         self.verbose, self.weights = verbose, weights
         self.timings: dict[str, float] = {}
+        self.val_features: tuple[np.ndarray, np.ndarray] | None = None  # the frozen backbone's
 
     def images(self, split: str):
         return _images(self.dataset_dir, split, self.p, shuffle=split == "train")
@@ -227,6 +232,7 @@ def _fit_pretrained(fitter: _Fitter, backbone, top, lbfgs: bool):
         t = time.perf_counter()
         ftr, ytr = _features(backbone, fitter.dataset_dir, "train", p)
         fva, yva = _features(backbone, fitter.dataset_dir, "val", p)
+        fitter.val_features = (fva, yva)
         fitter.timings["features_s"] = time.perf_counter() - t
         fitter.timings["features_images_per_s"] = \
             (len(ftr) + len(fva)) / max(1e-9, fitter.timings["features_s"])
