@@ -12,10 +12,36 @@ import pytest
 from pipeline.demo import process
 from tests.helpers import ROOT, jpeg_bytes, params
 
+_OWN_CACHE = "GEMCURATE_TEST_CACHE_OWNER"
+
+
+def pytest_configure(config):
+    """One gemcurate cache for the whole run, shared by the xdist workers (they inherit the
+    environment of the process that starts them) and by every child: the storefronts' rendered
+    images (``$GEMCURATE_CACHE/storefront``, written atomically, keyed by the drawing code)
+    and the built ONNX graph. A catalog is drawn once per run, not once per worker and per
+    process (the junk-heavy catalog three workers each drew cost 23 CPU-seconds a time), and
+    nothing is read from or left in the user's own cache."""
+    if not os.environ.get("GEMCURATE_CACHE"):
+        import tempfile
+
+        os.environ["GEMCURATE_CACHE"] = tempfile.mkdtemp(prefix="gemcurate-test-cache-")
+        os.environ[_OWN_CACHE] = str(os.getpid())
+
+
+def pytest_unconfigure(config):
+    if os.environ.get(_OWN_CACHE) == str(os.getpid()):
+        import shutil
+
+        shutil.rmtree(os.environ["GEMCURATE_CACHE"], ignore_errors=True)
+
 
 @pytest.fixture(scope="session")
-def render_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("render-cache")
+def render_cache() -> Path:
+    """The storefronts' render cache of this run (see :func:`pytest_configure`)."""
+    from pipeline.demo.server import default_cache_dir
+
+    return Path(default_cache_dir())
 
 
 @pytest.fixture

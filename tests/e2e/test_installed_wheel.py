@@ -66,7 +66,7 @@ def run(venv: Path, *cmd: str, cwd: Path, check: bool = True) -> subprocess.Comp
     return res
 
 
-def test_init_scrape_repro_publish_from_an_installed_wheel(venv, tmp_path):
+def test_init_scrape_repro_publish_from_an_installed_wheel(venv, tmp_path, render_cache):
     home = tmp_path / "user"
     home.mkdir()
     where = run(venv, str(venv / "python"), "-c", "import pipeline; print(pipeline.__file__)", cwd=home)
@@ -92,7 +92,7 @@ def test_init_scrape_repro_publish_from_an_installed_wheel(venv, tmp_path):
     # the README's "Start a project", as written: the demo store on :8000, then
     # `gemcurate scrape && dvc repro && gemcurate publish` (a small catalog, for time)
     port = 8000 if not reachable(8000) else 0
-    with process.storefront(STORE, cache_dir=tmp_path / "render", cwd=home, port=port,
+    with process.storefront(STORE, cache_dir=render_cache, cwd=home, port=port,
                             command=[str(venv / "gemcurate")]) as store:
         flags = [] if port == 8000 else ["--base-url", store.base_url]
         out = run(venv, "bash", "-c", "gemcurate scrape " + " ".join(flags)

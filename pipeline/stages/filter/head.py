@@ -326,6 +326,9 @@ def train(examples: list[Example], l2: float = 1e-3, prior_shift: float | dict[s
 
     from pipeline.core.embedding import embed
 
+    given = sorted({ex.label for ex in examples})
+    if given != sorted(LABELS):  # before minutes of embedding, not after
+        raise HeadError(f"train-head: need examples of every class {', '.join(LABELS)}; have {given}")
     keep, vecs = [], []
     cached = {}
     if embeddings is not None:
@@ -354,8 +357,9 @@ def train(examples: list[Example], l2: float = 1e-3, prior_shift: float | dict[s
     x = np.stack(vecs) if vecs else np.zeros((0, FEATURES), np.float32)
     y = np.array([LABELS.index(ex.label) for ex in keep], int)
     present = sorted({ex.label for ex in keep})
-    if present != sorted(LABELS):
-        raise HeadError(f"train-head: need examples of every class {', '.join(LABELS)}; have {present}")
+    if present != sorted(LABELS):  # a class whose every picture was unreadable
+        raise HeadError(f"train-head: need examples of every class {', '.join(LABELS)}; have {present} "
+                        "(the others' pictures could not be read)")
     held = np.array([_held_out(ex.name) for ex in keep])
     w = np.array([ex.weight for ex in keep])
     head = fit(x[~held], y[~held], l2=l2, sample_weight=w[~held])
