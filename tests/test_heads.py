@@ -99,15 +99,18 @@ def test_the_shipped_head_loads_and_comes_with_its_training_manifest():
 
 
 def test_the_shipped_head_knows_the_storefronts_junk_from_its_products():
-    """Generated images the bank never held (another seed): products, lab reports, hands."""
+    """Generated images the bank never held (another seed): products, lab reports, hands, 20
+    of each in the storefront's plain look (the looks of real stores — worn rings, props,
+    photographed reports — are the slow test below's)."""
     from pipeline.core.embedding import embed
 
     imgs, want = [], []
-    for i, (_name, label, rgb) in enumerate(heads.generated_bank(per_label=12, seed=991)):
+    for _name, label, rgb in heads.generated_bank(per_label=20, seed=991):
+        if not _name.startswith(tuple(f"generated/{lab}/" for lab in heads.LABELS)):
+            break  # the plain looks come first
         imgs.append(rgb)
         want.append(heads.LABELS.index(label))
-        if i > 60:
-            break
+    assert len(imgs) == 60 and sorted(set(want)) == [0, 1, 2]
     p = heads.Head.load().proba(embed(imgs))
     assert (p.argmax(1) == np.array(want)).mean() >= 0.95
 
