@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from pipeline.core import manifest
@@ -234,3 +235,16 @@ def project_repo(dest: Path, remote: Path | None, **sections: dict) -> Path:
     if remote is not None:
         run([str(BIN / "dvc"), "remote", "modify", "--local", "local", "url", str(remote)], dest)
     return dest
+
+
+def needs(*modules: str) -> None:
+    """Skip the calling test module unless every one of ``modules`` is installed — without
+    importing them: every xdist worker collects every module, and ``pytest.importorskip`` made
+    each of them import TensorFlow (5 s) and Airflow (2.5 s) whether or not it ran a test that
+    uses them. A module that is installed but fails to import is then an error, not a skip."""
+    import importlib.util
+
+    for name in modules:
+        if importlib.util.find_spec(name) is None:
+            pytest.skip(f"{name} is not installed", allow_module_level=True)
+

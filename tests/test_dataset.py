@@ -6,8 +6,9 @@ import pytest
 
 from pipeline.core.config import load_params
 from pipeline.stages import export
+from tests.helpers import needs
 
-pytest.importorskip("tensorflow")
+needs("tensorflow")
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ import pytest
 from pipeline.core.blobstore import BlobStore
 from pipeline.core.probe import Probe
 from pipeline.stages import evaluate
-from tests.helpers import params
+from tests.helpers import needs, params
 
-pytest.importorskip("keras")
+needs("keras", "tensorflow")
 
 COLOURS = {"red": (200, 30, 30), "green": (30, 170, 40), "blue": (30, 40, 200)}
 

@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("keras")
-
 from pipeline.core.config import ConfigError
 from pipeline.models import efficientnet_lite, zoo
 from pipeline.models.torch_legacy import WeightsError, load_state_dict
-from tests.helpers import ROOT
+from tests.helpers import ROOT, needs
+
+needs("keras", "tensorflow")
 
 REF = np.load(ROOT / "tests" / "data" / "efficientnet_lite0_reference.npz")
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -29,9 +29,9 @@ import pytest
 
 from pipeline.demo import process
 from pipeline.interfaces.airflow import local as airflow_local
-from tests.helpers import BIN, GIT_ID, ROOT, free_port, project_repo, reachable, run
+from tests.helpers import BIN, GIT_ID, ROOT, free_port, needs, project_repo, reachable, run
 
-pytest.importorskip("airflow")
+needs("airflow")
 pytestmark = pytest.mark.slow
 
 STORE = ["--seed", "3", "--classes", "4", "--products-per-class", "10", "--rate-limit", "1000",

@@ -27,9 +27,9 @@ from pipeline.demo import process
 from pipeline.interfaces.airflow import local as airflow_local
 from pipeline.interfaces.airflow import orchestration as orch
 from tests.e2e.test_airflow import STORE, sh
-from tests.helpers import GIT_ID, ROOT, copy_tree, free_port, reachable
+from tests.helpers import GIT_ID, ROOT, copy_tree, free_port, needs, reachable
 
-pytest.importorskip("airflow.providers.celery")
+needs("airflow", "celery")
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
