@@ -138,7 +138,7 @@ def feature_runner(backbone, name: str):
     EfficientNet-Lite0 on a machine without a GPU runs in ONNX Runtime with the backbone's
     weights as they are now (fine-tuned or not): the same network, to 1e-4
     (tests/test_models.py), in a third of TensorFlow's time on a CPU (13 against 37 ms an
-    image on one thread, ``bench/features.py``). Anything else runs in Keras.
+    image on one thread; docs/architecture.md). Anything else runs in Keras.
     """
     import tensorflow as tf
 

@@ -107,10 +107,10 @@ class _Live:
             self.live.end()
 
 
-def _features(backbone, directory: Path, split: str, p: TrainParams) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled backbone features and labels of every image of ``split`` (one pass)."""
+def _features(backbone, run, directory: Path, split: str, p: TrainParams) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled backbone features (computed by ``run``, :func:`zoo.feature_runner`) and labels of
+    every image of ``split`` (one pass)."""
     feats, labels = [], []
-    run = zoo.feature_runner(backbone, p.model)
     ds = dataset.load(directory, split, batch_size=p.batch_size, image_size=p.image_size, shuffle=False)
     for x, y in ds.as_numpy_iterator():
         feats.append(run(x))
@@ -230,8 +230,9 @@ def _fit_pretrained(fitter: _Fitter, backbone, top, lbfgs: bool):
     model = zoo.classifier(backbone, top, frozen_bn=True)
     if p.head_epochs and p.cache_features:
         t = time.perf_counter()
-        ftr, ytr = _features(backbone, fitter.dataset_dir, "train", p)
-        fva, yva = _features(backbone, fitter.dataset_dir, "val", p)
+        run = zoo.feature_runner(backbone, p.model)  # one runner (one ONNX graph) for both splits
+        ftr, ytr = _features(backbone, run, fitter.dataset_dir, "train", p)
+        fva, yva = _features(backbone, run, fitter.dataset_dir, "val", p)
         fitter.val_features = (fva, yva)
         fitter.timings["features_s"] = time.perf_counter() - t
         fitter.timings["features_images_per_s"] = \
