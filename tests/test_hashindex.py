@@ -1,4 +1,5 @@
-"""Multi-index hashing returns exactly what brute force returns."""
+"""Multi-index hashing returns exactly what brute force returns; small searches take the
+brute-force path itself without importing numba."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def planted(n: int, seed: int, clustered: bool = False) -> np.ndarray:
 @pytest.mark.parametrize("radius", [0, 3, 8, 10, 14])
 def test_pairs_equal_brute_force(n, seed, clustered, radius):
     h = planted(n, seed, clustered)
-    got = HashIndex(h, radius).pairs()
+    got = HashIndex(h, radius, brute_force_max=0).pairs()
     want = brute_force_pairs(h, radius)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
@@ -39,16 +40,53 @@ def test_pairs_equal_brute_force(n, seed, clustered, radius):
 def test_query_equals_brute_force_and_smaller_radius_is_exact(radius):
     h = planted(5000, 7)
     q = planted(400, 8)
-    idx = HashIndex(h, 12)
+    idx = HashIndex(h, 12, brute_force_max=0)
     for g, w in zip(idx.query(q, radius), brute_force_query(h, q, radius), strict=True):
         np.testing.assert_array_equal(g, w)
     with pytest.raises(ValueError):
         idx.query(q, 13)
 
 
-def test_empty_and_single():
-    assert all(len(x) == 0 for x in HashIndex(np.zeros(0, np.uint64), 10).pairs())
-    assert all(len(x) == 0 for x in HashIndex(np.ones(1, np.uint64), 10).pairs())
+@pytest.mark.parametrize("brute_force_max", [0, 10**9])
+def test_empty_and_single(brute_force_max):
+    for h in (np.zeros(0, np.uint64), np.ones(1, np.uint64)):
+        idx = HashIndex(h, 10, brute_force_max=brute_force_max)
+        assert all(len(x) == 0 for x in idx.pairs())
+        assert all(len(x) == 0 for x in idx.query(np.zeros(0, np.uint64)))
+
+
+def test_a_small_search_is_exact_without_numba():
+    """The dedupe stage's usual refresh: a few hundred hashes. The default path gives the
+    multi-index answer (self-join and query, a smaller radius, the radius check) and never
+    imports numba (a child process: this one may have imported it already)."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, numpy as np
+from tests.test_hashindex import planted
+from pipeline.core.hashindex import HashIndex
+h = planted(400, 3, clustered=True); q = np.concatenate([h[:30] ^ np.uint64(5), planted(30, 4)])
+idx = HashIndex(h, 10)
+out = [[a.tolist() for a in idx.pairs(8)], [a.tolist() for a in idx.query(q, 10)]]
+try:
+    idx.pairs(11)
+except ValueError:
+    out.append("refused")
+assert "numba" not in sys.modules, "numba imported"
+print(repr(out))
+"""
+    from tests.helpers import ROOT
+
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    h = planted(400, 3, clustered=True)
+    q = np.concatenate([h[:30] ^ np.uint64(5), planted(30, 4)])
+    mih = HashIndex(h, 10, brute_force_max=0)
+    want = [[a.tolist() for a in mih.pairs(8)], [a.tolist() for a in mih.query(q, 10)], "refused"]
+    assert res.stdout.strip() == repr(want)
+    assert len(want[0][0]) > 0 and len(want[1][0]) > 0
 
 
 def test_layout_obeys_the_pigeonhole_bound():

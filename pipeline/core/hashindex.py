@@ -28,12 +28,16 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from itertools import combinations
 
-import numba
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
 MAX_BLOCK_BITS = 24
+# Searches of at most this many hash pairs are answered by vectorised brute force (about
+# 0.2 s at the limit, ~2,800 hashes against each other): below it, importing numba and
+# loading or compiling the kernels (0.8 s cached, 8.5 s the first time in a fresh checkout)
+# costs more than the whole search. Both give exactly the same pairs (tests/test_hashindex.py).
+BRUTE_FORCE_MAX = 4_000_000
 
 
 def block_layout(n: int, radius: int) -> tuple[list[tuple[int, int]], list[int]]:
@@ -82,99 +86,6 @@ def flip_masks(bits: int, radius: int) -> np.ndarray:
     return np.array(out, dtype=np.uint64)
 
 
-@numba.njit(cache=True)
-def _popcount(x):
-    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
-    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
-    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
-
-
-@numba.njit(cache=True)
-def _build_table(hashes, shift, bits):
-    nb = 1 << bits
-    mask = np.uint64(nb - 1)
-    counts = np.zeros(nb + 1, np.int64)
-    for h in hashes:
-        counts[((h >> np.uint64(shift)) & mask) + np.uint64(1)] += 1
-    for i in range(nb):
-        counts[i + 1] += counts[i]
-    order = np.empty(hashes.shape[0], np.int64)
-    fill = counts[:-1].copy()
-    for i in range(hashes.shape[0]):
-        k = (hashes[i] >> np.uint64(shift)) & mask
-        order[fill[k]] = i
-        fill[k] += 1
-    return counts, order
-
-
-# long: a numba-compiled inner loop: a call per candidate costs more than the search itself
-@numba.njit(cache=True, nogil=True)
-def _search(queries, qoffset, hashes, shifts, bitss, radii, masks_flat, masks_start, offsets_flat,
-            offsets_start, orders, sorted_h, radius, self_join):
-    """Pairs (query index, hash index, distance); first matching block only (no duplicates)."""
-    nblocks = shifts.shape[0]
-    cap = 1024
-    out_q = np.empty(cap, np.int64)
-    out_j = np.empty(cap, np.int64)
-    out_d = np.empty(cap, np.int64)
-    n_out = 0
-    for qi in range(queries.shape[0]):
-        q = queries[qi]
-        self_i = qi + qoffset
-        for b in range(nblocks):
-            s = radii[b]
-            if s < 0:
-                continue
-            shift = np.uint64(shifts[b])
-            bmask = np.uint64((1 << bitss[b]) - 1)
-            key = (q >> shift) & bmask
-            m0 = masks_start[b]
-            m1 = masks_start[b + 1]
-            o0 = offsets_start[b]
-            for mi in range(m0, m1):
-                k = key ^ masks_flat[mi]
-                lo = offsets_flat[o0 + k]
-                hi = offsets_flat[o0 + k + 1]
-                base = b * hashes.shape[0]
-                for t in range(lo, hi):
-                    # bucket members are stored contiguously: a sequential scan, no random access
-                    h = sorted_h[base + t]
-                    d = _popcount(q ^ h)
-                    if d > radius:
-                        continue
-                    j = orders[base + t]
-                    if self_join and j <= self_i:
-                        continue
-                    # report the pair from the first block where it falls within its radius
-                    first = True
-                    for b2 in range(b):
-                        s2 = radii[b2]
-                        if s2 < 0:
-                            continue
-                        sh2 = np.uint64(shifts[b2])
-                        bm2 = np.uint64((1 << bitss[b2]) - 1)
-                        if _popcount(((q ^ h) >> sh2) & bm2) <= s2:
-                            first = False
-                            break
-                    if not first:
-                        continue
-                    if n_out == cap:
-                        cap *= 2
-                        nq = np.empty(cap, np.int64)
-                        nj = np.empty(cap, np.int64)
-                        nd = np.empty(cap, np.int64)
-                        nq[:n_out] = out_q[:n_out]
-                        nj[:n_out] = out_j[:n_out]
-                        nd[:n_out] = out_d[:n_out]
-                        out_q, out_j, out_d = nq, nj, nd
-                    out_q[n_out] = qi
-                    out_j[n_out] = j
-                    out_d[n_out] = d
-                    n_out += 1
-    return out_q[:n_out], out_j[:n_out], out_d[:n_out]
-
-
 class HashIndex:
     """An in-memory multi-index over 64-bit hashes, built for one search radius.
 
@@ -184,38 +95,47 @@ class HashIndex:
             layout is chosen for it (searching a smaller radius stays exact).
     """
 
-    def __init__(self, hashes: np.ndarray, radius: int = 10) -> None:
+    def __init__(self, hashes: np.ndarray, radius: int = 10,
+                 brute_force_max: int = BRUTE_FORCE_MAX) -> None:
         if not 0 <= radius <= 64:
             raise ValueError("radius must be in 0..64")
         self.hashes = np.ascontiguousarray(np.asarray(hashes).astype(np.uint64, copy=False))
         self.radius = radius
+        self.brute_force_max = brute_force_max
         layout, radii = block_layout(len(self.hashes), radius)
         self._layout = layout
         self._plans: dict[int, tuple] = {}
+        self._tables: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self.shifts = np.array([s for s, _ in layout], np.int64)
         self.bits = np.array([b for _, b in layout], np.int64)
-        offsets, orders = [], []
-        for shift, b in layout:
-            off, order = _build_table(self.hashes, shift, b)
-            offsets.append(off)
-            orders.append(order)
-        self._offsets_flat = np.concatenate(offsets) if offsets else np.zeros(1, np.int64)
-        starts = np.cumsum([0] + [len(o) for o in offsets])
-        self._offsets_start = starts.astype(np.int64)
-        self._orders = (np.concatenate(orders) if orders else np.zeros(0, np.int64))
-        self._sorted = (np.concatenate([self.hashes[o] for o in orders]) if orders
-                        else np.zeros(0, np.uint64))
         logger.debug("hash index: %d hashes, blocks %s, radii %s", len(self.hashes),
                      [b for _, b in layout], radii)
+
+    def _built(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The per-block tables (a counting sort each), built on the first large search."""
+        if self._tables is None:
+            from pipeline.core._hashkernels import _build_table
+
+            offsets, orders = [], []
+            for shift, b in self._layout:
+                off, order = _build_table(self.hashes, shift, b)
+                offsets.append(off)
+                orders.append(order)
+            flat = np.concatenate(offsets) if offsets else np.zeros(1, np.int64)
+            starts = np.cumsum([0] + [len(o) for o in offsets]).astype(np.int64)
+            order = np.concatenate(orders) if orders else np.zeros(0, np.int64)
+            ranked = (np.concatenate([self.hashes[o] for o in orders]) if orders
+                      else np.zeros(0, np.uint64))
+            self._tables = (flat, starts, order, ranked)
+        return self._tables
 
     def __len__(self) -> int:
         return len(self.hashes)
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the tables and hashes."""
-        return (self.hashes.nbytes + self._offsets_flat.nbytes + self._orders.nbytes
-                + self._sorted.nbytes)
+        """Memory held by the hashes and the tables (once a search has built them)."""
+        return self.hashes.nbytes + sum(t.nbytes for t in self._tables or ())
 
     def _plan_cached(self, radius: int):
         if radius not in self._plans:
@@ -239,9 +159,12 @@ class HashIndex:
         if len(queries) == 0 or len(self.hashes) == 0:
             z = np.zeros(0, np.int64)
             return z, z.copy(), z.copy()
+        from pipeline.core._hashkernels import _search
+
+        offsets_flat, offsets_start, orders, ranked = self._built()
         return _search(np.ascontiguousarray(queries.astype(np.uint64, copy=False)), qoffset,
-                       self.hashes, self.shifts, self.bits, radii, flat, start, self._offsets_flat,
-                       self._offsets_start, self._orders, self._sorted, radius, self_join)
+                       self.hashes, self.shifts, self.bits, radii, flat, start, offsets_flat,
+                       offsets_start, orders, ranked, radius, self_join)
 
     def _chunked(self, queries: np.ndarray, radius: int, self_join: bool, workers: int | None):
         workers = workers or min(4, os.cpu_count() or 1)
@@ -270,6 +193,9 @@ class HashIndex:
             ``(i, j, distance)`` int64 arrays, sorted by (i, j).
         """
         radius = self.radius if radius is None else radius
+        if len(self.hashes) * (len(self.hashes) - 1) // 2 <= self.brute_force_max:
+            self._plan_cached(radius)  # the same ValueError for a radius over the index's
+            return brute_force_pairs(self.hashes, radius)
         return self._chunked(self.hashes, radius, True, workers)
 
     def query(self, queries: np.ndarray, radius: int | None = None, workers: int | None = None):
@@ -280,6 +206,9 @@ class HashIndex:
         """
         radius = self.radius if radius is None else radius
         q = np.ascontiguousarray(np.asarray(queries).astype(np.uint64, copy=False))
+        if len(q) * len(self.hashes) <= self.brute_force_max:
+            self._plan_cached(radius)
+            return brute_force_query(self.hashes, q, radius)
         return self._chunked(q, radius, False, workers)
 
 
