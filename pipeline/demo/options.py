@@ -10,9 +10,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from pipeline.core.config import ConfigError
-from pipeline.demo.catalog import CatalogOptions
+
+if TYPE_CHECKING:  # the catalog (the drawing code, OpenCV) loads when a catalog is asked for:
+    # every `gemcurate` command builds its parser with these flags
+    from pipeline.demo.catalog import CatalogOptions
 
 
 def add_catalog_flags(p: argparse.ArgumentParser) -> None:
@@ -46,6 +50,8 @@ def catalog_options(a: argparse.Namespace) -> CatalogOptions:
     Raises:
         ConfigError: Naming the bad flag.
     """
+    from pipeline.demo.catalog import CatalogOptions
+
     classes: int | tuple[str, ...]
     classes = int(a.classes) if a.classes.isdigit() else tuple(
         c.strip() for c in a.classes.split(",") if c.strip())
