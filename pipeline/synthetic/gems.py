@@ -304,6 +304,19 @@ def _stone_layer(plan: GemPlan) -> tuple[np.ndarray, np.ndarray]:
     return layer, mask
 
 
+def _nonzero_box(m: np.ndarray) -> tuple[slice, slice]:
+    """The smallest (rows, columns) window holding every non-zero value of a 2-D array.
+
+    The stone's mask and its shadow cover a fraction of the canvas: blending only inside
+    their window gives the same bytes (a zero weight leaves a pixel exactly as it was) in a
+    fraction of the time.
+    """
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    if not len(rows):
+        return slice(0, 0), slice(0, 0)
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
 def draw_gem(plan: GemPlan) -> np.ndarray:
     """Render a plan to an RGB uint8 image."""
     h, w = plan.height, plan.width
@@ -316,7 +329,8 @@ def draw_gem(plan: GemPlan) -> np.ndarray:
         small = cv2.warpAffine(small, m, small.shape[::-1])
         small = cv2.GaussianBlur(small, (0, 0), max(1.0, plan.radius * 0.12 / 4))
         shadow = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-        img *= (1 - strength * shadow)[..., None]
+        box = _nonzero_box(shadow)  # outside it the factor is exactly 1
+        img[box] *= (1 - strength * shadow[box])[..., None]
     if plan.reflection > 0:
         _x0, y0, _x1, y1 = plan.bbox()
         hh = y1 - y0
@@ -328,8 +342,9 @@ def draw_gem(plan: GemPlan) -> np.ndarray:
             fade = np.linspace(plan.reflection, 0, n, dtype=np.float32)[:, None]
             a = (fm * fade)[..., None]
             img[dst0:dst0 + n] = img[dst0:dst0 + n] * (1 - a) + flipped * a
-    a = mask[..., None]
-    img = img * (1 - a) + layer * a
+    box = _nonzero_box(mask)  # outside the stone's mask the blend leaves img as it is
+    a = mask[box][..., None]
+    img[box] = img[box] * (1 - a) + layer[box] * a
     noise = np.random.default_rng(plan.facet_seed + 1).normal(0, plan.noise, (h, w, 1))
     img += noise.astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8)
