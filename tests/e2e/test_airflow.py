@@ -98,8 +98,9 @@ def dags_test(env: dict, repo: Path, dag_id: str, conf: dict | None = None,
     cmd = [str(BIN / "airflow"), "dags", "test", dag_id]
     if conf:
         cmd += ["--conf", json.dumps(conf)]
-    # one shard per stage: `dags test` runs its tasks one after another (the triggered refresh
-    # above ran two side by side), and each is a task and a process more
+    # one worker, so no shard tasks: `dags test` runs its tasks one after another (the
+    # triggered refresh above ran two shards side by side), and a shard task would only add
+    # a task and a process to the same work
     return sh(cmd, repo, {**env, "GEMCURATE_SHARDS": "1"}, check=check)
 
 
@@ -111,9 +112,14 @@ def test_the_dagbag_imports_every_dag_with_the_expected_graph(project):
             "'max_active_runs': d.max_active_runs,"
             "'tasks': {t.task_id: {'down': sorted(t.downstream_task_ids),"
             "'retries': t.retries, 'pool': t.pool, 'queue': t.queue, 'backoff': t.retry_exponential_backoff}"
-            " for t in d.tasks}} for d in b.dags.values()}}))")
-    out = sh([sys.executable, "-c", code], repo, env).stdout.strip().splitlines()[-1]
-    bag = json.loads(out)
+            " for t in d.tasks}} for d in b.dags.values()}}));"
+            # one worker (GEMCURATE_SHARDS=1, read when the file is parsed): no shard tasks
+            "import os; os.environ['GEMCURATE_SHARDS'] = '1'; one = DagBag(dag_folder='dags');"
+            "print(json.dumps({d.dag_id: {t.task_id: sorted(t.downstream_task_ids) for t in d.tasks}"
+            " for d in one.dags.values()}))")
+    out = [x for x in sh([sys.executable, "-c", code], repo, env).stdout.splitlines()
+           if x.startswith("{")]
+    bag, one_worker = json.loads(out[-2]), json.loads(out[-1])
     assert bag["errors"] == {}
     assert set(bag["dags"]) == {"gemcurate_refresh__demo", "gemcurate_train__demo",
                                 "gemcurate_apply_reviews__demo"}
@@ -131,6 +137,11 @@ def test_the_dagbag_imports_every_dag_with_the_expected_graph(project):
     reviews = bag["dags"]["gemcurate_apply_reviews__demo"]
     assert {k: v["down"] for k, v in reviews["tasks"].items()} == {
         "new_decisions": ["dedupe_shard"], **curation}
+    unsharded = {"dedupe": ["filter"], "filter": ["labels"], "labels": ["curate"],
+                 "curate": ["validate"], "validate": ["export"], "export": ["publish"], "publish": []}
+    assert one_worker["gemcurate_refresh__demo"] == {"scrape": ["snapshot"], "snapshot": ["dedupe"],
+                                                     **unsharded}
+    assert one_worker["gemcurate_apply_reviews__demo"] == {"new_decisions": ["dedupe"], **unsharded}
     for dag in bag["dags"].values():
         assert "gemcurate" in dag["tags"] and dag["doc"] and dag["catchup"] is False
         assert dag["max_active_runs"] == 1

@@ -125,9 +125,9 @@ def cluster(tmp_path_factory):
            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
            "GEMCURATE_RETRY_DELAY_S": "5",
-           # one shard per stage: one default worker runs them one after another anyway (the
-           # embedded Airflow's test runs two side by side; test_curation_slice checks that
-           # two shards give what one process gives), and each is a task's start-up
+           # one worker per stage, so no shard tasks: one default worker would run them one
+           # after another anyway (the embedded Airflow's test runs two side by side;
+           # test_curation_slice checks that two shards give what one process gives)
            "GEMCURATE_SHARDS": "1",
            "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "t@localhost",
            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "t@localhost",

@@ -75,7 +75,8 @@ def _curation_tasks(project: orch.Project, dataset: Asset):
     fingerprints), filter and crop is mapped over ``SHARDS`` workers
     (``gemcurate filter --shard i/n``, outside the site
     pool: shards never write the same file), then ``dvc repro`` of the stage reuses every
-    row they computed, so the outputs are those of one process.
+    row they computed, so the outputs are those of one process. With ``GEMCURATE_SHARDS=1``
+    there are no shard tasks: each stage does its per-image work itself.
     """
 
     def repro(stage: str, what: str):
@@ -91,17 +92,23 @@ def _curation_tasks(project: orch.Project, dataset: Asset):
         """One share of a stage's per-image work into its cache."""
         _run(project, orch.shard_command(stage, index, SHARDS), f"gemcurate {stage} --shard")
 
-    dedupe_shards = shard.override(task_id="dedupe_shard").partial(stage="dedupe").expand(
-        index=list(range(SHARDS)))
+    def sharded(stage: str):
+        return shard.override(task_id=f"{stage}_shard").partial(stage=stage).expand(
+            index=list(range(SHARDS)))
+
+    if SHARDS > 1:
+        dedupe_shards, filter_shards, crop_shards = sharded("dedupe"), sharded("filter"), sharded("crop")
     dedupe = repro("dedupe", "merge the shards' fingerprints; pairs, clusters (`dvc repro dedupe`)")
-    filter_shards = shard.override(task_id="filter_shard").partial(stage="filter").expand(
-        index=list(range(SHARDS)))
     filter_ = repro("filter", "merge the shards' scores, flags, decisions (`dvc repro filter`)")
     labels = repro("labels", "label issues: out-of-fold probe, confident learning (`dvc repro labels`)")
-    crop_shards = shard.override(task_id="crop_shard").partial(stage="crop").expand(
-        index=list(range(SHARDS)))
     curate = repro("augment", "crop → split → augment (`dvc repro augment`)")
-    dedupe_shards >> dedupe >> filter_shards >> filter_ >> labels >> crop_shards >> curate
+    if SHARDS > 1:
+        dedupe_shards >> dedupe >> filter_shards >> filter_ >> labels >> crop_shards >> curate
+        first = dedupe_shards
+    else:  # one worker: each stage computes its own per-image work (a lone shard task would
+        # only add a task's start-up and a process to the same work)
+        dedupe >> filter_ >> labels >> curate
+        first = dedupe
 
     @task(task_id="validate", retries=0, execution_timeout=_timeout("validate"))
     def validate() -> None:
@@ -127,7 +134,7 @@ def _curation_tasks(project: orch.Project, dataset: Asset):
         log.info("published %s", extra)
         yield Metadata(dataset, extra)
 
-    return dedupe_shards, curate, validate(), export(), publish()
+    return first, curate, validate(), export(), publish()
 
 
 def refresh_dag(project: orch.Project, dataset: Asset):
