@@ -68,6 +68,26 @@ def _defaults(project: orch.Project) -> dict:
             "on_failure_callback": [notifier]}
 
 
+def _per_image_chain(shard, dedupe, filter_, labels, curate):
+    """dedupe → filter → labels → curate, each of dedupe, filter and crop (in curate) after
+    its ``SHARDS`` shard tasks; the first task of the chain.
+
+    With one worker there are no shard tasks: each stage computes its own per-image work
+    (a lone shard task would only add a task's start-up and a process to the same work).
+    """
+    if SHARDS == 1:
+        dedupe >> filter_ >> labels >> curate
+        return dedupe
+
+    def sharded(stage: str):
+        return shard.override(task_id=f"{stage}_shard").partial(stage=stage).expand(
+            index=list(range(SHARDS)))
+
+    dedupe_shards, filter_shards, crop_shards = sharded("dedupe"), sharded("filter"), sharded("crop")
+    dedupe_shards >> dedupe >> filter_shards >> filter_ >> labels >> crop_shards >> curate
+    return dedupe_shards
+
+
 def _curation_tasks(project: orch.Project, dataset: Asset):
     """dedupe, filter, crop (each sharded) → curate → validate → export → publish.
 
@@ -92,23 +112,11 @@ def _curation_tasks(project: orch.Project, dataset: Asset):
         """One share of a stage's per-image work into its cache."""
         _run(project, orch.shard_command(stage, index, SHARDS), f"gemcurate {stage} --shard")
 
-    def sharded(stage: str):
-        return shard.override(task_id=f"{stage}_shard").partial(stage=stage).expand(
-            index=list(range(SHARDS)))
-
-    if SHARDS > 1:
-        dedupe_shards, filter_shards, crop_shards = sharded("dedupe"), sharded("filter"), sharded("crop")
     dedupe = repro("dedupe", "merge the shards' fingerprints; pairs, clusters (`dvc repro dedupe`)")
     filter_ = repro("filter", "merge the shards' scores, flags, decisions (`dvc repro filter`)")
     labels = repro("labels", "label issues: out-of-fold probe, confident learning (`dvc repro labels`)")
     curate = repro("augment", "crop → split → augment (`dvc repro augment`)")
-    if SHARDS > 1:
-        dedupe_shards >> dedupe >> filter_shards >> filter_ >> labels >> crop_shards >> curate
-        first = dedupe_shards
-    else:  # one worker: each stage computes its own per-image work (a lone shard task would
-        # only add a task's start-up and a process to the same work)
-        dedupe >> filter_ >> labels >> curate
-        first = dedupe
+    first = _per_image_chain(shard, dedupe, filter_, labels, curate)
 
     @task(task_id="validate", retries=0, execution_timeout=_timeout("validate"))
     def validate() -> None:
