@@ -20,6 +20,12 @@ def _popcount(x):
     return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
 
 
+@numba.njit(cache=True, inline="always")
+def _block(x, shift, bits):
+    """The ``bits``-bit block of ``x`` starting at bit ``shift``."""
+    return (x >> np.uint64(shift)) & np.uint64((1 << bits) - 1)
+
+
 @numba.njit(cache=True)
 def _build_table(hashes, shift, bits):
     nb = 1 << bits
@@ -56,9 +62,7 @@ def _search(queries, qoffset, hashes, shifts, bitss, radii, masks_flat, masks_st
             s = radii[b]
             if s < 0:
                 continue
-            shift = np.uint64(shifts[b])
-            bmask = np.uint64((1 << bitss[b]) - 1)
-            key = (q >> shift) & bmask
+            key = _block(q, shifts[b], bitss[b])
             m0 = masks_start[b]
             m1 = masks_start[b + 1]
             o0 = offsets_start[b]
@@ -82,9 +86,7 @@ def _search(queries, qoffset, hashes, shifts, bitss, radii, masks_flat, masks_st
                         s2 = radii[b2]
                         if s2 < 0:
                             continue
-                        sh2 = np.uint64(shifts[b2])
-                        bm2 = np.uint64((1 << bitss[b2]) - 1)
-                        if _popcount(((q ^ h) >> sh2) & bm2) <= s2:
+                        if _popcount(_block(q ^ h, shifts[b2], bitss[b2])) <= s2:
                             first = False
                             break
                     if not first:

@@ -142,9 +142,13 @@ class HashIndex:
             self._plans[radius] = self._plan(radius)
         return self._plans[radius]
 
-    def _plan(self, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _check(self, radius: int) -> int:
         if radius > self.radius:
             raise ValueError(f"index built for radius {self.radius}, asked for {radius}")
+        return radius
+
+    def _plan(self, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self._check(radius)
         m = len(self._layout)
         q, rem = divmod(radius + 1, m)
         radii = np.array([q - 1 + (1 if i < rem else 0) for i in range(m)], np.int64)
@@ -194,8 +198,7 @@ class HashIndex:
         """
         radius = self.radius if radius is None else radius
         if len(self.hashes) * (len(self.hashes) - 1) // 2 <= self.brute_force_max:
-            self._plan_cached(radius)  # the same ValueError for a radius over the index's
-            return brute_force_pairs(self.hashes, radius)
+            return brute_force_pairs(self.hashes, self._check(radius))
         return self._chunked(self.hashes, radius, True, workers)
 
     def query(self, queries: np.ndarray, radius: int | None = None, workers: int | None = None):
@@ -207,8 +210,7 @@ class HashIndex:
         radius = self.radius if radius is None else radius
         q = np.ascontiguousarray(np.asarray(queries).astype(np.uint64, copy=False))
         if len(q) * len(self.hashes) <= self.brute_force_max:
-            self._plan_cached(radius)
-            return brute_force_query(self.hashes, q, radius)
+            return brute_force_query(self.hashes, q, self._check(radius))
         return self._chunked(q, radius, False, workers)
 
 
