@@ -150,3 +150,15 @@ def test_shard_fingerprints_count_as_new_and_broken_or_foreign_shards_cost_only_
     assert m2["fingerprinted"] == 0 and m2["fingerprints_from_shards"] == 0
     cols = ["image_id", "dup_cluster", "is_representative", "excluded_reason"]
     pd.testing.assert_frame_equal(out[cols], again[cols])
+
+
+def test_near_copies_among_loose_files_decide_as_the_stage_does(stored):
+    """Files with no manifest (a folder to hold aside): the re-encoded copy is the one pair,
+    the same pair the stage clusters."""
+    df, tmp = stored
+    p = load_params(None, {"dedupe": {"workers": 1}}).dedupe
+    items = [(i, str(tmp / "store" / path)) for i, path in zip(df["image_id"], df["path"], strict=True)]
+    pairs = dedupe.near_copies(items[::-1], p)  # any order: the pair comes smaller id first
+    copies = df.set_index("product_id").loc[["P0", "P1"], "image_id"]
+    assert len(pairs) == 1 and [pairs.at[0, "a"], pairs.at[0, "b"]] == sorted(copies)
+    assert dedupe.near_copies(items[2:], p).empty and dedupe.near_copies(items[:1], p).empty
