@@ -164,3 +164,23 @@ def test_a_label_issue_alone_trains_under_the_store_label_unless_labels_hold_out
     assert flagged.loc[both, "excluded_reason"] == "awaiting_review"  # another doubt holds it
     held, _, _, _ = split.assign_splits(df, params(), hold_label_issues=True)
     assert held.loc[only, "excluded_reason"] == "awaiting_review"
+
+
+def test_a_class_too_small_to_hold_out_trains_whole(tmp_path):
+    """Under ``min_heldout_images`` a class trains whole (learnt, named in the metrics); under
+    ``min_images`` it is left out. A group the ledger already holds out keeps its split."""
+    df = crop_manifest(tmp_path, classes=3, products=10, write_images=False)  # 30 images a class
+    keep = (df["label"] == "class00") | df["product_id"].isin([f"P01-00{i}" for i in range(3)]) \
+        | (df["product_id"] == "P02-000")
+    out, _, _, m = split.assign_splits(df[keep].copy(), params())  # class01: 9, class02: 3
+    by = out.groupby("label")
+    assert set(out.loc[out["label"] == "class01", "split"]) == {"train"}
+    assert (out.loc[out["label"] == "class02", "excluded_reason"] == "class_too_small").all()
+    assert set(by.get_group("class00")["split"]) == {"train", "val", "test"}
+    assert m["train_only_classes"] == ["class01"]
+    # the whole catalog first, then class01 shrinks below the bar: its groups keep their splits
+    full, ledger, images, _ = split.assign_splits(df, params())
+    again, _, _, _ = split.assign_splits(df[keep].copy(), params(), ledger=ledger, images=images)
+    mine = again[again["label"] == "class01"]
+    assert splits_of(mine) == {i: s for i, s in splits_of(full).items() if i in set(mine["image_id"])}
+    assert set(mine["split"]) != {"train"}

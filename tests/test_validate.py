@@ -173,3 +173,25 @@ def test_each_run_keeps_the_newest_results_and_drops_what_it_makes_again(tmp_pat
     groups = list((gx_dir / "uncommitted/validations/gemcurate_groups").rglob("x.json"))
     assert len(groups) == v.KEEP_RESULTS - 3                       # fewer: all kept
     v._drop_derived_definitions(tmp_path / "nothing-here")        # a first run: nothing to drop
+
+
+def test_a_class_that_trains_whole_is_not_asked_for_val_and_test(dataset):
+    """A class under ``split.min_heldout_images`` goes to train whole (the split stage): the
+    check "every class present in val and test" skips exactly that class."""
+    import dataclasses
+
+    data, params, df, labels = dataset
+    df = df.copy()
+    one = labels[0]
+    df.loc[df["label"].eq(one) & df["split"].isin(["val", "test"]), "split"] = "train"
+    heldout = ("balance", "expect_column_values_to_be_between", "heldout_images")
+    assert heldout in failed(check(df, data, params, labels))
+    photos = df[df["split"].notna() & df["parent_id"].isna()]["label"].value_counts()
+    small = dataclasses.replace(params, split=dataclasses.replace(
+        params.split, min_heldout_images=int(photos[one]) + 1))
+    assert heldout not in failed(check(df, data, small, labels))
+    # the table leaves exactly that class's held-out counts empty
+    table = validate.balance_table(df[df["split"].notna()], params.split.ratios(), 40, 16, {one})
+    held = table[table["split"] != "train"]
+    assert held.loc[held["label"] == one, "heldout_images"].isna().all()
+    assert held.loc[held["label"] != one, "heldout_images"].notna().all()

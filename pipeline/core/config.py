@@ -533,8 +533,12 @@ class SplitParams:
     test: float = field(default=0.15, metadata={"min": 0.0, "max": 1.0, "stages": ("split", "validate"),
                                                 "doc": "0 for a two-way split (e.g. 80/20)"})
     seed: int = field(default=42, metadata={"min": 0})
-    min_images: int = field(default=10, metadata={
+    min_images: int = field(default=5, metadata={
         "min": 1, "max": 1_000_000, "doc": "classes with fewer usable images are left out"})
+    min_heldout_images: int = field(default=10, metadata={
+        "min": 1, "max": 1_000_000, "stages": ("split", "validate"),
+        "doc": "classes with fewer usable images go to train whole: too few to hold any out, "
+               "still learnt (a class left out is a class the model can never answer)"})
     hold_needs_review: bool = field(default=True, metadata={
         "doc": "images awaiting an annotator stay out of the dataset until decided"})
     tolerance: float = field(default=0.05, metadata={
@@ -547,6 +551,12 @@ class SplitParams:
 
     def ratios(self) -> dict[str, float]:
         return {k: v for k, v in (("train", self.train), ("val", self.val), ("test", self.test)) if v > 0}
+
+    def train_only(self, images_per_class) -> list[str]:
+        """The classes (a label → count mapping or Series) with too few usable images to hold
+        any out (``min_heldout_images``): they go to train whole, learnt but never scored by
+        the internal val/test. The split decides with it; validate expects it."""
+        return sorted(str(k) for k, n in dict(images_per_class).items() if n < self.min_heldout_images)
 
     def check(self) -> None:
         total = self.train + self.val + self.test

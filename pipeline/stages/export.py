@@ -205,6 +205,9 @@ def _card(params: Params, ds: pd.DataFrame, counts: pd.DataFrame, validation: di
         if len(fetched.dropna()) else "- sources: unknown",
         f"- products: {ds['product_id'].nunique():,}; split groups: {ds['split_group'].nunique():,} "
         "(no product or duplicate cluster spans two splits)",
+        *([f"- in train only (fewer than {params.split.min_heldout_images} photos: learnt, not "
+           f"scored by val or test): {', '.join(whole)}"] if (whole := params.split.train_only(
+               photos["label"].astype(str).value_counts())) else []),
         f"- annotator decisions applied: **{sum((decided or {}).values())}**"
         + (" (" + ", ".join(f"{k} {v}" for k, v in decided.items()) + ")" if decided else ""),
         f"- validation: **{'passed' if validation.get('success') else 'FAILED'}** "

@@ -20,6 +20,13 @@ products) take the most held-out of their splits (test > val > train), so a
 test image still never becomes a train image. A different seed or different
 ratios start a new ledger. ``gemcurate split --reset`` does so explicitly.
 
+*Small classes*: a class with fewer than ``split.min_heldout_images`` usable images goes to
+train whole (none held out: it is learnt, but the internal val/test cannot score it; the
+metrics name it); one with fewer than ``split.min_images`` is left out. Held-aside real gem
+photos showed why both exist: the ten-image floor alone dropped Pearl (9 distinct photos
+once its near copies went) and the model answered none of its photos (2026-12-07,
+docs/benchmarks.md).
+
 Rows are kept: images outside the dataset get ``split`` null and a reason
 (``no_crop``, ``awaiting_review``, ``class_too_small``).
 
@@ -299,7 +306,12 @@ def assign_splits(df: pd.DataFrame, p: SplitParams, ledger: pd.DataFrame | None 
         counts.setdefault(r.label, {k: 0 for k in ratios})[s] += int(r.n)
     split_of = {k: v for k, v in split_of.items() if v in ratios}
     fresh = groups[~groups["group"].isin(split_of.keys())]
-    split_of.update(assign(fresh, ratios, p.seed, counts))
+    # a class too small to hold any photos out trains whole (its groups kept from earlier runs
+    # keep their split: a test photo never becomes a train photo)
+    small = p.train_only(groups.groupby("label")["n"].sum())
+    whole = fresh["label"].isin(small)
+    split_of.update(dict.fromkeys(fresh.loc[whole, "group"], "train"))
+    split_of.update(assign(fresh[~whole], ratios, p.seed, counts))
     out["split"] = pd.Series(pd.NA, index=out.index, dtype="string")
     out.loc[ok, "split"] = out.loc[ok, "split_group"].map(split_of)
     out["image_path"] = pd.Series(pd.NA, index=out.index, dtype="string")
@@ -319,6 +331,7 @@ def assign_splits(df: pd.DataFrame, p: SplitParams, ledger: pd.DataFrame | None 
         "images": n, "groups": len(groups),
         "new_groups": len(fresh), "kept_groups": int(kept.sum()), "joined_groups": joined,
         "classes": int(groups["label"].nunique()),
+        "train_only_classes": sorted(map(str, small)),
         "excluded": {str(k): int(v) for k, v in reason[reason.notna()].value_counts().items()},
         "share": {s: round(float((out.loc[ok, "split"] == s).sum()) / max(1, n), 4) for s in ratios},
         "per_class": table.to_dict(orient="index"),

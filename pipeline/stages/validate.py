@@ -195,12 +195,14 @@ def group_table(ds: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def balance_table(ds: pd.DataFrame, ratios: dict[str, float], target: int, per_photo: int
-                  ) -> pd.DataFrame:
+def balance_table(ds: pd.DataFrame, ratios: dict[str, float], target: int, per_photo: int,
+                  whole: set[str] | frozenset[str] = frozenset()) -> pd.DataFrame:
     """Class × split counts, train deviation from the target, held-out counts, share deviation.
 
     A class's expected train count is the target, or ``photos × per_photo`` when
-    even every variant of every photo cannot reach it.
+    even every variant of every photo cannot reach it. A class in ``whole`` trains whole
+    (too few photos to hold any out: ``split.min_heldout_images``): its held-out count is
+    left empty, so "every class present in val and test" does not ask it of that class.
     """
     photos = ds[ds["parent_id"].isna()]
     rows = []
@@ -215,7 +217,7 @@ def balance_table(ds: pd.DataFrame, ratios: dict[str, float], target: int, per_p
             rows.append({"label": lab, "split": s, "images": n,
                          "expected_train": expected if s == "train" else None,
                          "train_deviation": round(n / max(1, expected) - 1, 4) if s == "train" else None,
-                         "heldout_images": n if s != "train" else None,
+                         "heldout_images": n if s != "train" and lab not in whole else None,
                          "share_deviation": round(share - ratios[s], 4) if lab == labels[0] else None})
     t = pd.DataFrame(rows)
     for c in ("expected_train", "heldout_images"):
@@ -332,7 +334,8 @@ def run(df: pd.DataFrame, params: Params, *, data_dir: str | Path, labels: list[
     tables = {
         "dataset": ds,
         "groups": group_table(ds),
-        "balance": balance_table(ds, ratios, target, _variants_per_photo(params)),
+        "balance": balance_table(ds, ratios, target, _variants_per_photo(params), set(
+            params.split.train_only(ds.loc[ds["parent_id"].isna(), "label"].astype(str).value_counts()))),
         "files": file_table(ds, data_dir, params.validate.check_files),
     }
     expectation_params = {
