@@ -162,3 +162,16 @@ def test_near_copies_among_loose_files_decide_as_the_stage_does(stored):
     copies = df.set_index("product_id").loc[["P0", "P1"], "image_id"]
     assert len(pairs) == 1 and [pairs.at[0, "a"], pairs.at[0, "b"]] == sorted(copies)
     assert dedupe.near_copies(items[2:], p).empty and dedupe.near_copies(items[:1], p).empty
+
+
+def test_near_copies_of_files_named_without_folders(stored, monkeypatch):
+    """Bare file names (a folder of one level, or none) are files like any other."""
+    import shutil
+
+    df, tmp = stored
+    monkeypatch.chdir(tmp)
+    items = []
+    for i, path in zip(df["image_id"][:2], df["path"][:2], strict=True):  # P0 and its copy P1
+        shutil.copy(tmp / "store" / path, tmp / f"{i}.jpg")
+        items.append((i, f"{i}.jpg"))
+    assert len(dedupe.near_copies(items, load_params(None, {"dedupe": {"workers": 1}}).dedupe)) == 1

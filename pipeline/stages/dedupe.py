@@ -86,7 +86,8 @@ def fingerprint_all(items: list[tuple[str, str]], workers: int = 0, progress: bo
         One row per item with :data:`HASH_COLUMNS` (``error`` set for broken files).
     """
     rows = map_items(_fingerprint_file, items, workers, "fingerprint", progress)
-    raise_if_damaged(rows, Path(items[0][1]).parents[2] if items else "")
+    where = Path(items[0][1]).parents if items else ()
+    raise_if_damaged(rows, where[min(2, len(where) - 1)] if where else "")  # the store: ab/cd/<id>
     df = pd.DataFrame(rows, columns=HASH_COLUMNS)
     return df.astype({"phash": "Int64", "dhash": "Int64", "width": "Int64", "height": "Int64"})
 
