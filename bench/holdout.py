@@ -4,9 +4,10 @@ would, beside the raw-photo probe (issue: external test).
 
 For each of ``../shared/realdata/jewelry`` and ``gems``:
 
-1. **hold aside** a seeded fifth of each class *by file*, keeping byte-identical files
-   together (the gem set has exact duplicates across classes and splits: a copy in train
-   would make the external figure a memory test). The two parts are folders of symbolic
+1. **hold aside** a seeded fifth of each class *by file*, keeping copies together: identical
+   bytes and near copies as the dedupe stage finds them (the gem set has exact duplicates
+   across classes and one pearl photographed up to seven times: a copy in train would make
+   the external figure a memory test). The two parts are folders of symbolic
    links under ``--work`` (the photos never leave ../shared);
 2. **curate** the rest as a store with the params ``gemcurate init --kind <folder>`` writes
    (jewelry: the whole photo, no rotations, hands kept) and any ``--set``: the demo
@@ -52,32 +53,31 @@ from pipeline.stages.evaluate import IMAGE_EXTS  # noqa: E402
 
 def hold_aside(folder: Path, dest: Path, share: float = 0.2, seed: int = 0) -> dict:
     """Symlink ``folder/<class>/*`` into ``dest/train`` and ``dest/test`` (about ``share`` of
-    each class's files in test; identical bytes always on one side). Idempotent."""
+    each class's files in test; a group of copies — :func:`copy_groups` — always on one
+    side). Idempotent."""
     files = sorted(f for c in folder.iterdir() if c.is_dir() for f in sorted(c.iterdir())
                    if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
     digest = {f: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+    group = copy_groups(files, digest)
     rng = np.random.default_rng(seed)
-    side: dict[str, str] = {}  # sha256 → "train" | "test"
-    counts = {}
+    side: dict[str, str] = {}  # group → "train" | "test"
+    counts: dict[str, int] = {}
     for cdir in sorted(c for c in folder.iterdir() if c.is_dir()):
-        mine = [f for f in files if f.parent == cdir]
-        shas = sorted({digest[f] for f in mine} - set(side))
-        order = rng.permutation(len(shas))
+        mine = [group[digest[f]] for f in files if f.parent == cdir]
+        todo = sorted(set(mine) - set(side))
         want = round(share * len(mine))
-        taken = sum(side.get(digest[f]) == "test" for f in mine)
-        for i in order:
-            sha = shas[i]
-            n = sum(digest[f] == sha for f in mine)
-            side[sha] = "test" if taken + n <= want and taken < want else "train"
-            taken += n if side[sha] == "test" else 0
+        taken = sum(side.get(g) == "test" for g in mine)
+        for i in rng.permutation(len(todo)):
+            n = mine.count(todo[i])
+            side[todo[i]] = "test" if taken + n <= want and taken < want else "train"
+            taken += n if side[todo[i]] == "test" else 0
     for f in files:
-        part = side[digest[f]]
+        part = side[group[digest[f]]]
         link = dest / part / f.parent.name / f.name
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.is_symlink():
             link.symlink_to(f)
-        counts.setdefault(part, 0)
-        counts[part] += 1
+        counts[part] = counts.get(part, 0) + 1
     return counts
 
 
