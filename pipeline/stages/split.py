@@ -23,7 +23,7 @@ ratios start a new ledger. ``gemcurate split --reset`` does so explicitly.
 *Small classes*: a class with fewer than ``split.min_heldout_images`` usable images goes to
 train whole (none held out: it is learnt, but the internal val/test cannot score it; the
 metrics name it); one with fewer than ``split.min_images`` is left out. Held-aside real gem
-photos showed why both exist: the ten-image floor alone dropped Pearl (9 distinct photos
+photos showed why both exist: the ten-image floor alone dropped Pearl (8–9 distinct photos
 once its near copies went) and the model answered none of its photos (2026-12-07,
 docs/benchmarks.md).
 
