@@ -55,15 +55,11 @@ def hold_aside(folder: Path, dest: Path, share: float = 0.2, seed: int = 0) -> d
     """Symlink ``folder/<class>/*`` into ``dest/train`` and ``dest/test`` (about ``share`` of
     each class's files in test; a group of copies — :func:`copy_groups` — always on one
     side). Idempotent."""
-    files = sorted(f for c in folder.iterdir() if c.is_dir() for f in sorted(c.iterdir())
-                   if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
-    digest = {f: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
-    group = copy_groups(files, digest)
+    group = _photos(folder)
     rng = np.random.default_rng(seed)
     side: dict[str, str] = {}  # group → "train" | "test"
-    counts: dict[str, int] = {}
     for cdir in sorted(c for c in folder.iterdir() if c.is_dir()):
-        mine = [group[digest[f]] for f in files if f.parent == cdir]
+        mine = [g for f, g in group.items() if f.parent == cdir]
         todo = sorted(set(mine) - set(side))
         want = round(share * len(mine))
         taken = sum(side.get(g) == "test" for g in mine)
@@ -71,8 +67,22 @@ def hold_aside(folder: Path, dest: Path, share: float = 0.2, seed: int = 0) -> d
             n = mine.count(todo[i])
             side[todo[i]] = "test" if taken + n <= want and taken < want else "train"
             taken += n if side[todo[i]] == "test" else 0
-    for f in files:
-        part = side[group[digest[f]]]
+    return _link({f: side[g] for f, g in group.items()}, dest)
+
+
+def _photos(folder: Path) -> dict[Path, str]:
+    """Each photo of ``folder/<class>/*`` (sorted) → its group of copies (:func:`copy_groups`)."""
+    files = sorted(f for c in folder.iterdir() if c.is_dir() for f in sorted(c.iterdir())
+                   if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+    digest = {f: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+    group = copy_groups(files, digest)
+    return {f: group[digest[f]] for f in files}
+
+
+def _link(part_of: dict[Path, str], dest: Path) -> dict[str, int]:
+    """Symlink each file into ``dest/<its part>/<class>/``; the files per part. Idempotent."""
+    counts: dict[str, int] = {}
+    for f, part in part_of.items():
         link = dest / part / f.parent.name / f.name
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.is_symlink():
@@ -103,14 +113,11 @@ def deal_folds(folder: Path, folds: int, seed: int = 0) -> dict[Path, int]:
     """Each file of ``folder/<class>/*`` → its fold (0 … folds − 1): per class, the groups of
     copies (:func:`copy_groups`) in a seeded order, each to the fold with the fewest of that
     class's files so far; a group anywhere in the folder stays in one fold."""
-    files = sorted(f for c in folder.iterdir() if c.is_dir() for f in sorted(c.iterdir())
-                   if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
-    digest = {f: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
-    group = copy_groups(files, digest)
+    group = _photos(folder)
     rng = np.random.default_rng(seed)
     fold_of: dict[str, int] = {}
     for cdir in sorted(c for c in folder.iterdir() if c.is_dir()):
-        mine = [group[digest[f]] for f in files if f.parent == cdir]
+        mine = [g for f, g in group.items() if f.parent == cdir]
         size = [0] * folds
         for g in mine:  # groups already dealt with another class
             if g in fold_of:
@@ -120,20 +127,13 @@ def deal_folds(folder: Path, folds: int, seed: int = 0) -> dict[Path, int]:
             k = min(range(folds), key=lambda j: (size[j], j))
             fold_of[todo[i]] = k
             size[k] += mine.count(todo[i])
-    return {f: fold_of[group[digest[f]]] for f in files}
+    return {f: fold_of[g] for f, g in group.items()}
 
 
 def link_fold(folder: Path, dest: Path, folds: int, fold: int, seed: int = 0) -> dict:
     """Symlink fold ``fold`` of ``folder`` into ``dest/test`` and the rest into ``dest/train``."""
-    counts: dict[str, int] = {}
-    for f, k in deal_folds(folder, folds, seed).items():
-        part = "test" if k == fold else "train"
-        link = dest / part / f.parent.name / f.name
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.is_symlink():
-            link.symlink_to(f)
-        counts[part] = counts.get(part, 0) + 1
-    return counts
+    return _link({f: "test" if k == fold else "train"
+                  for f, k in deal_folds(folder, folds, seed).items()}, dest)
 
 
 def paired(csvs: list[Path], rounds: int = 10000, seed: int = 0) -> dict:

@@ -171,14 +171,14 @@ def near_copies(items: list[tuple[str, str]], p: DedupeParams,
     """The verified near-copy pairs ``a, b`` (image ids) among ``(image_id, path)`` files,
     decided as the stage decides them, without a manifest or a cache: for a set of files
     that must be split without a copy on both sides (a held-aside test folder)."""
-    hashes = fingerprint_all(sorted(dict(items).items()), p.workers, progress=False)
+    where = dict(items)
+    hashes = fingerprint_all(sorted(where.items()), p.workers, progress=False)
     good = hashes[hashes["error"].isna()].sort_values("image_id").reset_index(drop=True)
     if len(good) < 2:
         return pd.DataFrame(columns=PAIR_COLUMNS)
     vecs = None
     if p.embedding:
         emb = embeddings if embeddings is not None else EmbeddingCache(None)
-        where = dict(items)
         ensure_embeddings(emb, [(i, where[i]) for i in good["image_id"]], p.workers)
         vecs = unit(mean_part(emb.get(good["image_id"])[0]))
     pairs = verify(good, _candidates(good, np.ones(len(good), bool), p, True, vecs), p, False)
